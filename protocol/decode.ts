@@ -16,7 +16,13 @@ import {
   isRequestCode,
   isResponseCode,
 } from './constants';
-import { ProtocolError, ProtocolErrorCode, assertNever, isProtocolError, protocolError } from './errors';
+import {
+  ProtocolError,
+  ProtocolErrorCode,
+  assertNever,
+  isProtocolError,
+  protocolError,
+} from './errors';
 import { decodeFileName, decodeString255, paddedLength } from './fields';
 import { FrameDecoder, type FrameLayout } from './frame-decoder';
 import type {
@@ -297,7 +303,11 @@ export class ResponseDecoder {
     let data = chunk;
     if (this.junk && !this.frames.inFrame) {
       let i = 0;
-      while (i < data.length && this.junkMatched < this.junk.length && data[i] === this.junk[this.junkMatched]) {
+      while (
+        i < data.length &&
+        this.junkMatched < this.junk.length &&
+        data[i] === this.junk[this.junkMatched]
+      ) {
         i++;
         this.junkMatched++;
       }

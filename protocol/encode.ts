@@ -76,7 +76,12 @@ export function encodeRequest(request: Request): Buffer {
   switch (request.code) {
     case RequestCode.REGISTER:
     case RequestCode.RECONNECT: {
-      const out = encodeRequestHeader(clientId, request.code, Size.STRING255, Buffer.alloc(h + Size.STRING255));
+      const out = encodeRequestHeader(
+        clientId,
+        request.code,
+        Size.STRING255,
+        Buffer.alloc(h + Size.STRING255),
+      );
       encodeString255(request.name, out, h, request.code);
       return out;
     }
@@ -103,7 +108,12 @@ export function encodeRequest(request: Request): Buffer {
     case RequestCode.CHECKSUM_OK:
     case RequestCode.CHECKSUM_RETRY:
     case RequestCode.CHECKSUM_ABORT: {
-      const out = encodeRequestHeader(clientId, request.code, Size.STRING255, Buffer.alloc(h + Size.STRING255));
+      const out = encodeRequestHeader(
+        clientId,
+        request.code,
+        Size.STRING255,
+        Buffer.alloc(h + Size.STRING255),
+      );
       encodeString255(request.fileName, out, h, request.code);
       return out;
     }

@@ -12,7 +12,10 @@ import { ProtocolError, ProtocolErrorCode, protocolError } from './errors';
 export interface FrameLayout<H> {
   readonly headerSize: number;
   /** Reads the header at `offset`; views into `buf` are fine, they are used synchronously. */
-  readHeader(buf: Buffer, offset: number): H & { readonly code: number; readonly payloadSize: number };
+  readHeader(
+    buf: Buffer,
+    offset: number,
+  ): H & { readonly code: number; readonly payloadSize: number };
   /** Largest payload accepted for `code`. */
   payloadLimit(code: number): number;
   /**
@@ -57,7 +60,10 @@ export class FrameDecoder<H> {
    */
   push(chunk: Buffer, onFrame: FrameCallback<H>): void {
     if (this.failure) {
-      throw protocolError(ProtocolErrorCode.DECODER_FAILED, 'decoder failed earlier: ' + this.failure.message);
+      throw protocolError(
+        ProtocolErrorCode.DECODER_FAILED,
+        'decoder failed earlier: ' + this.failure.message,
+      );
     }
     let pos = 0;
     if (this.pendingLength > 0) {
@@ -76,7 +82,9 @@ export class FrameDecoder<H> {
   }
 
   /** Returns the wire payload size of `header`, failing the decoder if it is over the limit. */
-  private checkedPayloadSize(header: H & { readonly code: number; readonly payloadSize: number }): number {
+  private checkedPayloadSize(
+    header: H & { readonly code: number; readonly payloadSize: number },
+  ): number {
     const limit = this.layout.payloadLimit(header.code);
     if (header.payloadSize > limit) {
       this.failure = protocolError(
@@ -93,7 +101,9 @@ export class FrameDecoder<H> {
 
   private ensureCapacity(size: number): void {
     if (this.pending.length >= size) return;
-    const next = Buffer.allocUnsafe(Math.max(size, this.pending.length * 2, this.layout.headerSize));
+    const next = Buffer.allocUnsafe(
+      Math.max(size, this.pending.length * 2, this.layout.headerSize),
+    );
     this.pending.copy(next, 0, 0, this.pendingLength);
     this.pending = next;
   }

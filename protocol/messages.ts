@@ -51,11 +51,7 @@ export interface ChecksumRequest extends RequestBase {
 }
 
 export type Request =
-  | RegisterRequest
-  | SendPublicKeyRequest
-  | ReconnectRequest
-  | SendFileRequest
-  | ChecksumRequest;
+  RegisterRequest | SendPublicKeyRequest | ReconnectRequest | SendFileRequest | ChecksumRequest;
 
 export interface RegisteredResponse {
   readonly code: typeof ResponseCode.REGISTERED;

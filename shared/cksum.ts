@@ -87,7 +87,7 @@ export class Cksum {
     // The length is appended LSB first in as few bytes as needed (none for 0). Division, not
     // shifts, because lengths may pass 2^32.
     for (let len = this.length; len > 0; len = Math.floor(len / 256)) {
-      c = (c << 8) ^ t[((c >>> 24) ^ len % 256) & 0xff];
+      c = (c << 8) ^ t[((c >>> 24) ^ (len % 256)) & 0xff];
     }
     return ~c >>> 0;
   }

@@ -148,7 +148,8 @@ function derLength(field: Buffer): number {
 export function parsePublicKeyField(field: Buffer): KeyObject {
   const bad = (why: string): CryptoError => new CryptoError(CryptoErrorCode.BAD_PUBLIC_KEY, why);
   const len = derLength(field);
-  if (len < 0 || len > field.length) throw bad('public key field does not start with a DER sequence');
+  if (len < 0 || len > field.length)
+    throw bad('public key field does not start with a DER sequence');
   for (let i = len; i < field.length; i++) {
     if (field[i] !== 0) throw bad('public key field has bytes after the DER');
   }
@@ -160,7 +161,8 @@ export function parsePublicKeyField(field: Buffer): KeyObject {
   }
   if (key.asymmetricKeyType !== 'rsa') throw bad('public key is not RSA');
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (bits !== RSA_MODULUS_BITS) throw bad(`RSA key has ${bits} bits; ${RSA_MODULUS_BITS} required`);
+  if (bits !== RSA_MODULUS_BITS)
+    throw bad(`RSA key has ${bits} bits; ${RSA_MODULUS_BITS} required`);
   return key;
 }
 
@@ -181,7 +183,10 @@ export function unwrapAesKey(privateKey: KeyObject, wrapped: Buffer): Buffer {
       wrapped,
     );
   } catch {
-    throw new CryptoError(CryptoErrorCode.UNWRAP_FAILED, 'wrapped AES key does not decrypt with our private key');
+    throw new CryptoError(
+      CryptoErrorCode.UNWRAP_FAILED,
+      'wrapped AES key does not decrypt with our private key',
+    );
   }
   checkAesKey(key);
   return key;
@@ -194,7 +199,10 @@ export function loadPrivateKey(pkcs8Der: Buffer): KeyObject {
     if (key.asymmetricKeyType !== 'rsa') throw new Error('not RSA');
     return key;
   } catch {
-    throw new CryptoError(CryptoErrorCode.BAD_PRIVATE_KEY, 'private key is not an RSA PKCS#8 DER key');
+    throw new CryptoError(
+      CryptoErrorCode.BAD_PRIVATE_KEY,
+      'private key is not an RSA PKCS#8 DER key',
+    );
   }
 }
 

@@ -17,7 +17,15 @@ export const LOG_LEVELS: readonly LevelWithSilent[] = [
   'silent',
 ];
 
-const REDACT = ['aesKey', 'key', 'privateKey', 'wrappedKey', '*.aesKey', '*.privateKey', '*.wrappedKey'];
+const REDACT = [
+  'aesKey',
+  'key',
+  'privateKey',
+  'wrappedKey',
+  '*.aesKey',
+  '*.privateKey',
+  '*.wrappedKey',
+];
 
 export interface LoggerOptions {
   readonly name: string;
@@ -43,7 +51,10 @@ export function createLogger(options: LoggerOptions): Logger {
   if (pretty) {
     return pino({
       ...base,
-      transport: { target: 'pino-pretty', options: { destination: fd, colorize: true, translateTime: 'SYS:standard' } },
+      transport: {
+        target: 'pino-pretty',
+        options: { destination: fd, colorize: true, translateTime: 'SYS:standard' },
+      },
     });
   }
   return pino(base, pino.destination({ fd, sync: false }));

@@ -84,7 +84,12 @@ export interface ClientStore {
   /** Inserts or replaces the row of (clientId, fileName) with status 'received', Verified = 0. */
   putFile(file: Omit<FileRecord, 'verified' | 'status'>): Promise<void>;
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined>;
-  setFileStatus(clientId: Buffer, fileName: string, status: FileStatus, now: number): Promise<boolean>;
+  setFileStatus(
+    clientId: Buffer,
+    fileName: string,
+    status: FileStatus,
+    now: number,
+  ): Promise<boolean>;
   /** Bytes of plaintext stored for a client (for quotas). */
   storedBytes(clientId: Buffer): Promise<number>;
   listClients(): Promise<ClientRecord[]>;
