@@ -6,6 +6,7 @@ module.exports = {
   transform: {
     '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }],
   },
+  globalSetup: '<rootDir>/tests/global-setup.js',
   testTimeout: 60000,
   // End-to-end tests each start servers on ephemeral ports; two workers fit the 2-core CI box.
   maxWorkers: 2,
