@@ -64,7 +64,12 @@ export interface AuditEntry {
 }
 
 export type RegisterResult =
-  | { readonly ok: true; readonly client: ClientRecord }
+  | {
+      readonly ok: true;
+      readonly client: ClientRecord;
+      /** Id of a keyless record of the same name that this registration replaced (§5.1). */
+      readonly replacedId?: Buffer;
+    }
   | { readonly ok: false; readonly reason: 'name_taken' };
 
 /** Client and file records. All methods reject with a StorageError on I/O or SQL failure. */
