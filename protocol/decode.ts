@@ -151,7 +151,13 @@ export function decodeRequest(frame: RequestFrame): Request {
 
 export type DecodedRequest =
   | { readonly ok: true; readonly header: RequestHeader; readonly request: Request }
-  | { readonly ok: false; readonly header: RequestHeader; readonly error: ProtocolError };
+  | {
+      readonly ok: false;
+      readonly header: RequestHeader;
+      readonly error: ProtocolError;
+      /** View of the refused frame's payload (valid only in the callback), for diagnostics. */
+      readonly payload: Buffer;
+    };
 
 /** Runs `decode`, turning a ProtocolError into a failed result; anything else propagates. */
 function attempt<M>(decode: () => M): { ok: true; value: M } | { ok: false; error: ProtocolError } {
@@ -200,7 +206,7 @@ export class RequestDecoder {
       onRequest(
         decoded.ok
           ? { ok: true, header, request: decoded.value }
-          : { ok: false, header, error: decoded.error },
+          : { ok: false, header, error: decoded.error, payload },
       );
     });
   }
@@ -277,6 +283,7 @@ export class ResponseDecoder {
       payloadLimit: () => maxPayload,
       wirePayloadSize: (h) =>
         h.code === ResponseCode.REGISTERED && h.payloadSize === 0 ? Size.CLIENT_ID : h.payloadSize,
+      skipBetweenFrames: (buf, offset) => this.skipJunk(buf, offset),
     });
   }
 
@@ -288,34 +295,40 @@ export class ResponseDecoder {
     return this.frames.inFrame;
   }
 
+  /** Bytes held for an incomplete response (at most one frame). */
+  get bufferedBytes(): number {
+    return this.frames.bufferedBytes;
+  }
+
   /**
    * Some servers follow a 1604 with an undeclared copy of the request's file-name field (§9).
-   * If the next bytes received equal a prefix of `bytes`, they are dropped; the first byte that
-   * differs ends the skipping. A real header starts with the version byte, which no file name
-   * can start with (control character), so real responses are never eaten.
+   * Call this from the 1604's callback (or after it, before the next push): from the next frame
+   * boundary on, bytes equal to a prefix of `bytes` are dropped, also when they arrived in the
+   * same chunk as the 1604 or are split over later chunks; the first byte that differs ends the
+   * skipping. A real header starts with the version byte, which no file name can start with
+   * (control character), so real responses are never eaten.
    */
   skipIfNext(bytes: Buffer): void {
     this.junk = bytes;
     this.junkMatched = 0;
   }
 
-  push(chunk: Buffer, onResponse: (result: DecodedResponse) => void): void {
-    let data = chunk;
-    if (this.junk && !this.frames.inFrame) {
-      let i = 0;
-      while (
-        i < data.length &&
-        this.junkMatched < this.junk.length &&
-        data[i] === this.junk[this.junkMatched]
-      ) {
-        i++;
-        this.junkMatched++;
-      }
-      if (this.junkMatched >= this.junk.length || i < data.length) this.junk = undefined;
-      data = data.subarray(i);
-      if (data.length === 0) return;
+  /** Drops the expected junk at `offset` (called at frame boundaries); returns where to go on. */
+  private skipJunk(buf: Buffer, offset: number): number {
+    const junk = this.junk;
+    if (!junk) return offset;
+    let i = offset;
+    while (i < buf.length && this.junkMatched < junk.length && buf[i] === junk[this.junkMatched]) {
+      i++;
+      this.junkMatched++;
     }
-    this.frames.push(data, (header, payload) => {
+    // Keep skipping into the next chunk only if this one ended while still matching.
+    if (this.junkMatched >= junk.length || i < buf.length) this.junk = undefined;
+    return i;
+  }
+
+  push(chunk: Buffer, onResponse: (result: DecodedResponse) => void): void {
+    this.frames.push(chunk, (header, payload) => {
       const decoded = attempt(() => decodeResponse({ ...header, payload }));
       onResponse(
         decoded.ok

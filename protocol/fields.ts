@@ -5,7 +5,9 @@ import { Size } from './constants';
 import { ProtocolErrorCode, protocolError } from './errors';
 
 const NUL = 0x00;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading U+FEFF in the text: the default strips it, so the wire names
+// "\uFEFFa" and "a" would decode to the same string and encode(decode(x)) would not be x.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** Longest text a string255 can hold: one byte is kept for the terminating NUL (§2). */
 export const STRING255_MAX_TEXT = Size.STRING255 - 1;
 

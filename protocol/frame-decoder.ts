@@ -23,6 +23,12 @@ export interface FrameLayout<H> {
    * side uses this for the 1600-with-size-0 quirk (§9).
    */
   wirePayloadSize?(header: H & { readonly code: number; readonly payloadSize: number }): number;
+  /**
+   * Called at every frame boundary (before a new header starts, also right after a frame was
+   * handed out in the same chunk) with the unread bytes at `offset`; returns the offset to go on
+   * from. The response side uses this to drop undeclared bytes after a 1604 (§9).
+   */
+  skipBetweenFrames?(buf: Buffer, offset: number): number;
 }
 
 export type FrameCallback<H> = (header: H, payload: Buffer) => void;
@@ -71,7 +77,9 @@ export class FrameDecoder<H> {
       if (pos < 0) return;
     }
     const { headerSize } = this.layout;
-    while (chunk.length - pos >= headerSize) {
+    while (true) {
+      if (this.layout.skipBetweenFrames) pos = this.layout.skipBetweenFrames(chunk, pos);
+      if (chunk.length - pos < headerSize) break;
       const header = this.layout.readHeader(chunk, pos);
       const frameSize = headerSize + this.checkedPayloadSize(header);
       if (chunk.length - pos < frameSize) break;

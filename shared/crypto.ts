@@ -163,6 +163,9 @@ export function parsePublicKeyField(field: Buffer): KeyObject {
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits !== RSA_MODULUS_BITS)
     throw bad(`RSA key has ${bits} bits; ${RSA_MODULUS_BITS} required`);
+  // e = 1 makes "encryption" the identity: the wrapped AES key would travel readable.
+  const e = key.asymmetricKeyDetails?.publicExponent ?? BigInt(0);
+  if (e < BigInt(3) || e % BigInt(2) === BigInt(0)) throw bad('RSA public exponent is not usable');
   return key;
 }
 
