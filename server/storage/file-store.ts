@@ -1,0 +1,352 @@
+/**
+ * Received files under the data directory (PROTOCOL.md §7): `<data>/<client-id-hex>/<name>`.
+ *
+ * An upload goes to `<data>/.incoming/<client-id-hex>-<random>.part` (same file system as its
+ * destination, so the final rename is atomic), created with O_EXCL | O_NOFOLLOW and mode 0600.
+ * commit = fsync the file, rename it over the destination, fsync the folder: after a crash the
+ * name holds either the old complete file or the new complete one, never a part.
+ *
+ * Containment, in depth (names are already checked upstream, §9): client ids must be 32 hex
+ * characters and names plain base names, or PATH_ESCAPE; every resolved path is verified to
+ * lie inside the data directory; and a symlink found where a folder of ours should be is never
+ * followed (lstat, O_NOFOLLOW), so nothing planted in the data directory redirects a write.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { StorageError, StorageErrorCode, type FileStore, type UploadSink } from './types';
+
+/** Folder of upload temp files, inside the data directory. */
+export const INCOMING_DIR = '.incoming';
+export const TEMP_SUFFIX = '.part';
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+/** Longest name most file systems allow for one path component (bytes). */
+const NAME_MAX_BYTES = 255;
+const TEMP_RANDOM_BYTES = 12;
+const CLIENT_ID_HEX = /^[0-9a-f]{32}$/;
+// eslint-disable-next-line no-control-regex
+const FORBIDDEN_NAME_CHARS = /[/\\\u0000-\u001f\u007f]/;
+
+const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = fsConstants;
+
+function escapeError(message: string): StorageError {
+  return new StorageError(StorageErrorCode.PATH_ESCAPE, message);
+}
+
+function fsError(what: string, err: unknown): StorageError {
+  if (err instanceof StorageError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  const detail = code ?? (err instanceof Error ? err.message : String(err));
+  return new StorageError(StorageErrorCode.FILESYSTEM, `${what} (${detail})`, { cause: err });
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/** The canonical (lowercase) folder name of a client, or PATH_ESCAPE. */
+export function checkClientIdHex(clientIdHex: string): string {
+  const hex = clientIdHex.toLowerCase();
+  if (!CLIENT_ID_HEX.test(hex)) {
+    throw escapeError(`client id ${JSON.stringify(clientIdHex)} is not 32 hex characters`);
+  }
+  return hex;
+}
+
+/** A plain base name (§9), or PATH_ESCAPE. */
+export function checkFileName(fileName: string): string {
+  if (
+    fileName.length === 0 ||
+    fileName === '.' ||
+    fileName === '..' ||
+    FORBIDDEN_NAME_CHARS.test(fileName) ||
+    Buffer.byteLength(fileName, 'utf8') > NAME_MAX_BYTES
+  ) {
+    throw escapeError(`file name ${JSON.stringify(fileName)} is not a plain base name`);
+  }
+  return fileName;
+}
+
+/** fsyncs a folder so a rename or unlink in it survives a crash. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export function createFileStore(dataDir: string): FileStore {
+  return new DiskFileStore(path.resolve(dataDir));
+}
+
+class DiskFileStore implements FileStore {
+  private readonly incomingDir: string;
+
+  constructor(private readonly root: string) {
+    this.incomingDir = path.join(root, INCOMING_DIR);
+  }
+
+  /** Joins below the data directory and verifies the result did not leave it. */
+  private inside(...parts: string[]): string {
+    const resolved = path.resolve(this.root, ...parts);
+    if (!resolved.startsWith(this.root + path.sep)) {
+      throw escapeError(`path ${JSON.stringify(parts.join('/'))} leaves the data directory`);
+    }
+    return resolved;
+  }
+
+  /**
+   * Makes sure `dir` (directly inside the data directory) is a real folder, creating it when
+   * missing; a symlink or a file there is refused, never followed.
+   */
+  private async ensureOwnDirectory(dir: string): Promise<boolean> {
+    let created = false;
+    try {
+      await fsp.mkdir(dir, { mode: DIR_MODE });
+      created = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw fsError(`cannot create folder ${dir}`, err);
+      }
+    }
+    const stats = await fsp.lstat(dir).catch((err: unknown) => {
+      throw fsError(`cannot inspect folder ${dir}`, err);
+    });
+    if (stats.isSymbolicLink() || !stats.isDirectory()) {
+      throw escapeError(`${dir} is not a plain folder (symlink or file planted in the data dir)`);
+    }
+    return created;
+  }
+
+  /** Like ensureOwnDirectory, for a folder that may be absent: false when it is. */
+  private async existingOwnDirectory(dir: string): Promise<boolean> {
+    let stats;
+    try {
+      stats = await fsp.lstat(dir);
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw fsError(`cannot inspect folder ${dir}`, err);
+    }
+    if (stats.isSymbolicLink() || !stats.isDirectory()) {
+      throw escapeError(`${dir} is not a plain folder (symlink or file planted in the data dir)`);
+    }
+    return true;
+  }
+
+  async beginUpload(clientIdHex: string, fileName: string): Promise<UploadSink> {
+    const hex = checkClientIdHex(clientIdHex);
+    const name = checkFileName(fileName);
+    const clientDir = this.inside(hex);
+    const destination = this.inside(hex, name);
+    await this.ensureRoot();
+    await this.ensureOwnDirectory(this.incomingDir);
+    const tempPath = this.inside(
+      INCOMING_DIR,
+      `${hex}-${randomBytes(TEMP_RANDOM_BYTES).toString('hex')}${TEMP_SUFFIX}`,
+    );
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, FILE_MODE);
+    } catch (err) {
+      throw fsError(`cannot create temp file in ${this.incomingDir}`, err);
+    }
+    return new DiskUploadSink(this, handle, tempPath, clientDir, destination, `${hex}/${name}`);
+  }
+
+  private async ensureRoot(): Promise<void> {
+    try {
+      await fsp.mkdir(this.root, { recursive: true, mode: DIR_MODE });
+    } catch (err) {
+      throw fsError(`cannot create data directory ${this.root}`, err);
+    }
+  }
+
+  /** Used by a sink at commit: the client folder, refusing a planted symlink. */
+  async prepareClientDirectory(clientDir: string): Promise<void> {
+    const created = await this.ensureOwnDirectory(clientDir);
+    // The new folder's entry lives in the data directory: make it durable too.
+    if (created) await syncDirectory(this.root);
+  }
+
+  async remove(clientIdHex: string, fileName: string): Promise<void> {
+    const hex = checkClientIdHex(clientIdHex);
+    const name = checkFileName(fileName);
+    const clientDir = this.inside(hex);
+    const target = this.inside(hex, name);
+    if (!(await this.existingOwnDirectory(clientDir))) return;
+    try {
+      // unlink removes a symlink itself, never what it points to.
+      await fsp.unlink(target);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw fsError(`cannot remove ${hex}/${name}`, err);
+    }
+    await syncDirectory(clientDir).catch((err: unknown) => {
+      throw fsError(`cannot sync folder ${clientDir}`, err);
+    });
+  }
+
+  async removeClient(clientIdHex: string): Promise<void> {
+    const hex = checkClientIdHex(clientIdHex);
+    const clientDir = this.inside(hex);
+    if (!(await this.existingOwnDirectory(clientDir))) return;
+    try {
+      // fs.rm does not follow symlinks found inside the folder; it unlinks them.
+      await fsp.rm(clientDir, { recursive: true, force: true });
+    } catch (err) {
+      throw fsError(`cannot remove folder ${hex}`, err);
+    }
+  }
+
+  async sweepTemp(): Promise<number> {
+    try {
+      if (!(await this.existingOwnDirectory(this.incomingDir))) return 0;
+    } catch (err) {
+      throw fsError(`cannot inspect ${this.incomingDir}`, err);
+    }
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.incomingDir);
+    } catch (err) {
+      throw fsError(`cannot list ${this.incomingDir}`, err);
+    }
+    let removed = 0;
+    for (const name of names) {
+      if (!name.endsWith(TEMP_SUFFIX)) continue;
+      try {
+        await fsp.unlink(this.inside(INCOMING_DIR, name));
+        removed += 1;
+      } catch (err) {
+        if (!isNotFound(err)) throw fsError(`cannot remove temp file ${name}`, err);
+      }
+    }
+    return removed;
+  }
+}
+
+type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
+
+class DiskUploadSink implements UploadSink {
+  private state: SinkState = 'open';
+  /** Next write offset: positional writes keep order even if calls overlap. */
+  private position = 0;
+  private readonly inFlight = new Set<Promise<void>>();
+  private handleClosed = false;
+  private committing: Promise<string> | undefined;
+
+  constructor(
+    private readonly store: DiskFileStore,
+    private readonly handle: FileHandle,
+    private readonly tempPath: string,
+    private readonly clientDir: string,
+    private readonly destination: string,
+    private readonly relativePath: string,
+  ) {}
+
+  write(data: Buffer): Promise<void> {
+    if (this.state !== 'open') {
+      return Promise.reject(
+        new StorageError(
+          StorageErrorCode.FILESYSTEM,
+          `upload to ${this.relativePath} is ${this.state}`,
+        ),
+      );
+    }
+    const offset = this.position;
+    this.position += data.length;
+    const pending = this.writeAll(data, offset);
+    this.inFlight.add(pending);
+    const settle = (): void => {
+      this.inFlight.delete(pending);
+    };
+    pending.then(settle, settle);
+    return pending;
+  }
+
+  private async writeAll(data: Buffer, offset: number): Promise<void> {
+    let done = 0;
+    try {
+      // The OS may take fewer bytes than asked (full disk, signals): write the rest.
+      while (done < data.length) {
+        const { bytesWritten } = await this.handle.write(
+          data,
+          done,
+          data.length - done,
+          offset + done,
+        );
+        if (bytesWritten === 0) throw new Error('write returned 0 bytes');
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw fsError(`cannot write upload to ${this.relativePath}`, err);
+    }
+  }
+
+  private async closeHandle(): Promise<void> {
+    if (this.handleClosed) return;
+    this.handleClosed = true;
+    await this.handle.close();
+  }
+
+  commit(): Promise<string> {
+    if (this.state !== 'open') {
+      return Promise.reject(
+        new StorageError(
+          StorageErrorCode.FILESYSTEM,
+          `cannot commit upload to ${this.relativePath}: it is ${this.state}`,
+        ),
+      );
+    }
+    this.state = 'committing';
+    this.committing = this.finishCommit();
+    return this.committing;
+  }
+
+  private async finishCommit(): Promise<string> {
+    try {
+      await Promise.all(this.inFlight);
+      await this.handle.sync();
+      await this.closeHandle();
+      await this.store.prepareClientDirectory(this.clientDir);
+      await fsp.rename(this.tempPath, this.destination);
+    } catch (err) {
+      this.state = 'aborted';
+      await this.discard().catch(() => undefined);
+      throw fsError(`cannot store ${this.relativePath}`, err);
+    }
+    this.state = 'committed';
+    try {
+      await syncDirectory(this.clientDir);
+    } catch (err) {
+      // The file is in place and complete; only the durability of its name is in doubt.
+      throw fsError(`stored ${this.relativePath} but cannot sync its folder`, err);
+    }
+    return this.relativePath;
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'committing') {
+      // A rename in progress cannot be taken back safely (it may have replaced an older file):
+      // let it finish; the caller decides what a committed file means for it.
+      await this.committing?.catch(() => undefined);
+      return;
+    }
+    if (this.state === 'committed' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    await this.discard();
+  }
+
+  private async discard(): Promise<void> {
+    await Promise.allSettled(this.inFlight);
+    await this.closeHandle().catch(() => undefined);
+    try {
+      await fsp.unlink(this.tempPath);
+    } catch (err) {
+      if (!isNotFound(err)) throw fsError(`cannot remove temp file of ${this.relativePath}`, err);
+    }
+  }
+}
