@@ -1,0 +1,155 @@
+/**
+ * Client errors: one class, one table from error code to process exit code. Callers and tests
+ * branch on `code`; the message is for people and says what failed and what to do.
+ */
+
+/** Process exit codes of `sft-client`, documented in `--help` and docs/client.md. */
+export const ExitCode = {
+  OK: 0,
+  /** A bug: an error the client did not expect. */
+  INTERNAL: 1,
+  /** Bad flags, a malformed or missing config file, a file that cannot be sent. */
+  USAGE: 2,
+  /** Connection refused, timed out, reset or closed; a server that stopped answering. */
+  CONNECTION: 3,
+  /** The server refused (1601) or kept answering with errors (1607) after all attempts. */
+  REJECTED: 4,
+  /** The server's checksum never matched: 1031 was sent (PROTOCOL.md §5). */
+  CHECKSUM: 5,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export const ClientErrorCode = {
+  USAGE: 'USAGE',
+  CONFIG_MISSING: 'CONFIG_MISSING',
+  CONFIG_UNREADABLE: 'CONFIG_UNREADABLE',
+  CONFIG_WRITE_FAILED: 'CONFIG_WRITE_FAILED',
+  BAD_SERVER_ADDRESS: 'BAD_SERVER_ADDRESS',
+  BAD_CLIENT_NAME: 'BAD_CLIENT_NAME',
+  BAD_CLIENT_ID: 'BAD_CLIENT_ID',
+  BAD_PRIVATE_KEY: 'BAD_PRIVATE_KEY',
+  MISSING_FILE_PATH: 'MISSING_FILE_PATH',
+  FILE_UNREADABLE: 'FILE_UNREADABLE',
+  FILE_CHANGED: 'FILE_CHANGED',
+  FILE_TOO_LARGE: 'FILE_TOO_LARGE',
+  BAD_FILE_NAME: 'BAD_FILE_NAME',
+  DUPLICATE_FILE_NAME: 'DUPLICATE_FILE_NAME',
+  CONNECT_REFUSED: 'CONNECT_REFUSED',
+  CONNECT_TIMEOUT: 'CONNECT_TIMEOUT',
+  CONNECT_FAILED: 'CONNECT_FAILED',
+  HOST_NOT_FOUND: 'HOST_NOT_FOUND',
+  CONNECTION_LOST: 'CONNECTION_LOST',
+  RESPONSE_TIMEOUT: 'RESPONSE_TIMEOUT',
+  /** The server's byte stream cannot be framed any more (§9 framing error). */
+  PROTOCOL_VIOLATION: 'PROTOCOL_VIOLATION',
+  REJECTED: 'REJECTED',
+  SERVER_ERROR: 'SERVER_ERROR',
+  CHECKSUM_FAILED: 'CHECKSUM_FAILED',
+  INTERNAL: 'INTERNAL',
+} as const;
+export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
+
+const EXIT_CODE_OF: { readonly [C in ClientErrorCode]: ExitCode } = {
+  USAGE: ExitCode.USAGE,
+  CONFIG_MISSING: ExitCode.USAGE,
+  CONFIG_UNREADABLE: ExitCode.USAGE,
+  CONFIG_WRITE_FAILED: ExitCode.USAGE,
+  BAD_SERVER_ADDRESS: ExitCode.USAGE,
+  BAD_CLIENT_NAME: ExitCode.USAGE,
+  BAD_CLIENT_ID: ExitCode.USAGE,
+  BAD_PRIVATE_KEY: ExitCode.USAGE,
+  MISSING_FILE_PATH: ExitCode.USAGE,
+  FILE_UNREADABLE: ExitCode.USAGE,
+  FILE_CHANGED: ExitCode.USAGE,
+  FILE_TOO_LARGE: ExitCode.USAGE,
+  BAD_FILE_NAME: ExitCode.USAGE,
+  DUPLICATE_FILE_NAME: ExitCode.USAGE,
+  CONNECT_REFUSED: ExitCode.CONNECTION,
+  CONNECT_TIMEOUT: ExitCode.CONNECTION,
+  CONNECT_FAILED: ExitCode.CONNECTION,
+  HOST_NOT_FOUND: ExitCode.CONNECTION,
+  CONNECTION_LOST: ExitCode.CONNECTION,
+  RESPONSE_TIMEOUT: ExitCode.CONNECTION,
+  PROTOCOL_VIOLATION: ExitCode.REJECTED,
+  REJECTED: ExitCode.REJECTED,
+  SERVER_ERROR: ExitCode.REJECTED,
+  CHECKSUM_FAILED: ExitCode.CHECKSUM,
+  INTERNAL: ExitCode.INTERNAL,
+};
+
+export function exitCodeOf(code: ClientErrorCode): ExitCode {
+  return EXIT_CODE_OF[code];
+}
+
+/** Where in a config file a problem is (1-based line). */
+export interface ConfigLocation {
+  readonly file: string;
+  readonly line?: number;
+}
+
+export interface ClientErrorOptions {
+  /** What the user can do about it, printed after the message. */
+  readonly hint?: string;
+  readonly location?: ConfigLocation;
+  readonly cause?: unknown;
+}
+
+export class ClientError extends Error {
+  override readonly name = 'ClientError';
+  readonly exitCode: ExitCode;
+  readonly hint: string | undefined;
+  readonly location: ConfigLocation | undefined;
+
+  constructor(
+    readonly code: ClientErrorCode,
+    message: string,
+    options: ClientErrorOptions = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.exitCode = exitCodeOf(code);
+    this.hint = options.hint;
+    this.location = options.location;
+  }
+}
+
+export function clientError(
+  code: ClientErrorCode,
+  message: string,
+  options?: ClientErrorOptions,
+): ClientError {
+  return new ClientError(code, message, options);
+}
+
+export function isClientError(err: unknown): err is ClientError {
+  return err instanceof ClientError;
+}
+
+/** A config-file error: the message is prefixed with `file:line` so people can find it. */
+export function configError(
+  code: ClientErrorCode,
+  location: ConfigLocation,
+  message: string,
+  hint?: string,
+): ClientError {
+  const where = location.line === undefined ? location.file : `${location.file}:${location.line}`;
+  return new ClientError(code, `${where}: ${message}`, { location, hint });
+}
+
+/** The Node system error code (ENOENT, ECONNREFUSED, ...) of an error, if it has one. */
+export function systemErrorCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const { code } = err as { code: unknown };
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
+
+/** Any error as a ClientError; unexpected ones become INTERNAL (exit 1). */
+export function toClientError(err: unknown): ClientError {
+  if (isClientError(err)) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new ClientError(ClientErrorCode.INTERNAL, `unexpected error: ${message}`, {
+    cause: err,
+    hint: 'this is a bug in sft-client; run again with --verbose and report the output',
+  });
+}
