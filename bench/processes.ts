@@ -1,0 +1,95 @@
+/** Starting the built `sft-server` and timing `sft-client` runs as separate processes. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const ROOT = join(__dirname, '..', '..');
+export const SERVER_MAIN = join(ROOT, 'dist', 'server', 'main.js');
+export const CLIENT_MAIN = join(ROOT, 'dist', 'client', 'main.js');
+
+export interface RunningServer {
+  readonly port: number;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 30_000;
+
+/**
+ * Starts the server on an ephemeral loopback port; resolves once it logs "listening" (the log
+ * level must stay at info for that line).
+ */
+export async function startServer(
+  dataDir: string,
+  extraArgs: string[] = [],
+): Promise<RunningServer> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      SERVER_MAIN,
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--data-dir',
+      dataDir,
+      '--log-level',
+      'info',
+      ...extraArgs,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const lines = createInterface({ input: child.stdout! });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error('server did not report listening')),
+      READY_TIMEOUT_MS,
+    );
+    child.once('exit', (code) => reject(new Error(`server exited early with ${code}`)));
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; port?: number };
+        if (entry.msg === 'listening' && typeof entry.port === 'number') {
+          clearTimeout(timer);
+          resolve(entry.port);
+        }
+      } catch {
+        // not a JSON log line
+      }
+    });
+  });
+  lines.on('line', () => undefined);
+  return {
+    port,
+    pid: child.pid!,
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+export interface ClientRun {
+  readonly code: number;
+  readonly ms: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `sft-client` to completion; wall time from spawn to exit. */
+export async function runClient(args: string[], cwd: string): Promise<ClientRun> {
+  const start = process.hrtime.bigint();
+  const child = spawn(process.execPath, [CLIENT_MAIN, ...args], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  return { code: code ?? -1, ms, stdout, stderr };
+}
