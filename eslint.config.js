@@ -3,7 +3,16 @@ const eslint = require('@eslint/js');
 const tseslint = require('typescript-eslint');
 
 module.exports = tseslint.config(
-  { ignores: ['tests/global-setup.js', '.scratch/**', 'dist/**', 'node_modules/**', 'coverage/**', '*.js'] },
+  {
+    ignores: [
+      'tests/global-setup.js',
+      '.scratch/**',
+      'dist/**',
+      'node_modules/**',
+      'coverage/**',
+      '*.js',
+    ],
+  },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,0 +1,89 @@
+/**
+ * Parsing of the server's command-line values that are more than a number: the port (flag,
+ * else port.info, else the default, PROTOCOL.md §7) and byte sizes with unit suffixes.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEFAULT_PORT } from '../shared/limits';
+
+export const PORT_INFO_FILE = 'port.info';
+const MAX_PORT = 65535;
+
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export type PortSource = 'flag' | 'port.info' | 'default';
+
+function parsePort(text: string, where: string, allowZero: boolean): number {
+  const trimmed = text.trim();
+  const port = /^\d{1,5}$/.test(trimmed) ? Number(trimmed) : NaN;
+  if (!Number.isInteger(port) || port > MAX_PORT || (port === 0 && !allowZero)) {
+    throw new UsageError(`${where}: ${JSON.stringify(trimmed)} is not a TCP port (1-${MAX_PORT})`);
+  }
+  return port;
+}
+
+/** --port (0 = any free port), else port.info in `cwd`, else 1256 (§7). */
+export function resolvePort(
+  flag: number | string | undefined,
+  cwd: string,
+): { port: number; source: PortSource } {
+  if (flag !== undefined) return { port: parsePort(String(flag), '--port', true), source: 'flag' };
+  const file = join(cwd, PORT_INFO_FILE);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      return { port: DEFAULT_PORT, source: 'default' };
+    }
+    throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  const firstLine = text.split(/\r?\n/)[0] ?? '';
+  return { port: parsePort(firstLine, `${file} line 1`, false), source: 'port.info' };
+}
+
+const UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+  t: 1024 ** 4,
+};
+
+/**
+ * A byte count: digits with an optional binary unit (`64M` = 64 MiB, `2G`, `512k`, `10MB`).
+ * `0`, `none` and `unlimited` mean no limit (returned as undefined).
+ */
+export function parseByteSize(text: string, flag: string): number | undefined {
+  const t = text.trim().toLowerCase();
+  if (t === 'none' || t === 'unlimited' || t === '0') return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/.exec(t);
+  if (!m) {
+    throw new UsageError(
+      `${flag}: ${JSON.stringify(text)} is not a size (e.g. 1048576, 512K, 64M, 2G)`,
+    );
+  }
+  const bytes = Math.floor(Number(m[1]) * UNITS[m[2]]);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new UsageError(`${flag}: ${JSON.stringify(text)} is out of range`);
+  }
+  return bytes;
+}
+
+export function positiveNumber(value: unknown, flag: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} must be a positive number`);
+  }
+  return n;
+}
+
+export function positiveInteger(value: unknown, flag: string): number {
+  const n = positiveNumber(value, flag);
+  if (!Number.isSafeInteger(n)) {
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} must be a whole number`);
+  }
+  return n;
+}

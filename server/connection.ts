@@ -1,0 +1,342 @@
+/**
+ * Socket I/O of one connection: bytes in through the request decoder, requests to the session
+ * strictly in order, answers out. While the session works on a request (or the disk or the
+ * peer is behind) the socket is paused, so memory per connection stays near one payload limit
+ * plus one batch: only the rest of the current socket read is held, as copies, in `backlog`.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { DecodedRequest } from '../protocol/decode';
+import { encodeResponse } from '../protocol/encode';
+import { ResponseCode } from '../protocol/constants';
+import { isProtocolError } from '../protocol/errors';
+import type { Response } from '../protocol/messages';
+import { RequestReader, type RawRequestHeader, type RequestSink } from './request-reader';
+import { ownDecodedRequest, type Session } from './session';
+
+/** Plaintext queued for the disk before the connection stops reading. */
+const WRITE_BACKLOG_LIMIT = 1024 * 1024;
+const MS_PER_SECOND = 1000;
+
+type Work =
+  | { readonly kind: 'request'; readonly decoded: DecodedRequest }
+  | { readonly kind: 'fatal'; readonly error: unknown; readonly code: number | undefined };
+
+export type CloseReason =
+  'peer' | 'idle' | 'slow' | 'evicted' | 'framing' | 'shutdown' | 'error' | 'internal';
+
+export interface ConnectionOptions {
+  readonly maxChunk: number;
+  readonly log: Logger;
+  /** Monotonic milliseconds (for idle and trickle checks). */
+  readonly clock: () => number;
+  /** Called once, after the socket closed and the session let go of everything. */
+  readonly onClosed: (connection: Connection) => void;
+}
+
+export class Connection {
+  /** When the last complete request arrived (or the connection opened). */
+  lastRequestAt: number;
+  private readonly decoder: RequestReader;
+  private readonly backlog: Work[] = [];
+  private busy = false;
+  private waitingForPeer = false;
+  private peerEnded = false;
+  private closing = false;
+  private closed = false;
+  private closeReason: CloseReason | undefined;
+  /** Start of the partial request now arriving, and how many bytes it had then. */
+  private frameStartedAt: number | undefined;
+  private frameStartBytes = 0;
+  private completedInPush = false;
+  /** Settles when the session has finished its last step after the socket closed. */
+  readonly finished: Promise<void>;
+  private resolveFinished!: () => void;
+  private readonly log: Logger;
+
+  constructor(
+    readonly socket: Socket,
+    private readonly session: Session,
+    readonly remoteAddress: string,
+    private readonly options: ConnectionOptions,
+  ) {
+    this.log = options.log;
+    this.decoder = new RequestReader({ maxChunk: options.maxChunk });
+    this.lastRequestAt = options.clock();
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('drain', () => this.onDrain());
+    socket.on('error', (err) => this.onSocketError(err));
+    socket.on('close', () => this.onClose());
+  }
+
+  /** A request is being served, partly received, or an upload is open: not idle. */
+  get active(): boolean {
+    return (
+      this.busy || this.backlog.length > 0 || this.decoder.inFrame || this.session.uploadInProgress
+    );
+  }
+
+  /** True if the connection has sent nothing but whole requests and is owed nothing. */
+  get quiet(): boolean {
+    return !this.active;
+  }
+
+  /**
+   * Periodic check (one sweep for all connections, not one timer each): closes the connection
+   * if it sent no complete request for `idleTimeoutMs`, or trickles its current request slower
+   * than `minRate` bytes per second once `graceMs` have passed. Returns the reason if closed.
+   */
+  sweep(
+    now: number,
+    idleTimeoutMs: number,
+    minRate: number,
+    graceMs: number,
+  ): CloseReason | undefined {
+    // While the server works or waits for the peer to read, the peer is not the slow one.
+    if (this.closed || this.busy || this.waitingForPeer) return undefined;
+    if (this.frameStartedAt !== undefined) {
+      const took = now - this.frameStartedAt;
+      const bytes = this.decoder.bufferedBytes - this.frameStartBytes;
+      if (took >= graceMs && (bytes * MS_PER_SECOND) / took < minRate) {
+        this.close('slow');
+        return 'slow';
+      }
+    }
+    // An open upload whose client stopped sending is idle too.
+    if (now - this.lastRequestAt >= idleTimeoutMs) {
+      this.close('idle');
+      return 'idle';
+    }
+    return undefined;
+  }
+
+  /** Closes at once (idle, evicted, shutdown): an unfinished upload is dropped. */
+  close(reason: CloseReason): void {
+    if (this.closed) return;
+    this.closeReason ??= reason;
+    this.closing = true;
+    this.socket.destroy();
+  }
+
+  /** Closes once the requests received so far are answered (shutdown of a quiet connection). */
+  closeWhenQuiet(): void {
+    if (this.quiet) this.close('shutdown');
+  }
+
+  // ------------------------------------------------------------ input
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    this.completedInPush = false;
+    try {
+      this.decoder.push(chunk, this.sink);
+    } catch (err) {
+      if (!isProtocolError(err) || !err.fatal) throw err;
+      this.enqueue({ kind: 'fatal', error: err, code: err.messageCode });
+    }
+    this.trackPartialFrame();
+    if (!this.busy) this.afterWork();
+  }
+
+  private readonly sink: RequestSink = {
+    fast: (header: RawRequestHeader, payload: Buffer): boolean => {
+      // Only in order: with anything queued, the frame waits its turn like any other.
+      if (this.busy || this.backlog.length > 0) return false;
+      if (!this.session.fastPacket(header, payload)) return false;
+      this.completedInPush = true;
+      this.lastRequestAt = this.options.clock();
+      return true;
+    },
+    request: (decoded: DecodedRequest): void => this.onDecoded(decoded),
+  };
+
+  private onDecoded(decoded: DecodedRequest): void {
+    this.completedInPush = true;
+    this.lastRequestAt = this.options.clock();
+    if (this.busy || this.backlog.length > 0) {
+      this.backlog.push({ kind: 'request', decoded: ownDecodedRequest(decoded) });
+      return;
+    }
+    this.serve(decoded);
+  }
+
+  private trackPartialFrame(): void {
+    if (!this.decoder.inFrame) {
+      this.frameStartedAt = undefined;
+    } else if (this.frameStartedAt === undefined || this.completedInPush) {
+      this.frameStartedAt = this.options.clock();
+      this.frameStartBytes = 0;
+    }
+  }
+
+  private enqueue(work: Work): void {
+    if (this.busy || this.backlog.length > 0) {
+      this.backlog.push(work);
+    } else {
+      this.perform(work);
+    }
+  }
+
+  private perform(work: Work): void {
+    if (work.kind === 'request') {
+      this.serve(work.decoded);
+      return;
+    }
+    this.closing = true;
+    this.closeReason ??= 'framing';
+    this.wait(this.session.fatal(work.error, work.code), true);
+  }
+
+  private serve(decoded: DecodedRequest): void {
+    let step: Promise<Response | undefined> | undefined;
+    try {
+      step = this.session.handle(decoded);
+    } catch (err) {
+      // A bug in the synchronous path: answer like any internal error, keep serving.
+      this.log.error({ err }, 'internal error while handling a request');
+      this.send({ code: ResponseCode.GENERAL_ERROR });
+      return;
+    }
+    if (step !== undefined) this.wait(step, false);
+  }
+
+  /** Stops reading until `step` settles, then sends its answer and goes on with the backlog. */
+  private wait(step: Promise<Response | undefined>, thenClose: boolean): void {
+    this.busy = true;
+    this.socket.pause();
+    step
+      .then(
+        (response) => {
+          if (response !== undefined) this.send(response);
+        },
+        (err: unknown) => {
+          this.log.error({ err }, 'internal error while handling a request');
+          this.send({ code: ResponseCode.GENERAL_ERROR });
+        },
+      )
+      .finally(() => {
+        this.busy = false;
+        if (thenClose || this.closed) {
+          // After a framing error the rest of the stream is meaningless: answer, then go.
+          this.endSocket(true);
+          if (this.closed) this.finish();
+          return;
+        }
+        this.pump();
+      })
+      .catch((err: unknown) => this.log.error({ err }, 'connection state error'));
+  }
+
+  private pump(): void {
+    while (!this.busy && this.backlog.length > 0) {
+      const work = this.backlog.shift() as Work;
+      this.perform(work);
+    }
+    if (!this.busy) this.afterWork();
+  }
+
+  /** Nothing is being served: flush the batch, apply backpressure, or read on. */
+  private afterWork(): void {
+    if (this.closed) {
+      this.finish();
+      return;
+    }
+    this.session.flush();
+    if (this.session.pendingWriteBytes > WRITE_BACKLOG_LIMIT) {
+      this.wait(
+        this.session.drain().then(() => undefined),
+        false,
+      );
+      return;
+    }
+    if (this.peerEnded) {
+      // The peer half-closed and everything it sent is answered.
+      this.endSocket();
+      return;
+    }
+    if (!this.closing && !this.waitingForPeer) this.resume();
+  }
+
+  private resume(): void {
+    if (!this.socket.isPaused()) return;
+    // Time spent paused by us does not count against the peer's request rate.
+    if (this.frameStartedAt !== undefined) {
+      this.frameStartedAt = this.options.clock();
+      this.frameStartBytes = this.decoder.bufferedBytes;
+    }
+    this.socket.resume();
+  }
+
+  // ------------------------------------------------------------ output
+
+  private send(response: Response): void {
+    if (this.socket.destroyed || !this.socket.writable) return;
+    const ok = this.socket.write(encodeResponse(response));
+    if (!ok) {
+      // The peer does not read its answers: stop reading its requests until it does.
+      this.waitingForPeer = true;
+      this.socket.pause();
+    }
+  }
+
+  private onDrain(): void {
+    if (!this.waitingForPeer) return;
+    this.waitingForPeer = false;
+    if (!this.busy && !this.closing) this.resume();
+  }
+
+  /**
+   * Ends our side after what is written. With `thenDestroy`, the socket is destroyed once the
+   * answer is out, whatever the peer still sends; otherwise the peer has ended already.
+   */
+  private endSocket(thenDestroy = false): void {
+    this.closing = true;
+    if (this.socket.destroyed) return;
+    if (thenDestroy) this.socket.end(() => this.socket.destroy());
+    else this.socket.end();
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  private onEnd(): void {
+    this.peerEnded = true;
+    if (!this.busy && this.backlog.length === 0) this.endSocket();
+  }
+
+  private onSocketError(err: Error): void {
+    // A reset or a vanished peer is normal for a network server, not an error.
+    this.closeReason ??= 'error';
+    this.log.debug({ err: err.message }, 'socket error');
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closing = true;
+    this.backlog.length = 0;
+    this.log.debug({ reason: this.closeReason ?? 'peer' }, 'connection closed');
+    if (!this.busy) this.finish();
+  }
+
+  private finishing = false;
+
+  /** Lets the session drop an unfinished upload, then reports the connection gone. */
+  private finish(): void {
+    if (this.finishing) return;
+    this.finishing = true;
+    this.session
+      .dispose()
+      .catch((err: unknown) => this.log.error({ err }, 'error while closing a session'))
+      .finally(() => {
+        this.options.onClosed(this);
+        this.resolveFinished();
+      });
+  }
+
+  get reason(): CloseReason | undefined {
+    return this.closeReason;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Connection-level and storage limits of the server (issue 6), with the defaults the CLI uses.
+ * Every limit is an option so tests and benchmarks can raise them; the defaults stay strict.
+ */
+import { DEFAULT_MAX_CHUNK } from '../protocol/constants';
+
+export interface RateLimit {
+  /** Tokens added per second. */
+  readonly perSecond: number;
+  /** Bucket size: requests allowed at once after a quiet period. */
+  readonly burst: number;
+}
+
+export interface ServerLimits {
+  /** Open connections in total; at the limit the longest-idle one makes room (issue 6). */
+  readonly maxConnections: number;
+  /** Open connections per remote address. */
+  readonly maxConnectionsPerIp: number;
+  /** A connection that completes no request for this long is closed. */
+  readonly idleTimeoutMs: number;
+  /** Largest 1028 content per packet (PROTOCOL.md §9: any packet size up to the limit). */
+  readonly maxChunk: number;
+  /** Largest plaintext (orig size) of one file; checked on packet 1. */
+  readonly maxFileSize: number;
+  /** Plaintext bytes one client may have stored; checked on packet 1. */
+  readonly quota: number;
+  /** Registrations (1025) per remote address. */
+  readonly registerRate: RateLimit;
+  /**
+   * Slowest acceptable arrival of a started request, in bytes per second, enforced once the
+   * request has been arriving for `slowRequestGraceMs` (slowloris defence).
+   */
+  readonly minRequestRate: number;
+  readonly slowRequestGraceMs: number;
+  /** On shutdown, how long uploads in flight may take to finish. */
+  readonly shutdownGraceMs: number;
+}
+
+const SECOND = 1000;
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxConnections: 1000,
+  maxConnectionsPerIp: 50,
+  idleTimeoutMs: 60 * SECOND,
+  maxChunk: DEFAULT_MAX_CHUNK,
+  maxFileSize: Number.MAX_SAFE_INTEGER,
+  quota: Number.MAX_SAFE_INTEGER,
+  registerRate: { perSecond: 10, burst: 20 },
+  // A 1024-byte packet takes ~1.3 s at this rate: far below any real link, far above a trickle.
+  minRequestRate: 1024,
+  slowRequestGraceMs: 10 * SECOND,
+  shutdownGraceMs: 5 * SECOND,
+};
+
+export function resolveLimits(partial: Partial<ServerLimits> = {}): ServerLimits {
+  const limits = { ...DEFAULT_LIMITS, ...partial };
+  const positive: Array<keyof ServerLimits> = [
+    'maxConnections',
+    'maxConnectionsPerIp',
+    'idleTimeoutMs',
+    'maxChunk',
+  ];
+  for (const key of positive) {
+    const value = limits[key];
+    if (typeof value !== 'number' || !(value > 0)) {
+      throw new RangeError(`limit ${key} must be a positive number, got ${String(value)}`);
+    }
+  }
+  if (!(limits.registerRate.perSecond > 0) || !(limits.registerRate.burst >= 1)) {
+    throw new RangeError('register rate needs a positive rate and a burst of at least 1');
+  }
+  return limits;
+}

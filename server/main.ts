@@ -1,0 +1,245 @@
+#!/usr/bin/env node
+/**
+ * `sft-server`: the file-transfer daemon (PROTOCOL.md). Flags are documented in `--help` and
+ * docs/server.md. Exit codes: 0 after a clean shutdown, 1 on a fatal error, 2 on a usage error.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import type { Logger } from 'pino';
+import { DEFAULT_MAX_CHUNK } from '../protocol/constants';
+import { createLogger, LOG_LEVELS } from '../shared/logger';
+import {
+  UsageError,
+  parseByteSize,
+  positiveInteger,
+  positiveNumber,
+  resolvePort,
+} from './cli-options';
+import { adminCommand } from './admin';
+import { startDaemon, type Daemon } from './daemon';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits';
+import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
+
+const EXIT_OK = 0;
+const EXIT_FATAL = 1;
+const EXIT_USAGE = 2;
+const MS_PER_S = 1000;
+
+interface ServeArgs {
+  port?: number;
+  host?: string;
+  'data-dir': string;
+  'log-level': string;
+  'max-connections': number;
+  'max-connections-per-ip': number;
+  'idle-timeout': number;
+  'max-chunk': number;
+  'max-file-size'?: string;
+  quota?: string;
+  'register-rate': number;
+  'register-burst': number;
+  'min-request-rate': number;
+  'shutdown-grace': number;
+  'master-key-file'?: string;
+}
+
+function serveOptions(y: Argv): Argv<ServeArgs> {
+  return y
+    .option('port', {
+      type: 'number',
+      describe:
+        'TCP port (0 = any free port); default: port.info in the working directory, else 1256',
+    })
+    .option('host', {
+      type: 'string',
+      describe: "address to listen on; default: all interfaces ('::', or 0.0.0.0 without IPv6)",
+    })
+    .option('data-dir', {
+      type: 'string',
+      default: '.',
+      describe: 'folder of defensive.db and the received files (created if missing)',
+    })
+    .option('log-level', {
+      type: 'string',
+      choices: LOG_LEVELS as string[],
+      default: 'info',
+      describe: 'log detail; JSON lines on stdout, readable when stdout is a terminal',
+    })
+    .option('max-connections', {
+      type: 'number',
+      default: DEFAULT_LIMITS.maxConnections,
+      describe: 'open connections in total; when full, the longest-idle one is closed',
+    })
+    .option('max-connections-per-ip', {
+      type: 'number',
+      default: DEFAULT_LIMITS.maxConnectionsPerIp,
+      describe: 'open connections per remote address',
+    })
+    .option('idle-timeout', {
+      type: 'number',
+      default: DEFAULT_LIMITS.idleTimeoutMs / MS_PER_S,
+      describe: 'seconds a connection may go without sending a complete request',
+    })
+    .option('max-chunk', {
+      type: 'number',
+      default: DEFAULT_MAX_CHUNK,
+      describe: 'largest file content bytes in one 1028 packet',
+    })
+    .option('max-file-size', {
+      type: 'string',
+      describe: 'largest file accepted, e.g. 512M (default: no limit)',
+    })
+    .option('quota', {
+      type: 'string',
+      describe: 'bytes one client may have stored, e.g. 10G (default: no limit)',
+    })
+    .option('register-rate', {
+      type: 'number',
+      default: DEFAULT_LIMITS.registerRate.perSecond,
+      describe: 'registrations per second per remote address (token bucket)',
+    })
+    .option('register-burst', {
+      type: 'number',
+      default: DEFAULT_LIMITS.registerRate.burst,
+      describe: 'registrations allowed at once per remote address',
+    })
+    .option('min-request-rate', {
+      type: 'number',
+      default: DEFAULT_LIMITS.minRequestRate,
+      describe: `bytes per second below which a request still arriving after ${
+        DEFAULT_LIMITS.slowRequestGraceMs / MS_PER_S
+      } s is cut off`,
+    })
+    .option('shutdown-grace', {
+      type: 'number',
+      default: DEFAULT_LIMITS.shutdownGraceMs / MS_PER_S,
+      describe: 'seconds uploads in flight may take to finish on SIGINT/SIGTERM',
+    })
+    .option('master-key-file', {
+      type: 'string',
+      describe: `file with a base64 32-byte key that encrypts stored AES keys (or ${MASTER_KEY_ENV})`,
+    }) as unknown as Argv<ServeArgs>;
+}
+
+function limitsFrom(args: ServeArgs): Partial<ServerLimits> {
+  const maxFileSize = args['max-file-size'];
+  const quota = args.quota;
+  return {
+    maxConnections: positiveInteger(args['max-connections'], '--max-connections'),
+    maxConnectionsPerIp: positiveInteger(
+      args['max-connections-per-ip'],
+      '--max-connections-per-ip',
+    ),
+    idleTimeoutMs: positiveNumber(args['idle-timeout'], '--idle-timeout') * MS_PER_S,
+    maxChunk: positiveInteger(args['max-chunk'], '--max-chunk'),
+    maxFileSize:
+      (maxFileSize === undefined ? undefined : parseByteSize(maxFileSize, '--max-file-size')) ??
+      DEFAULT_LIMITS.maxFileSize,
+    quota:
+      (quota === undefined ? undefined : parseByteSize(quota, '--quota')) ?? DEFAULT_LIMITS.quota,
+    registerRate: {
+      perSecond: positiveNumber(args['register-rate'], '--register-rate'),
+      burst: positiveInteger(args['register-burst'], '--register-burst'),
+    },
+    minRequestRate: positiveNumber(args['min-request-rate'], '--min-request-rate'),
+    shutdownGraceMs: Math.max(0, Number(args['shutdown-grace'])) * MS_PER_S,
+  };
+}
+
+function flushAndExit(logger: Logger | undefined, code: number): void {
+  if (!logger) process.exit(code);
+  logger.flush(() => process.exit(code));
+}
+
+async function serve(args: ServeArgs): Promise<void> {
+  let logger: Logger | undefined;
+  try {
+    logger = createLogger({
+      name: 'sft-server',
+      level: args['log-level'] as (typeof LOG_LEVELS)[number],
+    });
+    const log = logger;
+    const limits = limitsFrom(args);
+    const { port, source } = resolvePort(args.port, process.cwd());
+    if (source === 'default') {
+      log.warn({ port }, 'no --port and no port.info in the working directory: using the default');
+    }
+    const masterKey = loadMasterKey({
+      file: args['master-key-file'],
+      env: process.env[MASTER_KEY_ENV],
+    });
+    if (masterKey === undefined) {
+      log.warn(
+        `no master key (--master-key-file or ${MASTER_KEY_ENV}): AES keys are stored in the clear`,
+      );
+    }
+    const daemon: Daemon = await startDaemon({
+      dataDir: args['data-dir'],
+      port,
+      host: args.host,
+      logger: log,
+      limits,
+      masterKey,
+    });
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        flushAndExit(log, EXIT_FATAL);
+        return;
+      }
+      stopping = true;
+      log.info({ signal }, 'stopping');
+      daemon.close().then(
+        () => flushAndExit(log, EXIT_OK),
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          flushAndExit(log, EXIT_FATAL);
+        },
+      );
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`sft-server: ${err.message}\n`);
+      flushAndExit(logger, EXIT_USAGE);
+      return;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    if (logger) logger.fatal({ err }, `cannot start: ${message}`);
+    else process.stderr.write(`sft-server: cannot start: ${message}\n`);
+    flushAndExit(logger, EXIT_FATAL);
+  }
+}
+
+export function buildCli(argv: string[]): Argv {
+  return (
+    yargs(argv)
+      .scriptName('sft-server')
+      // A flag given twice takes the last value (scripts append overrides), not an array.
+      .parserConfiguration({ 'duplicate-arguments-array': false })
+      .usage('$0 [options]\n\nSecure file-transfer server (protocol version 3).')
+      .command(
+        '$0',
+        'run the server',
+        (y) => serveOptions(y),
+        (args) => serve(args as unknown as ServeArgs),
+      )
+      .command(adminCommand)
+      .strict()
+      .help()
+      .alias('h', 'help')
+      .version()
+      .epilogue('Files: <data-dir>/defensive.db (SQLite), <data-dir>/<client-id>/<file> (uploads).')
+      .fail((msg, err) => {
+        if (err) throw err;
+        process.stderr.write(`sft-server: ${msg}\nTry sft-server --help\n`);
+        process.exit(EXIT_USAGE);
+      })
+  );
+}
+
+if (require.main === module) {
+  void buildCli(hideBin(process.argv)).parseAsync();
+}

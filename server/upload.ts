@@ -1,0 +1,221 @@
+/**
+ * One upload in progress (PROTOCOL.md §5.4): ciphertext in, through one streaming AES-CBC
+ * decipher and a streaming cksum of the plaintext, into an UploadSink (a temp file).
+ *
+ * Ciphertext of consecutive packets is gathered in a batch buffer and deciphered with one
+ * `update` per batch: per-packet updates of 1 KiB cost several times more. Writes to the sink
+ * go out as soon as they are made (the sink writes at positions, so they may overlap, which
+ * keeps the thread pool busy); `pendingBytes` lets the connection stop reading while the disk
+ * is behind, so memory per upload stays bounded.
+ */
+import type { Decipher } from 'node:crypto';
+import { Cksum } from '../shared/cksum';
+import { CryptoError, CryptoErrorCode, createFileDecipher } from '../shared/crypto';
+import { Size } from '../protocol/constants';
+import type { SendFileFields } from '../protocol/messages';
+import { sessionError, SessionErrorCode } from './session-error';
+import type { UploadSink } from './storage/types';
+
+/** Offsets of the 1028 fixed fields in its payload (§3). */
+const ORIG_SIZE_AT = 4;
+const PACKET_NUMBER_AT = 8;
+const TOTAL_AT = 10;
+const NAME_AT = 12;
+const SEND_FILE_FIXED = Size.SEND_FILE_FIXED;
+/** Ciphertext gathered before one decipher update: many 1 KiB packets per update (issue 5). */
+export const BATCH_BYTES = 64 * 1024;
+
+export interface UploadIdentity {
+  readonly clientId: Buffer;
+  readonly clientIdHex: string;
+  readonly fileName: string;
+  readonly contentSize: number;
+  readonly origSize: number;
+  readonly totalPackets: number;
+}
+
+export interface CompletedUpload {
+  readonly pathName: string;
+  readonly cksum: number;
+  readonly plaintextBytes: number;
+}
+
+export class Upload {
+  /** The packet number expected next (§5.4: 1..N in order). */
+  nextPacket = 1;
+  private received = 0;
+  private plaintextBytes = 0;
+  private readonly decipher: Decipher;
+  private readonly cksum = new Cksum();
+  private batchLength = 0;
+  /** Writes handed to the sink and not settled; the sink writes at positions, so they overlap. */
+  private inFlight = 0;
+  private readonly idleWaiters: Array<() => void> = [];
+  private queued = 0;
+  private failure: unknown;
+  private finished = false;
+
+  /** Gathers ciphertext of consecutive packets for one decipher update. */
+  private readonly batch: Buffer;
+  /** Packet 1's fixed fields as a canonical sender encodes them (name NUL-padded, §2). */
+  private readonly fixedFields: Buffer;
+
+  constructor(
+    readonly id: UploadIdentity,
+    aesKey: Buffer,
+    private readonly sink: UploadSink,
+    readonly startedAt: number,
+  ) {
+    // Small files get a small batch: 200 concurrent 100 KiB uploads must not cost 200 × 64 KiB.
+    this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, id.contentSize));
+    this.decipher = createFileDecipher(aesKey);
+    this.fixedFields = Buffer.alloc(SEND_FILE_FIXED);
+    this.fixedFields.writeUInt32LE(id.contentSize, 0);
+    this.fixedFields.writeUInt32LE(id.origSize, ORIG_SIZE_AT);
+    this.fixedFields.writeUInt16LE(id.totalPackets, TOTAL_AT);
+    this.fixedFields.write(id.fileName, NAME_AT, 'utf8');
+  }
+
+  /** True when `fields` (and the sender) are those of this upload's packet 1 (§9). */
+  matches(clientId: Buffer, fields: SendFileFields): boolean {
+    const id = this.id;
+    return (
+      fields.contentSize === id.contentSize &&
+      fields.origSize === id.origSize &&
+      fields.totalPackets === id.totalPackets &&
+      fields.fileName === id.fileName &&
+      clientId.equals(id.clientId)
+    );
+  }
+
+  /** Ciphertext bytes accepted so far (bytes past content size are not counted). */
+  get ciphertextBytes(): number {
+    return this.received;
+  }
+
+  /** Plaintext bytes handed to the sink but not yet written. */
+  get pendingBytes(): number {
+    return this.queued;
+  }
+
+  /** A write to the sink failed; the upload cannot complete. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /**
+   * Takes one packet's ciphertext. `content` may be a view that dies after this call: it is
+   * consumed or copied here. Bytes past content size are dropped (§9: padded packets).
+   */
+  accept(content: Buffer): void {
+    this.acceptRange(content, 0, content.length);
+  }
+
+  /** `accept` for the bytes of `source` from `start` to `end`, without making a view. */
+  acceptRange(source: Buffer, start: number, end: number): void {
+    const take = Math.min(end - start, this.id.contentSize - this.received);
+    if (take <= 0) return;
+    this.received += take;
+    if (take > this.batch.length - this.batchLength) this.flush();
+    if (take >= this.batch.length) {
+      this.decipherChunk(source.subarray(start, start + take));
+      return;
+    }
+    source.copy(this.batch, this.batchLength, start, start + take);
+    this.batchLength += take;
+  }
+
+  /**
+   * The fast-path test of `matches`, on raw bytes: the sender's id at `idOffset` of `idBuf`,
+   * and the 267 fixed payload bytes equal to packet 1's except the packet number (§5.4).
+   */
+  matchesRaw(idBuf: Buffer, idOffset: number, payload: Buffer): boolean {
+    const fixed = this.fixedFields;
+    return (
+      payload.length >= SEND_FILE_FIXED &&
+      fixed.compare(payload, 0, PACKET_NUMBER_AT, 0, PACKET_NUMBER_AT) === 0 &&
+      fixed.compare(payload, TOTAL_AT, SEND_FILE_FIXED, TOTAL_AT, SEND_FILE_FIXED) === 0 &&
+      this.id.clientId.compare(idBuf, idOffset, idOffset + Size.CLIENT_ID) === 0
+    );
+  }
+
+  /** Deciphers what the batch holds and queues the plaintext for the sink. */
+  flush(): void {
+    if (this.batchLength === 0) return;
+    const length = this.batchLength;
+    this.batchLength = 0;
+    this.decipherChunk(this.batch.subarray(0, length));
+  }
+
+  /** Resolves when every queued write is done; rejects with the first write failure. */
+  async drain(): Promise<void> {
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /**
+   * Packet N arrived: checks sizes and padding (§9), makes the file visible (fsync + rename)
+   * and returns its path and cksum. The caller records the row.
+   */
+  async finish(): Promise<CompletedUpload> {
+    this.flush();
+    if (this.received !== this.id.contentSize) {
+      throw sessionError(
+        SessionErrorCode.SIZE_MISMATCH,
+        `received ${this.received} ciphertext bytes, content size is ${this.id.contentSize}`,
+      );
+    }
+    let tail: Buffer;
+    try {
+      tail = this.decipher.final();
+    } catch {
+      throw new CryptoError(CryptoErrorCode.BAD_PADDING, 'ciphertext has bad PKCS#7 padding');
+    }
+    this.consumePlaintext(tail);
+    await this.drain();
+    if (this.plaintextBytes !== this.id.origSize) {
+      throw sessionError(
+        SessionErrorCode.SIZE_MISMATCH,
+        `decrypted ${this.plaintextBytes} bytes, orig size is ${this.id.origSize}`,
+      );
+    }
+    const pathName = await this.sink.commit();
+    this.finished = true;
+    return { pathName, cksum: this.cksum.digest(), plaintextBytes: this.plaintextBytes };
+  }
+
+  /** Drops the upload: waits for writes in flight, removes the temp file. Safe to repeat. */
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.failure ??= new Error('upload aborted');
+    await this.drain().catch(() => undefined);
+    await this.sink.abort();
+  }
+
+  private decipherChunk(ciphertext: Buffer): void {
+    this.consumePlaintext(this.decipher.update(ciphertext));
+  }
+
+  private consumePlaintext(plaintext: Buffer): void {
+    if (plaintext.length === 0) return;
+    this.cksum.update(plaintext);
+    this.plaintextBytes += plaintext.length;
+    if (this.failure !== undefined) return;
+    const length = plaintext.length;
+    this.queued += length;
+    this.inFlight++;
+    this.sink.write(plaintext).then(
+      () => this.settled(length),
+      (err: unknown) => {
+        this.failure ??= err;
+        this.settled(length);
+      },
+    );
+  }
+
+  private settled(length: number): void {
+    this.queued -= length;
+    this.inFlight--;
+    if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+}
