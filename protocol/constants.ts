@@ -86,8 +86,13 @@ export const MAX_PACKETS = 0xffff;
 /** Content and orig sizes are u32 (§3). */
 export const MAX_U32 = 0xffffffff;
 
-/** Content bytes per 1028 that the decoder accepts unless told otherwise: 64 KiB chunks (§9). */
-export const DEFAULT_MAX_CHUNK = 64 * 1024;
+/**
+ * Content bytes per 1028 that the decoder accepts unless told otherwise. 65552 is the chunk of
+ * the largest legal upload: 2^32 ciphertext bytes (orig size is a u32) in at most 65535 packets,
+ * rounded up to a multiple of 16 (§5.4). It also covers 64 KiB chunks and client-b's 65536-byte
+ * padded payloads (§9).
+ */
+export const DEFAULT_MAX_CHUNK = 65552;
 /** Payload an unknown request code may declare and still be skipped rather than fail framing. */
 export const DEFAULT_UNKNOWN_PAYLOAD_LIMIT = 1024;
 /** Payload a response may declare before the client treats the stream as broken. */

@@ -221,17 +221,19 @@ describe('limits are checked when the header completes, before any payload', () 
     expect(run.fatal?.code).toBe(ProtocolErrorCode.PAYLOAD_TOO_LARGE);
   });
 
-  it('accepts a 1028 of exactly 267 + 64 KiB by default, and one byte more fails', () => {
-    expect(DEFAULT_MAX_CHUNK).toBe(65536);
+  it('accepts a 1028 of exactly 267 + 65552 by default (the 4 GiB file chunk), one byte more fails', () => {
+    // ceil(2^32 / 65535) rounded up to 16: the chunk of the largest legal upload (§5.4).
+    expect(DEFAULT_MAX_CHUNK).toBe(Math.ceil(2 ** 32 / 65535 / 16) * 16);
+    expect(DEFAULT_MAX_CHUNK).toBe(65552);
     const atLimit = rawRequest(RequestCode.SEND_FILE, Buffer.alloc(0), {
-      declaredSize: 267 + 65536,
+      declaredSize: 267 + 65552,
     });
     const decoder = new RequestDecoder();
     decoder.push(atLimit, () => undefined);
     expect(decoder.failed).toBe(false);
     expect(decoder.bufferedBytes).toBe(Size.REQUEST_HEADER);
 
-    const over = rawRequest(RequestCode.SEND_FILE, Buffer.alloc(0), { declaredSize: 267 + 65537 });
+    const over = rawRequest(RequestCode.SEND_FILE, Buffer.alloc(0), { declaredSize: 267 + 65553 });
     const err = catchProtocolError(() => new RequestDecoder().push(over, () => undefined));
     expect(err.code).toBe(ProtocolErrorCode.PAYLOAD_TOO_LARGE);
   });

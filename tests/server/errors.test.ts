@@ -230,7 +230,7 @@ describe('§9 request rules', () => {
   });
 
   it('a 1028 over --max-chunk: answers before it still come, then 1607 and close', async () => {
-    const big = 65536 + 267 + 1;
+    const big = 65552 + 267 + 1;
     await client.write([register('late-answer'), header(me.id, Code.SEND_FILE, big)]);
     const answers = await client.untilClosed();
     expect(answers.map((r) => r.code)).toEqual([Reply.REGISTERED, Reply.ERROR]);
