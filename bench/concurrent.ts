@@ -10,6 +10,7 @@ import { connectTransport } from '../client/connection';
 import { Session } from '../client/session';
 import { planUpload } from '../client/upload';
 import { generateRsaKeyPair } from '../shared/crypto';
+import { settleDisk } from './disk';
 
 export interface ConcurrentOptions {
   readonly port: number;
@@ -54,6 +55,7 @@ export async function runConcurrent(options: ConcurrentOptions): Promise<Concurr
   const durations: number[] = [];
   let verified = 0;
   let failed = 0;
+  settleDisk();
   const start = performance.now();
   await Promise.all(
     files.map(async (file, i) => {

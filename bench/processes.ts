@@ -17,6 +17,15 @@ export interface RunningServer {
 const READY_TIMEOUT_MS = 30_000;
 
 /**
+ * Extra Node options for the spawned programs, for profiling a benchmark run, e.g.
+ * `BENCH_SERVER_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' npm run bench`
+ * (NODE_OPTIONS refuses --cpu-prof).
+ */
+function nodeArgs(variable: 'BENCH_SERVER_NODE_ARGS' | 'BENCH_CLIENT_NODE_ARGS'): string[] {
+  return (process.env[variable] ?? '').split(' ').filter((arg) => arg !== '');
+}
+
+/**
  * Starts the server on an ephemeral loopback port; resolves once it logs "listening" (the log
  * level must stay at info for that line).
  */
@@ -27,6 +36,7 @@ export async function startServer(
   const child: ChildProcess = spawn(
     process.execPath,
     [
+      ...nodeArgs('BENCH_SERVER_NODE_ARGS'),
       SERVER_MAIN,
       '--port',
       '0',
@@ -81,10 +91,14 @@ export interface ClientRun {
 /** Runs `sft-client` to completion; wall time from spawn to exit. */
 export async function runClient(args: string[], cwd: string): Promise<ClientRun> {
   const start = process.hrtime.bigint();
-  const child = spawn(process.execPath, [CLIENT_MAIN, ...args], {
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs('BENCH_CLIENT_NODE_ARGS'), CLIENT_MAIN, ...args],
+    {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

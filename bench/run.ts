@@ -16,6 +16,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runConcurrent } from './concurrent';
+import { settleDisk } from './disk';
 import { aesMBps, cksumMBps, opensslSeconds } from './limits';
 import { machineInfo } from './machine';
 import { ROOT, runClient, startServer, type RunningServer } from './processes';
@@ -103,6 +104,7 @@ async function main(): Promise<void> {
     await clientOk([...common, seed], work);
 
     // 1. single
+    settleDisk();
     resetPeakRss(server.pid);
     const singleMs: number[] = [];
     for (let i = 0; i < SINGLE_RUNS; i++) singleMs.push(await clientOk([...common, bigFile], work));
@@ -111,6 +113,7 @@ async function main(): Promise<void> {
     const singleMBps = SINGLE_BYTES / MB / singleMedianS;
 
     // 2. many
+    settleDisk();
     resetPeakRss(server.pid);
     const manyMs = await clientOk([...common, ...manyFiles], work);
     const manyRss = peakRss(server.pid);

@@ -40,6 +40,9 @@ export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 /** Offset of the u16 packet number inside a 1028 prefix (§3: header, content size, orig size). */
 const PACKET_NUMBER_OFFSET = Size.REQUEST_HEADER + 4 + 4;
 const noop = (): void => undefined;
+const EMPTY = Buffer.alloc(0);
+/** Files checked at the same time by prepareUploads (each holds a descriptor briefly). */
+const CHECK_CONCURRENCY = 16;
 
 export interface UploadPlan {
   /** Absolute path of the file to read. */
@@ -115,29 +118,45 @@ function unreadable(file: FileArgument, why: string, hint?: string): ClientError
     : clientError(ClientErrorCode.FILE_UNREADABLE, message, { hint });
 }
 
-/** Checks every file before connecting: readable regular file, sendable name and size. */
+/** Checks one file: a readable regular file; returns its size. */
+async function checkReadable(file: FileArgument): Promise<number> {
+  try {
+    const info = await stat(file.path);
+    if (info.isDirectory()) throw unreadable(file, 'it is a directory');
+    if (!info.isFile()) throw unreadable(file, 'it is not a regular file');
+    const fh = await open(file.path, fsConstants.O_RDONLY);
+    await fh.close();
+    return info.size;
+  } catch (err) {
+    if (isClientError(err)) throw err;
+    const sys = systemErrorCode(err);
+    throw sys === 'ENOENT'
+      ? unreadable(file, 'no such file')
+      : sys === 'EACCES'
+        ? unreadable(file, 'permission denied', 'check the file permissions')
+        : unreadable(file, sys ?? String(err));
+  }
+}
+
+/**
+ * Checks every file before connecting: readable regular file, sendable name and size. Files
+ * are checked several at a time (200 in a row took ~60 ms of round trips to the thread pool;
+ * all at once could run out of file descriptors); the first problem in argument order is the
+ * one reported.
+ */
 export async function prepareUploads(files: readonly FileArgument[]): Promise<UploadPlan[]> {
+  const sizes: PromiseSettledResult<number>[] = [];
+  for (let at = 0; at < files.length; at += CHECK_CONCURRENCY) {
+    sizes.push(
+      ...(await Promise.allSettled(files.slice(at, at + CHECK_CONCURRENCY).map(checkReadable))),
+    );
+  }
   const plans: UploadPlan[] = [];
   const byName = new Map<string, string>();
-  for (const file of files) {
-    let size: number;
-    try {
-      const info = await stat(file.path);
-      if (info.isDirectory()) throw unreadable(file, 'it is a directory');
-      if (!info.isFile()) throw unreadable(file, 'it is not a regular file');
-      size = info.size;
-      const fh = await open(file.path, fsConstants.O_RDONLY);
-      await fh.close();
-    } catch (err) {
-      if (isClientError(err)) throw err;
-      const sys = systemErrorCode(err);
-      throw sys === 'ENOENT'
-        ? unreadable(file, 'no such file')
-        : sys === 'EACCES'
-          ? unreadable(file, 'permission denied', 'check the file permissions')
-          : unreadable(file, sys ?? String(err));
-    }
-    const plan = planUpload(file.path, size, file.location);
+  files.forEach((file, i) => {
+    const size = sizes[i];
+    if (size.status === 'rejected') throw size.reason;
+    const plan = planUpload(file.path, size.value, file.location);
     const earlier = byName.get(plan.fileName);
     if (earlier !== undefined) {
       throw clientError(
@@ -149,7 +168,7 @@ export async function prepareUploads(files: readonly FileArgument[]): Promise<Up
     }
     byName.set(plan.fileName, file.path);
     plans.push(plan);
-  }
+  });
   return plans;
 }
 
@@ -327,8 +346,9 @@ export async function sendFile(
       { cause: err },
     );
   }
-  const inputs = [Buffer.allocUnsafe(blockBytes), Buffer.allocUnsafe(blockBytes)];
-  const outputs = [Buffer.allocUnsafe(outCapacity), Buffer.allocUnsafe(outCapacity)];
+  // A file of one block needs one slot; the second is made only when a second block comes.
+  const inputs = [Buffer.allocUnsafe(blockBytes), EMPTY];
+  const outputs = [Buffer.allocUnsafe(outCapacity), EMPTY];
   const flushed: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
   let reading: Promise<Buffer> = Promise.resolve(inputs[0].subarray(0, 0));
   try {
@@ -337,6 +357,7 @@ export async function sendFile(
     const packer = new Packetizer(plan, clientId);
     const startRead = (slot: number, position: number): Promise<Buffer> => {
       const length = Math.min(blockBytes, plan.size - position);
+      if (inputs[slot].length < length) inputs[slot] = Buffer.allocUnsafe(blockBytes);
       const p = readExactly(fh, inputs[slot], length, position, plan.path);
       p.catch(noop); // awaited below; this only marks it handled while it waits
       return p;
@@ -372,6 +393,7 @@ export async function sendFile(
       const ciphertext = cipher.update(data);
       const pieces = last ? [ciphertext, cipher.final()] : [ciphertext];
       if (!(await written(flushed[slot]))) return await stop();
+      if (outputs[slot].length === 0) outputs[slot] = Buffer.allocUnsafe(outCapacity);
       const out = packer.pack(pieces, last, outputs[slot]);
       if (out.length > 0) {
         flushed[slot] = sink.write(out);

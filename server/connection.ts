@@ -1,8 +1,8 @@
 /**
- * Socket I/O of one connection: bytes in through the request decoder, requests to the session
+ * Socket I/O of one connection: bytes in through the request reader, requests to the session
  * strictly in order, answers out. While the session works on a request (or the disk or the
- * peer is behind) the socket is paused, so memory per connection stays near one payload limit
- * plus one batch: only the rest of the current socket read is held, as copies, in `backlog`.
+ * peer is behind) the socket is paused and the reader holds what it has not walked yet, so
+ * memory per connection stays near one payload limit plus one socket read and one batch.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -11,16 +11,12 @@ import { encodeResponse } from '../protocol/encode';
 import { ResponseCode } from '../protocol/constants';
 import { isProtocolError } from '../protocol/errors';
 import type { Response } from '../protocol/messages';
-import { RequestReader, type RawRequestHeader, type RequestSink } from './request-reader';
-import { ownDecodedRequest, type Session } from './session';
+import { RequestReader, type RequestSink } from './request-reader';
+import type { Session } from './session';
 
 /** Plaintext queued for the disk before the connection stops reading. */
 const WRITE_BACKLOG_LIMIT = 1024 * 1024;
 const MS_PER_SECOND = 1000;
-
-type Work =
-  | { readonly kind: 'request'; readonly decoded: DecodedRequest }
-  | { readonly kind: 'fatal'; readonly error: unknown; readonly code: number | undefined };
 
 export type CloseReason =
   'peer' | 'idle' | 'slow' | 'evicted' | 'framing' | 'shutdown' | 'error' | 'internal';
@@ -38,7 +34,6 @@ export class Connection {
   /** When the last complete request arrived (or the connection opened). */
   lastRequestAt: number;
   private readonly decoder: RequestReader;
-  private readonly backlog: Work[] = [];
   private busy = false;
   private waitingForPeer = false;
   private peerEnded = false;
@@ -75,13 +70,24 @@ export class Connection {
   /** A request is being served, partly received, or an upload is open: not idle. */
   get active(): boolean {
     return (
-      this.busy || this.backlog.length > 0 || this.decoder.inFrame || this.session.uploadInProgress
+      this.busy || this.decoder.pending || this.decoder.inFrame || this.session.uploadInProgress
     );
   }
 
   /** True if the connection has sent nothing but whole requests and is owed nothing. */
   get quiet(): boolean {
     return !this.active;
+  }
+
+  /**
+   * Only a request the peer has not finished sending is at stake (no answer owed, no upload
+   * open): at the global limit such a connection may make room too, or 1000 half-sent
+   * sockets would lock everyone out until the trickle floor cuts them (issue 6, slowloris).
+   */
+  get onlyPartialRequest(): boolean {
+    return (
+      this.decoder.inFrame && !(this.busy || this.decoder.pending || this.session.uploadInProgress)
+    );
   }
 
   /**
@@ -130,38 +136,36 @@ export class Connection {
 
   private onData(chunk: Buffer): void {
     if (this.closing) return;
-    this.completedInPush = false;
-    try {
-      this.decoder.push(chunk, this.sink);
-    } catch (err) {
-      if (!isProtocolError(err) || !err.fatal) throw err;
-      this.enqueue({ kind: 'fatal', error: err, code: err.messageCode });
-    }
-    this.trackPartialFrame();
+    this.read(() => this.decoder.push(chunk, this.sink));
     if (!this.busy) this.afterWork();
   }
 
+  /** Runs the reader (push or release); a framing error is answered, then the socket closes. */
+  private read(step: () => void): void {
+    this.completedInPush = false;
+    try {
+      step();
+    } catch (err) {
+      if (!isProtocolError(err) || !err.fatal) throw err;
+      this.fatalFraming(err, err.messageCode);
+    }
+    // Once per read, not per packet: the clock is the idle sweep's, coarse is enough.
+    if (this.completedInPush) this.lastRequestAt = this.options.clock();
+    this.trackPartialFrame();
+  }
+
   private readonly sink: RequestSink = {
-    fast: (header: RawRequestHeader, payload: Buffer): boolean => {
-      // Only in order: with anything queued, the frame waits its turn like any other.
-      if (this.busy || this.backlog.length > 0) return false;
-      if (!this.session.fastPacket(header, payload)) return false;
+    fast: (buf: Buffer, offset: number, code: number, payloadSize: number): boolean => {
+      if (!this.session.fastPacket(buf, offset, code, payloadSize)) return false;
       this.completedInPush = true;
-      this.lastRequestAt = this.options.clock();
       return true;
     },
-    request: (decoded: DecodedRequest): void => this.onDecoded(decoded),
+    request: (decoded: DecodedRequest): void => {
+      this.completedInPush = true;
+      this.lastRequestAt = this.options.clock();
+      this.serve(decoded);
+    },
   };
-
-  private onDecoded(decoded: DecodedRequest): void {
-    this.completedInPush = true;
-    this.lastRequestAt = this.options.clock();
-    if (this.busy || this.backlog.length > 0) {
-      this.backlog.push({ kind: 'request', decoded: ownDecodedRequest(decoded) });
-      return;
-    }
-    this.serve(decoded);
-  }
 
   private trackPartialFrame(): void {
     if (!this.decoder.inFrame) {
@@ -172,22 +176,11 @@ export class Connection {
     }
   }
 
-  private enqueue(work: Work): void {
-    if (this.busy || this.backlog.length > 0) {
-      this.backlog.push(work);
-    } else {
-      this.perform(work);
-    }
-  }
-
-  private perform(work: Work): void {
-    if (work.kind === 'request') {
-      this.serve(work.decoded);
-      return;
-    }
+  /** The reader throws only while walking, so nothing is being served: answer at once. */
+  private fatalFraming(error: unknown, code: number | undefined): void {
     this.closing = true;
     this.closeReason ??= 'framing';
-    this.wait(this.session.fatal(work.error, work.code), true);
+    this.wait(this.session.fatal(error, code), true);
   }
 
   private serve(decoded: DecodedRequest): void {
@@ -203,9 +196,10 @@ export class Connection {
     if (step !== undefined) this.wait(step, false);
   }
 
-  /** Stops reading until `step` settles, then sends its answer and goes on with the backlog. */
+  /** Stops reading until `step` settles, then sends its answer and reads on. */
   private wait(step: Promise<Response | undefined>, thenClose: boolean): void {
     this.busy = true;
+    this.decoder.hold();
     this.socket.pause();
     step
       .then(
@@ -231,20 +225,16 @@ export class Connection {
   }
 
   private pump(): void {
-    while (!this.busy && this.backlog.length > 0) {
-      const work = this.backlog.shift() as Work;
-      this.perform(work);
-    }
+    this.read(() => this.decoder.release(this.sink));
     if (!this.busy) this.afterWork();
   }
 
-  /** Nothing is being served: flush the batch, apply backpressure, or read on. */
+  /** Nothing is being served: apply backpressure, or read on. */
   private afterWork(): void {
     if (this.closed) {
       this.finish();
       return;
     }
-    this.session.flush();
     if (this.session.pendingWriteBytes > WRITE_BACKLOG_LIMIT) {
       this.wait(
         this.session.drain().then(() => undefined),
@@ -303,7 +293,7 @@ export class Connection {
 
   private onEnd(): void {
     this.peerEnded = true;
-    if (!this.busy && this.backlog.length === 0) this.endSocket();
+    if (!this.busy && !this.decoder.pending) this.endSocket();
   }
 
   private onSocketError(err: Error): void {
@@ -316,7 +306,6 @@ export class Connection {
     if (this.closed) return;
     this.closed = true;
     this.closing = true;
-    this.backlog.length = 0;
     this.log.debug({ reason: this.closeReason ?? 'peer' }, 'connection closed');
     if (!this.busy) this.finish();
   }

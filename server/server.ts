@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { silentLogger } from '../shared/logger';
 import { Connection, type CloseReason } from './connection';
 import { resolveLimits, type ServerLimits } from './limits';
+import { KeyedLock } from './keyed-lock';
 import { KeyedRateLimiter } from './rate-limit';
 import { Session, type SessionContext } from './session';
 import { systemSources, type Sources } from './sources';
@@ -92,6 +93,7 @@ class Server implements SftServer {
       sources,
       limits: this.limits,
       registerLimiter: new KeyedRateLimiter(this.limits.registerRate, sources.now),
+      fileLocks: new KeyedLock(),
     };
     // allowHalfOpen: a client may send everything and half-close before reading the answers.
     this.net = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
@@ -195,13 +197,22 @@ class Server implements SftServer {
     log.debug({ port: socket.remotePort }, 'connection opened');
   }
 
-  /** At the global limit: closes the connection idle longest, if any is idle (issue 6). */
+  /**
+   * At the global limit: closes the connection idle longest, if any is idle (issue 6); else
+   * the one stalled longest in the middle of sending a request (never one with an upload open
+   * or an answer owed).
+   */
   private evictIdlest(): boolean {
     let idlest: Connection | undefined;
+    let stalled: Connection | undefined;
     for (const c of this.connections) {
-      if (!c.quiet) continue;
-      if (idlest === undefined || c.lastRequestAt < idlest.lastRequestAt) idlest = c;
+      if (c.quiet) {
+        if (idlest === undefined || c.lastRequestAt < idlest.lastRequestAt) idlest = c;
+      } else if (c.onlyPartialRequest) {
+        if (stalled === undefined || c.lastRequestAt < stalled.lastRequestAt) stalled = c;
+      }
     }
+    idlest ??= stalled;
     if (idlest === undefined) return false;
     this.stats.evictedIdle++;
     this.log.warn(

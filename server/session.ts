@@ -25,7 +25,6 @@ import type {
 import { clientIdToHex } from '../shared/client-id';
 import { encodePublicKeyField, parsePublicKeyField, wrapAesKey } from '../shared/crypto';
 import type { ServerLimits } from './limits';
-import type { RawRequestHeader } from './request-reader';
 import { sessionError, SessionErrorCode } from './session-error';
 import type { Sources } from './sources';
 import type { AuditEntry, AuditOutcome, ClientStore, FileStore } from './storage/types';
@@ -40,6 +39,8 @@ export interface SessionContext {
   readonly limits: ServerLimits;
   /** Registration rate limit per remote address (issue 6). */
   readonly registerLimiter: { take(key: string): boolean };
+  /** Serializes changes to one stored file (`<client hex>/<name>`) across connections. */
+  readonly fileLocks: { run<T>(key: string, work: () => Promise<T>): Promise<T> };
 }
 
 /** Offsets of the fixed 1028 fields in its payload (§3). */
@@ -133,24 +134,20 @@ export class Session {
     await this.upload?.drain().catch(() => undefined);
   }
 
-  /** End of a socket read: decipher what the batch gathered. */
-  flush(): void {
-    this.upload?.flush();
-  }
-
   /**
-   * The fast path for the bulk of an upload, on the raw frame: a 1028 continuing the upload in
-   * progress (not its last packet) is taken here and true returned; anything else is left to
-   * `handle`. Views are used synchronously only.
+   * The fast path for the bulk of an upload, on the raw frame (header at `offset` of `buf`): a
+   * 1028 continuing the upload in progress (not its last packet) is taken here and true
+   * returned; anything else is left to `handle`. `buf` is used synchronously only.
    */
-  fastPacket(h: RawRequestHeader, payload: Buffer): boolean {
+  fastPacket(buf: Buffer, offset: number, code: number, payloadSize: number): boolean {
     const up = this.upload;
-    if (up === undefined || h.code !== RequestCode.SEND_FILE || up.failed) return false;
-    if (payload.length < Size.SEND_FILE_FIXED) return false;
-    const packet = payload.readUInt16LE(SEND_FILE_AT.PACKET);
+    if (up === undefined || code !== RequestCode.SEND_FILE || up.failed) return false;
+    if (payloadSize < Size.SEND_FILE_FIXED) return false;
+    const payload = offset + Size.REQUEST_HEADER;
+    const packet = buf.readUInt16LE(payload + SEND_FILE_AT.PACKET);
     if (packet !== up.nextPacket || packet >= up.id.totalPackets) return false;
-    if (!up.matchesRaw(h.buf, h.offset, payload)) return false;
-    up.acceptRange(payload, Size.SEND_FILE_FIXED, payload.length);
+    if (!up.matchesRaw(buf, offset)) return false;
+    up.acceptRange(buf, payload + Size.SEND_FILE_FIXED, payload + payloadSize);
     up.nextPacket++;
     return true;
   }
@@ -420,29 +417,34 @@ export class Session {
     const { store, files, sources } = this.ctx;
     // Detached first: whatever happens below, this upload is over.
     this.upload = undefined;
-    let done;
-    try {
-      done = await up.finish();
-    } catch (err) {
-      await up.abort();
-      throw err;
-    }
     const { clientId, clientIdHex, fileName } = up.id;
     const now = sources.now();
-    try {
-      await store.putFile({
-        clientId,
-        fileName,
-        pathName: done.pathName,
-        size: done.plaintextBytes,
-        cksum: done.cksum,
-        updatedAt: now,
-      });
-    } catch (err) {
-      // No row, no file: remove what the commit made visible.
-      await files.remove(clientIdHex, fileName).catch(() => undefined);
-      throw err;
-    }
+    // The rename and the row change together: another connection of this client may be
+    // uploading or removing (1031) the same file right now.
+    const done = await this.ctx.fileLocks.run(`${clientIdHex}/${fileName}`, async () => {
+      let committed;
+      try {
+        committed = await up.finish();
+      } catch (err) {
+        await up.abort();
+        throw err;
+      }
+      try {
+        await store.putFile({
+          clientId,
+          fileName,
+          pathName: committed.pathName,
+          size: committed.plaintextBytes,
+          cksum: committed.cksum,
+          updatedAt: now,
+        });
+      } catch (err) {
+        // No row, no file: remove what the commit made visible.
+        await files.remove(clientIdHex, fileName).catch(() => undefined);
+        throw err;
+      }
+      return committed;
+    });
     await store.touch(clientId, now);
     await this.audit(req.code, clientId, req, 'file_stored');
     this.log.info(
@@ -541,23 +543,40 @@ export class Session {
     await store.touch(client.id, now);
     const ack: Response = { code: ResponseCode.ACKNOWLEDGED, clientId: client.id };
     switch (req.code) {
-      case RequestCode.CHECKSUM_OK:
-        if (!(await store.setFileStatus(client.id, req.fileName, 'verified', now))) {
+      case RequestCode.CHECKSUM_OK: {
+        // A file given up by 1031 is deleted: it cannot be verified any more.
+        const known = await this.ctx.fileLocks.run(
+          `${clientIdToHex(client.id)}/${req.fileName}`,
+          async () => {
+            const file = await store.findFile(client.id, req.fileName);
+            if (file === undefined || file.status === 'failed') return false;
+            return store.setFileStatus(client.id, req.fileName, 'verified', now);
+          },
+        );
+        if (!known) {
           throw sessionError(SessionErrorCode.UNKNOWN_FILE, 'no such file for this client');
         }
         await this.audit(req.code, client.id, req, 'checksum_ok');
         return ack;
+      }
       case RequestCode.CHECKSUM_RETRY:
         // No answer: the client re-sends the whole upload, whose packet 1 restarts it (§5.5).
         await this.audit(req.code, client.id, req, 'checksum_retry');
         return undefined;
-      case RequestCode.CHECKSUM_ABORT:
-        if (!(await store.setFileStatus(client.id, req.fileName, 'failed', now))) {
+      case RequestCode.CHECKSUM_ABORT: {
+        const hex = clientIdToHex(client.id);
+        // Under the file's lock, so an upload of this name committing now cannot interleave.
+        const known = await this.ctx.fileLocks.run(`${hex}/${req.fileName}`, async () => {
+          if (!(await store.setFileStatus(client.id, req.fileName, 'failed', now))) return false;
+          await files.remove(hex, req.fileName);
+          return true;
+        });
+        if (!known) {
           throw sessionError(SessionErrorCode.UNKNOWN_FILE, 'no such file for this client');
         }
-        await files.remove(clientIdToHex(client.id), req.fileName);
         await this.audit(req.code, client.id, req, 'checksum_failed');
         return ack;
+      }
       default:
         return assertNever(req.code, 'checksum request code');
     }

@@ -8,8 +8,14 @@
  *   commits on power loss, yet the server answers 1602/1603/1604/1605 only after the commit and
  *   the client then relies on it (a client whose key row vanished must register anew). FULL
  *   costs one WAL fsync per commit; the hot paths avoid paying it per packet: LastSeen updates
- *   are written behind (coalesced, one transaction per `touchFlushMs`) and audit entries are
- *   group-committed (all entries queued while a commit runs go into the next one).
+ *   are written behind (coalesced, one transaction per `touchFlushMs`), and writes are
+ *   group-committed: all writes (and audit entries) queued while other jobs run go into the
+ *   next transaction, each in its own savepoint where it has several statements, so 200
+ *   sessions at once share fsyncs instead of queueing one each (issue 5). Every write still
+ *   resolves only after its commit.
+ * - Client records are cached by id (the server is the only writer; every write of a client row
+ *   drops its entry): each session looks its client up for every request, and with 200
+ *   sessions at once those reads queued behind the writes took most of the connection's time.
  * - Ids and keys are BLOBs; every statement is parameterised; hot statements are prepared once.
  * - With a master key the AESKey column is sealed (see master-key.ts); plain rows written before
  *   are still read and re-sealed on next use.
@@ -51,6 +57,8 @@ const DEFAULT_TOUCH_FLUSH_MS = 1000;
 const DATABASE_FILE_MODE = 0o600;
 const DATA_DIR_MODE = 0o700;
 const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+/** Client records kept in memory; the oldest entry goes first beyond this. */
+const MAX_CACHED_CLIENTS = 10_000;
 
 export interface SqliteStoreOptions {
   /** Path of the database file, normally `<data-dir>/defensive.db`. */
@@ -133,6 +141,9 @@ interface AuditRow {
 }
 
 const CLIENT_COLUMNS = 'ID, Name, PublicKey, LastSeen, AESKey';
+const AUDIT_INSERT_COLUMNS = 'Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail';
+/** Audit rows per INSERT: far below SQLite's limit of 32766 bound parameters. */
+const AUDIT_ROWS_PER_INSERT = 500;
 const FILE_COLUMNS = 'ID, FileName, PathName, Verified, Status, Size, Cksum, UpdatedAt';
 const AUDIT_COLUMNS = 'LogID, Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail';
 
@@ -158,9 +169,6 @@ const SQL = {
     'UPDATE files SET Status = ?, Verified = ?, UpdatedAt = ? WHERE ID = ? AND FileName = ?',
   storedBytes:
     "SELECT COALESCE(SUM(Size), 0) AS total FROM files WHERE ID = ? AND Status <> 'failed'",
-  insertAudit:
-    'INSERT INTO auth_log (Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail) ' +
-    'VALUES (?, ?, ?, ?, ?, ?, ?)',
 } as const;
 type StatementName = keyof typeof SQL;
 
@@ -334,10 +342,26 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   }
 }
 
-interface PendingAudit {
-  readonly params: SqlParams;
-  readonly resolve: () => void;
+interface PendingWrite {
+  /** The write's statements; audit entries have none: see `auditRow`. */
+  readonly body: () => Promise<unknown>;
+  /** An audit entry: all of a group's are inserted with one statement. */
+  readonly auditRow?: SqlParams;
+  /** True when `body` runs several statements that must commit together. */
+  readonly atomic: boolean;
+  /** Runs once the write is committed, before anything else uses the connection. */
+  readonly committed: ((value: unknown) => void) | undefined;
+  readonly resolve: (value: unknown) => void;
   readonly reject: (err: unknown) => void;
+}
+
+/**
+ * Failures that concern one write alone: its own checks (no SQLite code), or a constraint
+ * SQLite undoes for the failing statement only. Anything else fails the whole group.
+ */
+function isOwnFailure(err: unknown): boolean {
+  const code = sqliteCode(err);
+  return code === undefined || code === 'SQLITE_CONSTRAINT';
 }
 
 class SqliteClientStore implements SqliteStore {
@@ -347,9 +371,11 @@ class SqliteClientStore implements SqliteStore {
   private readonly touchFlushMs: number;
   /** LastSeen values not yet written, by client id hex. */
   private readonly pendingTouches = new Map<string, number>();
+  /** Decoded client rows (LastSeen as stored), by id hex; see the file comment. */
+  private readonly clients = new Map<string, ClientRecord>();
   private touchTimer: NodeJS.Timeout | undefined;
-  private pendingAudits: PendingAudit[] = [];
-  private auditJobQueued = false;
+  private pendingWrites: PendingWrite[] = [];
+  private writeJobQueued = false;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -374,6 +400,129 @@ class SqliteClientStore implements SqliteStore {
   private job<T>(job: () => Promise<T>): Promise<T> {
     if (this.closing) return Promise.reject(closedError());
     return this.queue.run(job);
+  }
+
+  /**
+   * Queues a write for the next group commit; resolves with its result once committed.
+   * `atomic` bodies (several statements) get a savepoint, so a failure undoes them alone.
+   */
+  private write<T>(
+    body: () => Promise<T>,
+    atomic = false,
+    committed?: (value: T) => void,
+  ): Promise<T> {
+    if (this.closing) return Promise.reject(closedError());
+    return new Promise<T>((resolve, reject) => {
+      this.pendingWrites.push({
+        body,
+        atomic,
+        committed: committed as ((value: unknown) => void) | undefined,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
+      this.queueWriteJob();
+    });
+  }
+
+  private queueWriteJob(): void {
+    if (this.writeJobQueued) return;
+    this.writeJobQueued = true;
+    // The job takes every write queued until it starts.
+    void this.queue.run(() => this.commitWrites());
+  }
+
+  private async commitWrites(): Promise<void> {
+    this.writeJobQueued = false;
+    const batch = this.pendingWrites;
+    this.pendingWrites = [];
+    const writes = batch.filter((pending) => pending.auditRow === undefined);
+    const audits = batch.filter((pending) => pending.auditRow !== undefined);
+    if (writes.length === 1 && audits.length === 0) {
+      // Alone: no savepoints, and a single statement commits by itself.
+      const [only] = writes;
+      let value: unknown;
+      try {
+        value = await (only.atomic ? this.transaction(only.body) : only.body());
+      } catch (err) {
+        only.reject(err);
+        return;
+      }
+      only.committed?.(value);
+      only.resolve(value);
+      return;
+    }
+    const results = new Map<
+      PendingWrite,
+      { ok: true; value: unknown } | { ok: false; error: unknown }
+    >();
+    const group = async (): Promise<void> => {
+      for (const pending of writes) results.set(pending, await this.runInGroup(pending));
+      const audited = await this.insertAudits(audits);
+      for (const pending of audits) results.set(pending, audited);
+    };
+    try {
+      // Audit rows alone are one INSERT: atomic without a transaction of its own.
+      if (writes.length === 0) await group();
+      else await this.transaction(group);
+    } catch (err) {
+      for (const pending of batch) pending.reject(err);
+      return;
+    }
+    for (const pending of batch) {
+      const result = results.get(pending) as
+        { ok: true; value: unknown } | { ok: false; error: unknown };
+      if (!result.ok) {
+        pending.reject(result.error);
+        continue;
+      }
+      pending.committed?.(result.value);
+      pending.resolve(result.value);
+    }
+  }
+
+  /** Inserts the audit rows of a group with as few statements as possible. */
+  private async insertAudits(
+    audits: readonly PendingWrite[],
+  ): Promise<{ ok: true; value: unknown } | { ok: false; error: unknown }> {
+    try {
+      for (let from = 0; from < audits.length; from += AUDIT_ROWS_PER_INSERT) {
+        const rows = audits.slice(from, from + AUDIT_ROWS_PER_INSERT);
+        const placeholders = rows.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ');
+        await this.db.run(
+          `INSERT INTO auth_log (${AUDIT_INSERT_COLUMNS}) VALUES ${placeholders}`,
+          rows.flatMap((pending) => pending.auditRow as SqlParams),
+          'cannot write the audit trail',
+        );
+      }
+      return { ok: true, value: undefined };
+    } catch (error) {
+      if (isOwnFailure(error)) return { ok: false, error };
+      throw error;
+    }
+  }
+
+  /** One write of a group; throws (failing the group) unless only its own work was undone. */
+  private async runInGroup(
+    pending: PendingWrite,
+  ): Promise<{ ok: true; value: unknown } | { ok: false; error: unknown }> {
+    if (!pending.atomic) {
+      try {
+        return { ok: true, value: await pending.body() };
+      } catch (error) {
+        if (isOwnFailure(error)) return { ok: false, error };
+        throw error;
+      }
+    }
+    await this.db.run('SAVEPOINT write', [], 'cannot begin savepoint');
+    try {
+      const value = await pending.body();
+      await this.db.run('RELEASE write', [], 'cannot release savepoint');
+      return { ok: true, value };
+    } catch (error) {
+      await this.db.run('ROLLBACK TO write');
+      await this.db.run('RELEASE write');
+      return { ok: false, error };
+    }
   }
 
   private async transaction<T>(body: () => Promise<T>): Promise<T> {
@@ -419,11 +568,34 @@ class SqliteClientStore implements SqliteStore {
   }
 
   findClientById(id: Buffer): Promise<ClientRecord | undefined> {
+    if (this.closing) return Promise.reject(closedError());
+    const hex = id.toString('hex');
+    const cached = this.clients.get(hex);
+    if (cached !== undefined) return Promise.resolve(this.withPendingTouch(cached));
     const key = copy(id);
     return this.job(async () => {
       const row = await this.statement('clientById').get<ClientRow>([key]);
-      return row ? this.toClientRecord(row) : undefined;
+      if (!row) return undefined;
+      const record = await this.toClientRecord(row);
+      this.remember(hex, { ...record, lastSeen: row.LastSeen });
+      return record;
     });
+  }
+
+  /** Caches a record read or committed inside a job (so no write of it can be under way). */
+  private remember(hex: string, record: ClientRecord): void {
+    if (this.clients.size >= MAX_CACHED_CLIENTS) {
+      const oldest = this.clients.keys().next();
+      if (!oldest.done) this.clients.delete(oldest.value);
+    }
+    this.clients.set(hex, record);
+  }
+
+  private withPendingTouch(record: ClientRecord): ClientRecord {
+    const pending = this.pendingTouches.get(record.id.toString('hex'));
+    return pending !== undefined && pending > record.lastSeen
+      ? { ...record, lastSeen: pending }
+      : { ...record };
   }
 
   findClientByName(name: string): Promise<ClientRecord | undefined> {
@@ -435,18 +607,20 @@ class SqliteClientStore implements SqliteStore {
 
   registerClient(id: Buffer, name: string, now: number): Promise<RegisterResult> {
     const newId = copy(id);
-    return this.job(() =>
-      this.transaction(async (): Promise<RegisterResult> => {
+    return this.write(
+      async (): Promise<RegisterResult> => {
         const existing = await this.statement('clientByName').get<ClientRow>([name]);
         let replacedId: Buffer | undefined;
         if (existing) {
           if (existing.PublicKey !== null) return { ok: false, reason: 'name_taken' };
           // §5.1: a record that never got a key is not owned yet; the new registration wins.
           replacedId = existing.ID;
+          this.clients.delete(existing.ID.toString('hex'));
           await this.statement('deleteFilesOf').run([existing.ID]);
           await this.statement('deleteClient').run([existing.ID]);
           this.pendingTouches.delete(existing.ID.toString('hex'));
         }
+        this.clients.delete(newId.toString('hex'));
         await this.statement('insertClient').run([newId, name, now]);
         const client: ClientRecord = {
           id: newId,
@@ -456,32 +630,69 @@ class SqliteClientStore implements SqliteStore {
           lastSeen: now,
         };
         return replacedId ? { ok: true, client, replacedId } : { ok: true, client };
-      }),
+      },
+      true,
+      (result) => {
+        if (result.ok) this.remember(result.client.id.toString('hex'), result.client);
+      },
     );
   }
 
   setPublicKey(id: Buffer, publicKeyDer: Buffer, aesKey: Buffer, now: number): Promise<boolean> {
     const key = copy(id);
     const publicKey = copy(publicKeyDer);
-    return this.job(async () => {
-      const stored = this.storedAesKey(key, aesKey);
-      const result = await this.statement('setPublicKey').run([publicKey, stored, now, key]);
-      return result.changes === 1;
-    });
+    const hex = key.toString('hex');
+    let before: ClientRecord | undefined;
+    return this.write(
+      async () => {
+        before = this.clients.get(hex);
+        this.clients.delete(hex);
+        const stored = this.storedAesKey(key, aesKey);
+        const result = await this.statement('setPublicKey').run([publicKey, stored, now, key]);
+        return result.changes === 1;
+      },
+      false,
+      (changed) => {
+        if (changed && before !== undefined) {
+          this.remember(hex, {
+            ...before,
+            publicKey,
+            aesKey: copy(aesKey),
+            lastSeen: now,
+          });
+        }
+      },
+    );
   }
 
   setAesKey(id: Buffer, aesKey: Buffer, now: number): Promise<void> {
     const key = copy(id);
-    return this.job(async () => {
-      const stored = this.storedAesKey(key, aesKey);
-      const result = await this.statement('setAesKey').run([stored, now, key]);
-      if (result.changes !== 1) {
-        throw new StorageError(
-          StorageErrorCode.DATABASE,
-          `cannot store the AES key: no client ${key.toString('hex')}`,
-        );
-      }
-    });
+    const hex = key.toString('hex');
+    let before: ClientRecord | undefined;
+    return this.write(
+      async () => {
+        before = this.clients.get(hex);
+        this.clients.delete(hex);
+        const stored = this.storedAesKey(key, aesKey);
+        const result = await this.statement('setAesKey').run([stored, now, key]);
+        if (result.changes !== 1) {
+          throw new StorageError(
+            StorageErrorCode.DATABASE,
+            `cannot store the AES key: no client ${hex}`,
+          );
+        }
+      },
+      false,
+      () => {
+        if (before !== undefined) {
+          this.remember(hex, {
+            ...before,
+            aesKey: copy(aesKey),
+            lastSeen: Math.max(before.lastSeen, now),
+          });
+        }
+      },
+    );
   }
 
   touch(id: Buffer, now: number): Promise<void> {
@@ -509,6 +720,8 @@ class SqliteClientStore implements SqliteStore {
     this.pendingTouches.clear();
     await this.transaction(async () => {
       for (const [hex, time] of batch) {
+        // The cached LastSeen no longer includes the pending value: read it anew.
+        this.clients.delete(hex);
         await this.statement('touch').run([time, Buffer.from(hex, 'hex')]);
       }
     });
@@ -524,7 +737,7 @@ class SqliteClientStore implements SqliteStore {
 
   putFile(file: Omit<FileRecord, 'verified' | 'status'>): Promise<void> {
     const owner = copy(file.clientId);
-    return this.job(async () => {
+    return this.write(async () => {
       await this.statement('putFile').run([
         owner,
         file.fileName,
@@ -551,7 +764,7 @@ class SqliteClientStore implements SqliteStore {
     now: number,
   ): Promise<boolean> {
     const owner = copy(clientId);
-    return this.job(async () => {
+    return this.write(async () => {
       const verified = status === 'verified' ? 1 : 0;
       const result = await this.statement('setFileStatus').run([
         status,
@@ -613,7 +826,7 @@ class SqliteClientStore implements SqliteStore {
 
   audit(entry: AuditEntry): Promise<void> {
     if (this.closing) return Promise.reject(closedError());
-    const params: SqlParams = [
+    const auditRow: SqlParams = [
       entry.time,
       entry.remoteAddress,
       entry.clientId ? copy(entry.clientId) : null,
@@ -623,27 +836,16 @@ class SqliteClientStore implements SqliteStore {
       entry.detail ?? null,
     ];
     return new Promise<void>((resolve, reject) => {
-      this.pendingAudits.push({ params, resolve, reject });
-      if (this.auditJobQueued) return;
-      this.auditJobQueued = true;
-      // Group commit: the job takes every entry queued until it starts.
-      void this.queue.run(() => this.writeAudits());
-    });
-  }
-
-  private async writeAudits(): Promise<void> {
-    this.auditJobQueued = false;
-    const batch = this.pendingAudits;
-    this.pendingAudits = [];
-    if (batch.length === 0) return;
-    try {
-      await this.transaction(async () => {
-        for (const pending of batch) await this.statement('insertAudit').run(pending.params);
+      this.pendingWrites.push({
+        body: () => Promise.resolve(),
+        auditRow,
+        atomic: false,
+        committed: undefined,
+        resolve: () => resolve(),
+        reject,
       });
-      for (const pending of batch) pending.resolve();
-    } catch (err) {
-      for (const pending of batch) pending.reject(err);
-    }
+      this.queueWriteJob();
+    });
   }
 
   listAudit(since?: number): Promise<StoredAuditEntry[]> {
