@@ -25,6 +25,7 @@ import type {
 import { clientIdToHex } from '../shared/client-id';
 import { encodePublicKeyField, parsePublicKeyField, wrapAesKey } from '../shared/crypto';
 import type { ServerLimits } from './limits';
+import type { QuotaLedger } from './quota-ledger';
 import { sessionError, SessionErrorCode } from './session-error';
 import type { Sources } from './sources';
 import type { AuditEntry, AuditOutcome, ClientStore, FileStore } from './storage/types';
@@ -41,6 +42,8 @@ export interface SessionContext {
   readonly registerLimiter: { take(key: string): boolean };
   /** Serializes changes to one stored file (`<client hex>/<name>`) across connections. */
   readonly fileLocks: { run<T>(key: string, work: () => Promise<T>): Promise<T> };
+  /** Bytes of uploads in progress per client, for `--quota`. */
+  readonly quotaLedger: QuotaLedger;
 }
 
 /** Offsets of the fixed 1028 fields in its payload (§3). */
@@ -111,6 +114,8 @@ export function ownDecodedRequest(d: DecodedRequest): OwnedRequest {
 export class Session {
   private upload: Upload | undefined;
   private broken: BrokenUpload | undefined;
+  /** Gives back the `--quota` reservation of the upload in progress. */
+  private releaseQuota: () => void = () => undefined;
   private disposed = false;
 
   constructor(
@@ -370,21 +375,32 @@ export class Session {
         `file of ${req.origSize} bytes is over the limit of ${limits.maxFileSize}`,
       );
     }
+    const clientIdHex = clientIdToHex(client.id);
+    let releaseQuota = (): void => undefined;
     if (limits.quota < Number.MAX_SAFE_INTEGER) {
-      const stored = await store.storedBytes(client.id);
       const replaced = await store.findFile(client.id, req.fileName);
+      // Read last and used at once: the store's queue is in order, so an upload that commits
+      // after this read still holds its reservation when the check below runs.
+      const stored = await store.storedBytes(client.id);
+      const reserved = this.ctx.quotaLedger.reservedBy(clientIdHex);
       const after = stored - (replaced?.status === 'failed' ? 0 : (replaced?.size ?? 0));
-      if (after + req.origSize > limits.quota) {
+      if (after + reserved + req.origSize > limits.quota) {
         throw sessionError(
           SessionErrorCode.QUOTA_EXCEEDED,
-          `storing ${req.origSize} bytes would pass the quota of ${limits.quota}`,
+          `storing ${req.origSize} bytes would pass the quota of ${limits.quota}` +
+            (reserved > 0 ? ` (${reserved} bytes are being uploaded)` : ''),
         );
       }
+      releaseQuota = this.ctx.quotaLedger.reserve(clientIdHex, req.origSize);
     }
-    const now = sources.now();
-    await store.touch(client.id, now);
-    const clientIdHex = clientIdToHex(client.id);
-    const sink = await files.beginUpload(clientIdHex, req.fileName);
+    let sink;
+    try {
+      await store.touch(client.id, sources.now());
+      sink = await files.beginUpload(clientIdHex, req.fileName);
+    } catch (err) {
+      releaseQuota();
+      throw err;
+    }
     const upload = new Upload(
       {
         clientId: client.id,
@@ -400,10 +416,12 @@ export class Session {
     );
     if (this.disposed) {
       // The connection closed while the sink was being opened.
+      releaseQuota();
       await upload.abort();
       return undefined;
     }
     this.upload = upload;
+    this.releaseQuota = releaseQuota;
     upload.accept(req.content);
     upload.nextPacket = 2;
     this.log.debug(
@@ -417,34 +435,37 @@ export class Session {
     const { store, files, sources } = this.ctx;
     // Detached first: whatever happens below, this upload is over.
     this.upload = undefined;
+    const releaseQuota = this.takeQuotaRelease();
     const { clientId, clientIdHex, fileName } = up.id;
     const now = sources.now();
     // The rename and the row change together: another connection of this client may be
     // uploading or removing (1031) the same file right now.
-    const done = await this.ctx.fileLocks.run(`${clientIdHex}/${fileName}`, async () => {
-      let committed;
-      try {
-        committed = await up.finish();
-      } catch (err) {
-        await up.abort();
-        throw err;
-      }
-      try {
-        await store.putFile({
-          clientId,
-          fileName,
-          pathName: committed.pathName,
-          size: committed.plaintextBytes,
-          cksum: committed.cksum,
-          updatedAt: now,
-        });
-      } catch (err) {
-        // No row, no file: remove what the commit made visible.
-        await files.remove(clientIdHex, fileName).catch(() => undefined);
-        throw err;
-      }
-      return committed;
-    });
+    const done = await this.ctx.fileLocks
+      .run(`${clientIdHex}/${fileName}`, async () => {
+        let committed;
+        try {
+          committed = await up.finish();
+        } catch (err) {
+          await up.abort();
+          throw err;
+        }
+        try {
+          await store.putFile({
+            clientId,
+            fileName,
+            pathName: committed.pathName,
+            size: committed.plaintextBytes,
+            cksum: committed.cksum,
+            updatedAt: now,
+          });
+        } catch (err) {
+          // No row, no file: remove what the commit made visible.
+          await files.remove(clientIdHex, fileName).catch(() => undefined);
+          throw err;
+        }
+        return committed;
+      })
+      .finally(releaseQuota);
     await store.touch(clientId, now);
     await this.audit(req.code, clientId, req, 'file_stored');
     this.log.info(
@@ -474,6 +495,7 @@ export class Session {
     const up = this.upload;
     if (up === undefined) return;
     this.upload = undefined;
+    this.takeQuotaRelease()();
     this.log.info(
       {
         client: up.id.clientIdHex,
@@ -489,6 +511,13 @@ export class Session {
     } catch (err) {
       this.log.error({ err, client: up.id.clientIdHex }, 'could not remove temp file');
     }
+  }
+
+  /** The quota release of the upload in progress, leaving a no-op in its place. */
+  private takeQuotaRelease(): () => void {
+    const release = this.releaseQuota;
+    this.releaseQuota = () => undefined;
+    return release;
   }
 
   /** After a 1607 to a packet: later packets of the same upload get no answer (§9). */

@@ -186,4 +186,37 @@ describe('abuse limits', () => {
     expect(stores.files.files.has(`${me.id.toString('hex')}/c`)).toBe(false);
     expect(stores.store.auditLog.filter((e) => e.outcome === 'quota_exceeded').length).toBe(2);
   });
+
+  it('--quota: uploads in flight on other connections of the same client count too', async () => {
+    const stores = memoryStores();
+    const s = await start({ quota: 10_000 }, stores);
+    const first = await s.connect();
+    const second = await s.connect();
+    const me = await registerWithKey(first, 'quota-parallel');
+    const a = uploadPackets(me.id, 'a', me.aesKey, Buffer.alloc(6000, 1));
+    // All of 'a' but its last packet: the upload stays open on the first connection.
+    await first.write(a.slice(0, -1));
+    await until(() => stores.files.temps.size === 1);
+    const b = (size: number) => uploadPackets(me.id, 'b', me.aesKey, Buffer.alloc(size, 2));
+    expect((await second.request(b(5000))).code).toBe(Reply.ERROR);
+    expect((await first.request(a.slice(-1))).code).toBe(Reply.FILE_RECEIVED);
+    // 'a' is stored now and its reservation given back: 6000 + 4000 fits exactly.
+    expect((await second.request(b(4000))).code).toBe(Reply.FILE_RECEIVED);
+    expect((await second.request(b(4001))).code).toBe(Reply.ERROR);
+  });
+
+  it('--quota: an abandoned upload gives its reservation back', async () => {
+    const stores = memoryStores();
+    const s = await start({ quota: 10_000 }, stores);
+    const first = await s.connect();
+    const me = await registerWithKey(first, 'quota-dropped');
+    const a = uploadPackets(me.id, 'a', me.aesKey, Buffer.alloc(9000, 1));
+    await first.write(a.slice(0, -1));
+    await until(() => stores.files.temps.size === 1);
+    first.destroy();
+    await until(() => stores.files.temps.size === 0);
+    const second = await s.connect();
+    const b = uploadPackets(me.id, 'b', me.aesKey, Buffer.alloc(10_000, 2));
+    expect((await second.request(b)).code).toBe(Reply.FILE_RECEIVED);
+  });
 });
