@@ -9,6 +9,7 @@ import { silentLogger } from '../shared/logger';
 import { Connection, type CloseReason } from './connection';
 import { resolveLimits, type ServerLimits } from './limits';
 import { KeyedLock } from './keyed-lock';
+import { createGcNudge } from './gc-nudge';
 import { QuotaLedger } from './quota-ledger';
 import { KeyedRateLimiter } from './rate-limit';
 import { Session, type SessionContext } from './session';
@@ -96,6 +97,7 @@ class Server implements SftServer {
       registerLimiter: new KeyedRateLimiter(this.limits.registerRate, sources.now),
       fileLocks: new KeyedLock(),
       quotaLedger: new QuotaLedger(),
+      memory: createGcNudge(),
     };
     // allowHalfOpen: a client may send everything and half-close before reading the answers.
     this.net = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>

@@ -25,6 +25,7 @@ import type {
 import { clientIdToHex } from '../shared/client-id';
 import { encodePublicKeyField, parsePublicKeyField, wrapAesKey } from '../shared/crypto';
 import type { ServerLimits } from './limits';
+import type { MemoryNudge } from './gc-nudge';
 import type { QuotaLedger } from './quota-ledger';
 import { sessionError, SessionErrorCode } from './session-error';
 import type { Sources } from './sources';
@@ -44,6 +45,8 @@ export interface SessionContext {
   readonly fileLocks: { run<T>(key: string, work: () => Promise<T>): Promise<T> };
   /** Bytes of uploads in progress per client, for `--quota`. */
   readonly quotaLedger: QuotaLedger;
+  /** Keeps dead buffers of uploads from piling up between collections (gc-nudge.ts). */
+  readonly memory?: MemoryNudge;
 }
 
 /** Offsets of the fixed 1028 fields in its payload (§3). */
@@ -413,6 +416,7 @@ export class Session {
       client.aesKey,
       sink,
       performance.now(),
+      this.ctx.memory,
     );
     if (this.disposed) {
       // The connection closed while the sink was being opened.

@@ -15,6 +15,7 @@ import { Size } from '../protocol/constants';
 import type { SendFileFields } from '../protocol/messages';
 import { sessionError, SessionErrorCode } from './session-error';
 import type { UploadSink } from './storage/types';
+import { noNudge, type MemoryNudge } from './gc-nudge';
 
 /** Offsets of the 1028 fixed fields in its payload (§3). */
 const ORIG_SIZE_AT = 4;
@@ -85,6 +86,7 @@ export class Upload {
     aesKey: Buffer,
     private readonly sink: UploadSink,
     readonly startedAt: number,
+    private readonly memory: MemoryNudge = noNudge,
   ) {
     // Small files get a small batch: no more than their ciphertext.
     this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, id.contentSize));
@@ -221,6 +223,7 @@ export class Upload {
 
   private decipherChunk(ciphertext: Buffer): void {
     this.consumePlaintext(this.decipher.update(ciphertext));
+    this.memory.note(ciphertext.length);
   }
 
   private consumePlaintext(plaintext: Buffer): void {
