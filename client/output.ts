@@ -67,7 +67,8 @@ export function formatBytes(bytes: number): string {
     value /= KILO;
     unit++;
   }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${UNITS[unit]}`;
+  // Rates can be fractional: whole bytes below a kilobyte.
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${UNITS[unit]}`;
 }
 
 function rate(bytes: number, seconds: number): string {

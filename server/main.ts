@@ -26,7 +26,7 @@ const EXIT_USAGE = 2;
 const MS_PER_S = 1000;
 
 interface ServeArgs {
-  port?: number;
+  port?: string;
   host?: string;
   'data-dir': string;
   'log-level': string;
@@ -46,7 +46,8 @@ interface ServeArgs {
 function serveOptions(y: Argv): Argv<ServeArgs> {
   return y
     .option('port', {
-      type: 'number',
+      // A string, so a bad value is reported as typed rather than as NaN.
+      type: 'string',
       describe:
         'TCP port (0 = any free port); default: port.info in the working directory, else 1256',
     })
