@@ -29,7 +29,13 @@ import type { MemoryNudge } from './gc-nudge';
 import type { QuotaLedger } from './quota-ledger';
 import { sessionError, SessionErrorCode } from './session-error';
 import type { Sources } from './sources';
-import type { AuditEntry, AuditOutcome, ClientStore, FileStore } from './storage/types';
+import type {
+  AuditEntry,
+  AuditOutcome,
+  ClientRecord,
+  ClientStore,
+  FileStore,
+} from './storage/types';
 import { toWire } from './to-wire';
 import { Upload } from './upload';
 
@@ -288,14 +294,20 @@ export class Session {
     return { code: ResponseCode.REGISTERED, clientId: id };
   }
 
-  private async sendPublicKey(req: SendPublicKeyRequest): Promise<Response> {
-    await this.abandonUpload('new request');
-    const { store, sources } = this.ctx;
-    const client = await store.findClientById(req.clientId);
+  /** The client of a 1026/1027: its id must be known and its name the one on record (§5.2-5.3). */
+  private async clientNamed(req: SendPublicKeyRequest | ReconnectRequest): Promise<ClientRecord> {
+    const client = await this.ctx.store.findClientById(req.clientId);
     if (!client) throw sessionError(SessionErrorCode.UNKNOWN_CLIENT, 'unknown client id');
     if (client.name !== req.name) {
       throw sessionError(SessionErrorCode.NAME_MISMATCH, 'name does not match the client id');
     }
+    return client;
+  }
+
+  private async sendPublicKey(req: SendPublicKeyRequest): Promise<Response> {
+    await this.abandonUpload('new request');
+    const { store, sources } = this.ctx;
+    const client = await this.clientNamed(req);
     if (client.publicKey !== null) {
       throw sessionError(SessionErrorCode.KEY_ALREADY_SET, 'client already has a public key');
     }
@@ -313,11 +325,7 @@ export class Session {
   private async reconnect(req: ReconnectRequest): Promise<Response> {
     await this.abandonUpload('new request');
     const { store, sources } = this.ctx;
-    const client = await store.findClientById(req.clientId);
-    if (!client) throw sessionError(SessionErrorCode.UNKNOWN_CLIENT, 'unknown client id');
-    if (client.name !== req.name) {
-      throw sessionError(SessionErrorCode.NAME_MISMATCH, 'name does not match the client id');
-    }
+    const client = await this.clientNamed(req);
     if (client.publicKey === null) {
       throw sessionError(SessionErrorCode.NO_KEY, 'client never sent a public key');
     }

@@ -32,6 +32,7 @@ import {
   unwrapWith,
   type RealServer,
 } from './harness';
+import { patternBytes } from '../helpers/hardening-server';
 
 const ID_A = Buffer.from('11112222333344445555666677778888', 'hex');
 const ID_B = Buffer.from('aaaabbbbccccddddeeeeffff00001111', 'hex');
@@ -46,18 +47,6 @@ function responseHeader(code: number, size: number): string {
   h.writeUInt16LE(code, 1);
   h.writeUInt32LE(size, 3);
   return h.toString('hex');
-}
-
-function randomData(size: number, seed: number): Buffer {
-  const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
 }
 
 let server: RealServer;
@@ -282,7 +271,7 @@ describe('§5.4 upload and §5.5 confirm', () => {
 
   it('many packets, a packet size that is not a multiple of 16, then 1029 → 1604 and verified', async () => {
     const me = await registerWithKey(client, 'nick');
-    const data = randomData(50_000, 1);
+    const data = patternBytes(50_000, 1);
     const got = await upload(me.id, me.aesKey, 'big.bin', data, 777);
     expect(got.cksum).toBe(cksum(data));
     expect(got.contentSize).toBe(50_016);
@@ -296,7 +285,7 @@ describe('§5.4 upload and §5.5 confirm', () => {
 
   it('packets padded past content size (client-b style): the padding is dropped', async () => {
     const me = await registerWithKey(client, 'olga');
-    const data = randomData(70_000, 2);
+    const data = patternBytes(70_000, 2);
     const ct = encrypt(me.aesKey, data);
     const chunk = 65269;
     const packets = [0, 1].map((i) => {
@@ -321,7 +310,7 @@ describe('§5.4 upload and §5.5 confirm', () => {
 
   it('an empty last packet (client-a style) is accepted', async () => {
     const me = await registerWithKey(client, 'pete');
-    const data = randomData(2032, 3); // ciphertext exactly 2048 bytes
+    const data = patternBytes(2032, 3); // ciphertext exactly 2048 bytes
     const ct = encrypt(me.aesKey, data);
     const fields = { contentSize: 2048, origSize: 2032, total: 3, fileName: 'e.bin' };
     const r = await client.request([
@@ -342,7 +331,7 @@ describe('§5.4 upload and §5.5 confirm', () => {
 
   it('1030 gets no answer; the re-send restarts the upload; 1029 then verifies it', async () => {
     const me = await registerWithKey(client, 'rita');
-    const data = randomData(5000, 4);
+    const data = patternBytes(5000, 4);
     await upload(me.id, me.aesKey, 'r.bin', data);
     await client.write(checksum(Code.CRC_RETRY, me.id, 'r.bin'));
     // The next answer on the connection is the re-sent upload's 1603: 1030 had none.
@@ -362,7 +351,7 @@ describe('§5.4 upload and §5.5 confirm', () => {
 
   it('1031 marks the file failed and removes its bytes; 1604', async () => {
     const me = await registerWithKey(client, 'sam');
-    await upload(me.id, me.aesKey, 's.bin', randomData(3000, 5));
+    await upload(me.id, me.aesKey, 's.bin', patternBytes(3000, 5));
     const ack = await client.request(checksum(Code.CRC_ABORT, me.id, 's.bin'));
     expect(ack.bytes.toString('hex')).toBe(responseHeader(1604, 16) + me.id.toString('hex'));
     expect(existsSync(join(server.dataDir, me.id.toString('hex'), 's.bin'))).toBe(false);
@@ -376,9 +365,9 @@ describe('§5.4 upload and §5.5 confirm', () => {
 
   it('several uploads on one connection, and a new upload replaces the old file', async () => {
     const me = await registerWithKey(client, 'tina');
-    await upload(me.id, me.aesKey, 'one', randomData(100, 6));
-    await upload(me.id, me.aesKey, 'two', randomData(2000, 7));
-    const newer = randomData(300, 8);
+    await upload(me.id, me.aesKey, 'one', patternBytes(100, 6));
+    await upload(me.id, me.aesKey, 'two', patternBytes(2000, 7));
+    const newer = patternBytes(300, 8);
     await upload(me.id, me.aesKey, 'one', newer);
     expectBytes(await storedFile(me.id, 'one'), newer);
     expect((await readdir(join(server.dataDir, me.id.toString('hex')))).sort()).toEqual([
@@ -392,7 +381,7 @@ describe('§5.4 upload and §5.5 confirm', () => {
     const me = await registerWithKey(client, 'uma');
     const r = await client.request(reconnect(me.id, 'uma'));
     const newKey = unwrapWith(me.keys, r.payload.subarray(16));
-    const data = randomData(1500, 9);
+    const data = patternBytes(1500, 9);
     expect((await upload(me.id, newKey, 'after', data)).cksum).toBe(cksum(data));
   });
 

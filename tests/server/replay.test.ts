@@ -18,27 +18,17 @@ import {
   startServer,
   type TestServer,
 } from './harness';
+// Deterministic pseudo-random sizes, so a failing split can be reproduced.
+import { seededRandom } from '../protocol/support';
 
 type Splitter = { readonly name: string; make(): (remaining: number) => number };
-
-/** Deterministic pseudo-random sizes (mulberry32), so a failing split can be reproduced. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SPLITTERS: Splitter[] = [
   { name: 'one write', make: () => (remaining) => remaining },
   {
     name: 'random pieces of 1-3000 bytes',
     make: () => {
-      const rnd = seeded(7);
+      const rnd = seededRandom(7);
       return () => 1 + Math.floor(rnd() * 3000);
     },
   },
@@ -46,7 +36,7 @@ const SPLITTERS: Splitter[] = [
     // Splits land inside headers and fixed fields again and again.
     name: 'small random pieces of 1-40 bytes',
     make: () => {
-      const rnd = seeded(11);
+      const rnd = seededRandom(11);
       return () => 1 + Math.floor(rnd() * 40);
     },
   },
