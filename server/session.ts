@@ -462,14 +462,17 @@ export class Session {
           throw err;
         }
         try {
-          await store.putFile({
-            clientId,
-            fileName,
-            pathName: committed.pathName,
-            size: committed.plaintextBytes,
-            cksum: committed.cksum,
-            updatedAt: now,
-          });
+          await store.putFile(
+            {
+              clientId,
+              fileName,
+              pathName: committed.pathName,
+              size: committed.plaintextBytes,
+              cksum: committed.cksum,
+              updatedAt: now,
+            },
+            this.auditEntry(req.code, clientId, req, 'file_stored'),
+          );
         } catch (err) {
           // No row, no file: remove what the commit made visible.
           await files.remove(clientIdHex, fileName).catch(() => undefined);
@@ -479,7 +482,6 @@ export class Session {
       })
       .finally(releaseQuota);
     await store.touch(clientId, now);
-    await this.audit(req.code, clientId, req, 'file_stored');
     this.log.info(
       {
         client: clientIdHex,
@@ -591,13 +593,13 @@ export class Session {
           async () => {
             const file = await store.findFile(client.id, req.fileName);
             if (file === undefined || file.status === 'failed') return false;
-            return store.setFileStatus(client.id, req.fileName, 'verified', now);
+            const audit = this.auditEntry(req.code, client.id, req, 'checksum_ok');
+            return store.setFileStatus(client.id, req.fileName, 'verified', now, audit);
           },
         );
         if (!known) {
           throw sessionError(SessionErrorCode.UNKNOWN_FILE, 'no such file for this client');
         }
-        await this.audit(req.code, client.id, req, 'checksum_ok');
         return ack;
       }
       case RequestCode.CHECKSUM_RETRY:
@@ -608,14 +610,16 @@ export class Session {
         const hex = clientIdToHex(client.id);
         // Under the file's lock, so an upload of this name committing now cannot interleave.
         const known = await this.ctx.fileLocks.run(`${hex}/${req.fileName}`, async () => {
-          if (!(await store.setFileStatus(client.id, req.fileName, 'failed', now))) return false;
+          const audit = this.auditEntry(req.code, client.id, req, 'checksum_failed');
+          if (!(await store.setFileStatus(client.id, req.fileName, 'failed', now, audit))) {
+            return false;
+          }
           await files.remove(hex, req.fileName);
           return true;
         });
         if (!known) {
           throw sessionError(SessionErrorCode.UNKNOWN_FILE, 'no such file for this client');
         }
-        await this.audit(req.code, client.id, req, 'checksum_failed');
         return ack;
       }
       default:
@@ -633,9 +637,25 @@ export class Session {
     outcome: AuditOutcome,
     reason?: string,
   ): Promise<void> {
+    const entry = this.auditEntry(code, clientId, req, outcome, reason);
+    try {
+      await this.ctx.store.audit(entry);
+    } catch (err) {
+      this.log.error({ err, outcome }, 'could not write the audit trail');
+    }
+  }
+
+  /** The audit row of a request; state changes pass it to the store to commit with them. */
+  private auditEntry(
+    code: number,
+    clientId: Buffer | null,
+    req: Request | undefined,
+    outcome: AuditOutcome,
+    reason?: string,
+  ): AuditEntry {
     const names = requestNames(req);
     const detail = [names.file, reason].filter((s) => s !== undefined).join(': ');
-    const entry: AuditEntry = {
+    return {
       time: this.ctx.sources.now(),
       remoteAddress: this.remoteAddress,
       clientId,
@@ -644,11 +664,6 @@ export class Session {
       outcome,
       ...(detail ? { detail } : {}),
     };
-    try {
-      await this.ctx.store.audit(entry);
-    } catch (err) {
-      this.log.error({ err, outcome }, 'could not write the audit trail');
-    }
   }
 
   private logOutcome(

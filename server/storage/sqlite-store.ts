@@ -169,6 +169,7 @@ const SQL = {
     'UPDATE files SET Status = ?, Verified = ?, UpdatedAt = ? WHERE ID = ? AND FileName = ?',
   storedBytes:
     "SELECT COALESCE(SUM(Size), 0) AS total FROM files WHERE ID = ? AND Status <> 'failed'",
+  auditOne: `INSERT INTO auth_log (${AUDIT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 } as const;
 type StatementName = keyof typeof SQL;
 
@@ -186,6 +187,19 @@ function toFileRecord(row: FileRow): FileRecord {
     cksum: row.Cksum,
     updatedAt: row.UpdatedAt,
   };
+}
+
+/** An audit entry as the values of AUDIT_INSERT_COLUMNS. */
+function auditParams(entry: AuditEntry): SqlParams {
+  return [
+    entry.time,
+    entry.remoteAddress,
+    entry.clientId ? copy(entry.clientId) : null,
+    entry.name,
+    entry.requestCode,
+    entry.outcome,
+    entry.detail ?? null,
+  ];
 }
 
 function toAuditEntry(row: AuditRow): StoredAuditEntry {
@@ -735,8 +749,9 @@ class SqliteClientStore implements SqliteStore {
     return this.job(() => this.writeTouches());
   }
 
-  putFile(file: Omit<FileRecord, 'verified' | 'status'>): Promise<void> {
+  putFile(file: Omit<FileRecord, 'verified' | 'status'>, audit?: AuditEntry): Promise<void> {
     const owner = copy(file.clientId);
+    const auditRow = audit === undefined ? undefined : auditParams(audit);
     return this.write(async () => {
       await this.statement('putFile').run([
         owner,
@@ -746,6 +761,8 @@ class SqliteClientStore implements SqliteStore {
         file.cksum,
         file.updatedAt,
       ]);
+      // Same transaction: one flush for both, and no audit row for a change that failed.
+      if (auditRow !== undefined) await this.statement('auditOne').run(auditRow);
     });
   }
 
@@ -762,8 +779,10 @@ class SqliteClientStore implements SqliteStore {
     fileName: string,
     status: FileStatus,
     now: number,
+    audit?: AuditEntry,
   ): Promise<boolean> {
     const owner = copy(clientId);
+    const auditRow = audit === undefined ? undefined : auditParams(audit);
     return this.write(async () => {
       const verified = status === 'verified' ? 1 : 0;
       const result = await this.statement('setFileStatus').run([
@@ -773,7 +792,9 @@ class SqliteClientStore implements SqliteStore {
         owner,
         fileName,
       ]);
-      return result.changes === 1;
+      const changed = result.changes === 1;
+      if (changed && auditRow !== undefined) await this.statement('auditOne').run(auditRow);
+      return changed;
     });
   }
 
@@ -826,15 +847,7 @@ class SqliteClientStore implements SqliteStore {
 
   audit(entry: AuditEntry): Promise<void> {
     if (this.closing) return Promise.reject(closedError());
-    const auditRow: SqlParams = [
-      entry.time,
-      entry.remoteAddress,
-      entry.clientId ? copy(entry.clientId) : null,
-      entry.name,
-      entry.requestCode,
-      entry.outcome,
-      entry.detail ?? null,
-    ];
+    const auditRow = auditParams(entry);
     return new Promise<void>((resolve, reject) => {
       this.pendingWrites.push({
         body: () => Promise.resolve(),

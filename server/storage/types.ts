@@ -86,14 +86,19 @@ export interface ClientStore {
   setAesKey(id: Buffer, aesKey: Buffer, now: number): Promise<void>;
   /** Updates LastSeen. */
   touch(id: Buffer, now: number): Promise<void>;
-  /** Inserts or replaces the row of (clientId, fileName) with status 'received', Verified = 0. */
-  putFile(file: Omit<FileRecord, 'verified' | 'status'>): Promise<void>;
+  /**
+   * Inserts or replaces the row of (clientId, fileName) with status 'received', Verified = 0.
+   * `audit`, if given, is written in the same transaction: both or neither.
+   */
+  putFile(file: Omit<FileRecord, 'verified' | 'status'>, audit?: AuditEntry): Promise<void>;
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined>;
+  /** False if there is no such row; `audit` is written with the change, and only with it. */
   setFileStatus(
     clientId: Buffer,
     fileName: string,
     status: FileStatus,
     now: number,
+    audit?: AuditEntry,
   ): Promise<boolean>;
   /** Bytes of plaintext stored for a client (for quotas). */
   storedBytes(clientId: Buffer): Promise<number>;

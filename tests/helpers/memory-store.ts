@@ -117,7 +117,7 @@ export class MemoryClientStore implements ClientStore {
     if (c) this.clients.set(key(id), { ...c, lastSeen: now });
   }
 
-  async putFile(file: Omit<FileRecord, 'verified' | 'status'>): Promise<void> {
+  async putFile(file: Omit<FileRecord, 'verified' | 'status'>, audit?: AuditEntry): Promise<void> {
     this.guard('putFile');
     this.files.set(fileKey(file.clientId, file.fileName), {
       ...file,
@@ -125,6 +125,7 @@ export class MemoryClientStore implements ClientStore {
       verified: false,
       status: 'received',
     });
+    if (audit !== undefined) this.auditLog.push({ ...audit, id: this.auditLog.length + 1 });
   }
 
   async findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined> {
@@ -137,12 +138,14 @@ export class MemoryClientStore implements ClientStore {
     fileName: string,
     status: FileStatus,
     now: number,
+    audit?: AuditEntry,
   ): Promise<boolean> {
     this.guard('setFileStatus');
     const k = fileKey(clientId, fileName);
     const f = this.files.get(k);
     if (!f) return false;
     this.files.set(k, { ...f, status, verified: status === 'verified', updatedAt: now });
+    if (audit !== undefined) this.auditLog.push({ ...audit, id: this.auditLog.length + 1 });
     return true;
   }
 

@@ -372,6 +372,34 @@ describe('files', () => {
     expect(error).toBeInstanceOf(StorageError);
     expect((error as StorageError).code).toBe(StorageErrorCode.DATABASE);
   });
+
+  it('writes the audit row of a file change with it, and none when the change fails', async () => {
+    const store = await storeWithClient();
+    const audit = (outcome: AuditEntry['outcome'], clientId = idOf(1)): AuditEntry => ({
+      time: 5000,
+      remoteAddress: '127.0.0.1',
+      clientId,
+      name: null,
+      requestCode: 1028,
+      outcome,
+      detail: 'a',
+    });
+    const file = { fileName: 'a', pathName: `${hex}/a`, size: 1, cksum: 1, updatedAt: 1 };
+    await store.putFile({ ...file, clientId: idOf(1) }, audit('file_stored'));
+    // An unknown client breaks the row's foreign key: the audit row goes with it.
+    await expect(
+      store.putFile({ ...file, clientId: idOf(9) }, audit('file_stored', idOf(9))),
+    ).rejects.toBeInstanceOf(StorageError);
+    expect(await store.setFileStatus(idOf(1), 'a', 'verified', 2, audit('checksum_ok'))).toBe(true);
+    expect(await store.setFileStatus(idOf(1), 'nope', 'failed', 3, audit('checksum_failed'))).toBe(
+      false,
+    );
+    const rows = await store.listAudit();
+    expect(rows.map((r) => [r.outcome, r.clientId?.toString('hex')])).toEqual([
+      ['file_stored', hex],
+      ['checksum_ok', hex],
+    ]);
+  });
 });
 
 describe('audit trail', () => {
