@@ -763,7 +763,7 @@ class SqliteClientStore implements SqliteStore {
       ]);
       // Same transaction: one flush for both, and no audit row for a change that failed.
       if (auditRow !== undefined) await this.statement('auditOne').run(auditRow);
-    });
+    }, auditRow !== undefined);
   }
 
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined> {
@@ -795,7 +795,7 @@ class SqliteClientStore implements SqliteStore {
       const changed = result.changes === 1;
       if (changed && auditRow !== undefined) await this.statement('auditOne').run(auditRow);
       return changed;
-    });
+    }, auditRow !== undefined);
   }
 
   storedBytes(clientId: Buffer): Promise<number> {
