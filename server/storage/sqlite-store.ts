@@ -363,6 +363,11 @@ interface PendingWrite {
   readonly auditRow?: SqlParams;
   /** True when `body` runs several statements that must commit together. */
   readonly atomic: boolean;
+  /**
+   * The audit row of this write, inserted in the same transaction if `body` succeeds and its
+   * result says the change happened: both commit, or neither.
+   */
+  readonly withAudit?: { readonly row: SqlParams; readonly when: (value: unknown) => boolean };
   /** Runs once the write is committed, before anything else uses the connection. */
   readonly committed: ((value: unknown) => void) | undefined;
   readonly resolve: (value: unknown) => void;
@@ -424,6 +429,7 @@ class SqliteClientStore implements SqliteStore {
     body: () => Promise<T>,
     atomic = false,
     committed?: (value: T) => void,
+    withAudit?: { readonly row: SqlParams; readonly when: (value: T) => boolean },
   ): Promise<T> {
     if (this.closing) return Promise.reject(closedError());
     return new Promise<T>((resolve, reject) => {
@@ -433,6 +439,9 @@ class SqliteClientStore implements SqliteStore {
         committed: committed as ((value: unknown) => void) | undefined,
         resolve: resolve as (value: unknown) => void,
         reject,
+        ...(withAudit
+          ? { withAudit: withAudit as { row: SqlParams; when: (value: unknown) => boolean } }
+          : {}),
       });
       this.queueWriteJob();
     });
@@ -454,9 +463,18 @@ class SqliteClientStore implements SqliteStore {
     if (writes.length === 1 && audits.length === 0) {
       // Alone: no savepoints, and a single statement commits by itself.
       const [only] = writes;
+      const audit = only.withAudit;
+      const body =
+        audit === undefined
+          ? only.body
+          : async () => {
+              const result = await only.body();
+              if (audit.when(result)) await this.statement('auditOne').run(audit.row);
+              return result;
+            };
       let value: unknown;
       try {
-        value = await (only.atomic ? this.transaction(only.body) : only.body());
+        value = await (only.atomic || audit !== undefined ? this.transaction(body) : body());
       } catch (err) {
         only.reject(err);
         return;
@@ -470,8 +488,20 @@ class SqliteClientStore implements SqliteStore {
       { ok: true; value: unknown } | { ok: false; error: unknown }
     >();
     const group = async (): Promise<void> => {
-      for (const pending of writes) results.set(pending, await this.runInGroup(pending));
-      const audited = await this.insertAudits(audits);
+      // Audit rows of writes that succeeded join the group's audit insert (same transaction).
+      const rows: SqlParams[] = [];
+      for (const pending of writes) {
+        const result = await this.runInGroup(pending);
+        results.set(pending, result);
+        const audit = pending.withAudit;
+        if (result.ok && audit !== undefined && audit.when(result.value)) rows.push(audit.row);
+      }
+      for (const pending of audits) rows.push(pending.auditRow as SqlParams);
+      const audited = await this.insertAudits(rows);
+      if (!audited.ok) {
+        // The rows of writes cannot fail alone: their writes must not commit without them.
+        if (writes.some((pending) => pending.withAudit !== undefined)) throw audited.error;
+      }
       for (const pending of audits) results.set(pending, audited);
     };
     try {
@@ -496,7 +526,7 @@ class SqliteClientStore implements SqliteStore {
 
   /** Inserts the audit rows of a group with as few statements as possible. */
   private async insertAudits(
-    audits: readonly PendingWrite[],
+    audits: readonly SqlParams[],
   ): Promise<{ ok: true; value: unknown } | { ok: false; error: unknown }> {
     try {
       for (let from = 0; from < audits.length; from += AUDIT_ROWS_PER_INSERT) {
@@ -504,7 +534,7 @@ class SqliteClientStore implements SqliteStore {
         const placeholders = rows.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ');
         await this.db.run(
           `INSERT INTO auth_log (${AUDIT_INSERT_COLUMNS}) VALUES ${placeholders}`,
-          rows.flatMap((pending) => pending.auditRow as SqlParams),
+          rows.flat(),
           'cannot write the audit trail',
         );
       }
@@ -752,18 +782,22 @@ class SqliteClientStore implements SqliteStore {
   putFile(file: Omit<FileRecord, 'verified' | 'status'>, audit?: AuditEntry): Promise<void> {
     const owner = copy(file.clientId);
     const auditRow = audit === undefined ? undefined : auditParams(audit);
-    return this.write(async () => {
-      await this.statement('putFile').run([
-        owner,
-        file.fileName,
-        file.pathName,
-        file.size,
-        file.cksum,
-        file.updatedAt,
-      ]);
+    return this.write(
+      async () => {
+        await this.statement('putFile').run([
+          owner,
+          file.fileName,
+          file.pathName,
+          file.size,
+          file.cksum,
+          file.updatedAt,
+        ]);
+      },
+      false,
+      undefined,
       // Same transaction: one flush for both, and no audit row for a change that failed.
-      if (auditRow !== undefined) await this.statement('auditOne').run(auditRow);
-    }, auditRow !== undefined);
+      auditRow === undefined ? undefined : { row: auditRow, when: () => true },
+    );
   }
 
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined> {
@@ -783,19 +817,22 @@ class SqliteClientStore implements SqliteStore {
   ): Promise<boolean> {
     const owner = copy(clientId);
     const auditRow = audit === undefined ? undefined : auditParams(audit);
-    return this.write(async () => {
-      const verified = status === 'verified' ? 1 : 0;
-      const result = await this.statement('setFileStatus').run([
-        status,
-        verified,
-        now,
-        owner,
-        fileName,
-      ]);
-      const changed = result.changes === 1;
-      if (changed && auditRow !== undefined) await this.statement('auditOne').run(auditRow);
-      return changed;
-    }, auditRow !== undefined);
+    return this.write(
+      async () => {
+        const verified = status === 'verified' ? 1 : 0;
+        const result = await this.statement('setFileStatus').run([
+          status,
+          verified,
+          now,
+          owner,
+          fileName,
+        ]);
+        return result.changes === 1;
+      },
+      false,
+      undefined,
+      auditRow === undefined ? undefined : { row: auditRow, when: (changed) => changed },
+    );
   }
 
   storedBytes(clientId: Buffer): Promise<number> {

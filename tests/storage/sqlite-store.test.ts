@@ -400,6 +400,42 @@ describe('files', () => {
       ['checksum_ok', hex],
     ]);
   });
+
+  it('in a group commit too: audit rows only of the file changes that succeeded', async () => {
+    const store = await storeWithClient();
+    const audit = (detail: string, clientId = idOf(1)): AuditEntry => ({
+      time: 6000,
+      remoteAddress: '127.0.0.1',
+      clientId,
+      name: null,
+      requestCode: 1028,
+      outcome: 'file_stored',
+      detail,
+    });
+    const file = (name: string, clientId = idOf(1)) => ({
+      clientId,
+      fileName: name,
+      pathName: `${hex}/${name}`,
+      size: 1,
+      cksum: 1,
+      updatedAt: 1,
+    });
+    // Queued together, so they share one transaction; the second breaks its foreign key.
+    const results = await Promise.allSettled([
+      store.putFile(file('g1'), audit('g1')),
+      store.putFile(file('g2', idOf(9)), audit('g2', idOf(9))),
+      store.putFile(file('g3'), audit('g3')),
+      store.setFileStatus(idOf(1), 'missing', 'verified', 7, audit('missing')),
+    ]);
+    expect(results.map((r) => r.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+      'fulfilled',
+    ]);
+    expect((await store.listAudit()).map((r) => r.detail)).toEqual(['g1', 'g3']);
+    expect((await store.listFiles()).map((f) => f.fileName).sort()).toEqual(['g1', 'g3']);
+  });
 });
 
 describe('audit trail', () => {
