@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `sft-server`: the file-transfer daemon (PROTOCOL.md). Flags are documented in `--help` and
- * docs/server.md. Exit codes: 0 after a clean shutdown, 1 on a fatal error, 2 on a usage error.
+ * the README. Exit codes: 0 after a clean shutdown, 1 on a fatal error, 2 on a usage error.
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
