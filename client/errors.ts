@@ -2,6 +2,7 @@
  * Client errors: one class, one table from error code to process exit code. Callers and tests
  * branch on `code`; the message is for people and says what failed and what to do.
  */
+import { CodedError } from '../shared/coded-error';
 
 /** Process exit codes of `sft-client`, documented in `--help` and docs/client.md. */
 export const ExitCode = {
@@ -94,18 +95,14 @@ export interface ClientErrorOptions {
   readonly cause?: unknown;
 }
 
-export class ClientError extends Error {
+export class ClientError extends CodedError<ClientErrorCode> {
   override readonly name = 'ClientError';
   readonly exitCode: ExitCode;
   readonly hint: string | undefined;
   readonly location: ConfigLocation | undefined;
 
-  constructor(
-    readonly code: ClientErrorCode,
-    message: string,
-    options: ClientErrorOptions = {},
-  ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+  constructor(code: ClientErrorCode, message: string, options: ClientErrorOptions = {}) {
+    super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
     this.exitCode = exitCodeOf(code);
     this.hint = options.hint;
     this.location = options.location;

@@ -2,6 +2,7 @@
  * Typed refusals of the session state machine. Like ProtocolError, callers branch on `code`;
  * to-wire.ts is the one place that turns them into responses.
  */
+import { CodedError } from '../shared/coded-error';
 
 export const SessionErrorCode = {
   /** Registrations from this address came faster than --register-rate (issue 6). */
@@ -33,14 +34,8 @@ export const SessionErrorCode = {
 } as const;
 export type SessionErrorCode = (typeof SessionErrorCode)[keyof typeof SessionErrorCode];
 
-export class SessionError extends Error {
+export class SessionError extends CodedError<SessionErrorCode> {
   override readonly name = 'SessionError';
-  constructor(
-    readonly code: SessionErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export function sessionError(code: SessionErrorCode, message: string): SessionError {

@@ -18,6 +18,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { Size } from '../protocol/constants';
+import { CodedError } from './coded-error';
 
 export const AES_ALGORITHM = 'aes-256-cbc';
 /** §5: the IV is all zeros (a known weakness, §10). */
@@ -36,14 +37,8 @@ export const CryptoErrorCode = {
 } as const;
 export type CryptoErrorCode = (typeof CryptoErrorCode)[keyof typeof CryptoErrorCode];
 
-export class CryptoError extends Error {
+export class CryptoError extends CodedError<CryptoErrorCode> {
   override readonly name = 'CryptoError';
-  constructor(
-    readonly code: CryptoErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 function checkAesKey(key: Buffer): void {

@@ -3,6 +3,7 @@
  * interfaces, so tests can inject a failing store and the session imports no SQLite and no fs.
  * Implementations: sqlite-store.ts (database, PROTOCOL.md §7) and file-store.ts (received files).
  */
+import { CodedError } from '../../shared/coded-error';
 
 export interface ClientRecord {
   readonly id: Buffer;
@@ -145,13 +146,6 @@ export const StorageErrorCode = {
 } as const;
 export type StorageErrorCode = (typeof StorageErrorCode)[keyof typeof StorageErrorCode];
 
-export class StorageError extends Error {
+export class StorageError extends CodedError<StorageErrorCode> {
   override readonly name = 'StorageError';
-  constructor(
-    readonly code: StorageErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
