@@ -5,7 +5,7 @@
  */
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { string255Bytes } from '../protocol/fields';
@@ -432,11 +432,16 @@ export async function writeFileAtomic(
  * Saves a new identity: priv.key first, then me.info, because me.info is what makes the next
  * run reconnect; a crash between the two leaves a run that registers anew.
  */
+/** Mode of a config directory the client creates (it holds the private key). */
+const PRIVATE_DIR_MODE = 0o700;
+
 export async function saveIdentity(
   configDir: string,
   identity: Pick<Identity, 'name' | 'clientId' | 'privateKeyDer'>,
 ): Promise<void> {
   const keyText = `${identity.privateKeyDer.toString('base64')}\n`;
+  // A --config-dir that does not exist yet is made, owner-only like the key it will hold.
+  await mkdir(configDir, { recursive: true, mode: PRIVATE_DIR_MODE }).catch(() => undefined);
   await writeFileAtomic(join(configDir, PRIV_KEY), keyText);
   await writeFileAtomic(join(configDir, ME_INFO), formatMeInfo(identity));
 }

@@ -263,6 +263,17 @@ describe('me.info and priv.key', () => {
     expect(back?.privateKeyDer.equals(der)).toBe(true);
   });
 
+  it('makes a config directory that does not exist yet, owner-only', async () => {
+    const nested = join(dir, 'new', 'config');
+    await saveIdentity(nested, {
+      name: 'Erin',
+      clientId: Buffer.from(ID_HEX, 'hex'),
+      privateKeyDer: rsaDer(),
+    });
+    expect((await stat(nested)).mode & 0o777).toBe(0o700);
+    expect((await readdir(nested)).sort()).toEqual(['me.info', 'priv.key']);
+  });
+
   it('fails cleanly when the directory is not writable', async () => {
     if (process.getuid?.() === 0) {
       // root ignores directory permissions; use a directory that does not exist instead.
