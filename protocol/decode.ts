@@ -169,6 +169,17 @@ function attempt<M>(decode: () => M): { ok: true; value: M } | { ok: false; erro
   }
 }
 
+/**
+ * Decodes one complete frame: the request, or the ProtocolError of a bad message inside a
+ * well-framed packet (§9: it fails that message only). Anything else propagates.
+ */
+export function decodeRequestFrame(header: RequestHeader, payload: Buffer): DecodedRequest {
+  const decoded = attempt(() => decodeRequest({ ...header, payload }));
+  return decoded.ok
+    ? { ok: true, header, request: decoded.value }
+    : { ok: false, header, error: decoded.error, payload };
+}
+
 /** Server-side incremental decoder: TCP chunks in, validated requests out, in order. */
 export class RequestDecoder {
   private readonly frames: FrameDecoder<RequestHeader>;
@@ -201,14 +212,7 @@ export class RequestDecoder {
    * ProtocolError (PAYLOAD_TOO_LARGE) on a framing error. Views die when `onRequest` returns.
    */
   push(chunk: Buffer, onRequest: (result: DecodedRequest) => void): void {
-    this.frames.push(chunk, (header, payload) => {
-      const decoded = attempt(() => decodeRequest({ ...header, payload }));
-      onRequest(
-        decoded.ok
-          ? { ok: true, header, request: decoded.value }
-          : { ok: false, header, error: decoded.error, payload },
-      );
-    });
+    this.frames.push(chunk, (header, payload) => onRequest(decodeRequestFrame(header, payload)));
   }
 }
 

@@ -10,15 +10,10 @@
  * walk goes on from the same byte on `release`. Limits are checked the moment a header is
  * complete, before any of its payload is buffered (§9), as FrameDecoder does.
  */
-import {
-  ProtocolErrorCode,
-  isProtocolError,
-  protocolError,
-  type ProtocolError,
-} from '../protocol/errors';
+import { ProtocolErrorCode, protocolError, type ProtocolError } from '../protocol/errors';
 import {
   DEFAULT_REQUEST_LIMITS,
-  decodeRequest,
+  decodeRequestFrame,
   requestPayloadLimit,
   type DecodedRequest,
   type RequestLimits,
@@ -57,13 +52,7 @@ function decodeFrame(
     payloadSize,
   };
   const start = offset + HEADER_SIZE;
-  const payload = buf.subarray(start, start + payloadSize);
-  try {
-    return { ok: true, header, request: decodeRequest({ ...header, payload }) };
-  } catch (err) {
-    if (!isProtocolError(err)) throw err;
-    return { ok: false, header, error: err, payload };
-  }
+  return decodeRequestFrame(header, buf.subarray(start, start + payloadSize));
 }
 
 export class RequestReader {

@@ -683,41 +683,21 @@ class SqliteClientStore implements SqliteStore {
   }
 
   setPublicKey(id: Buffer, publicKeyDer: Buffer, aesKey: Buffer, now: number): Promise<boolean> {
-    const key = copy(id);
     const publicKey = copy(publicKeyDer);
-    const hex = key.toString('hex');
-    let before: ClientRecord | undefined;
-    return this.write(
-      async () => {
-        before = this.clients.get(hex);
-        this.clients.delete(hex);
-        const stored = this.storedAesKey(key, aesKey);
-        const result = await this.statement('setPublicKey').run([publicKey, stored, now, key]);
-        return result.changes === 1;
-      },
-      false,
-      (changed) => {
-        if (changed && before !== undefined) {
-          this.remember(hex, {
-            ...before,
-            publicKey,
-            aesKey: copy(aesKey),
-            lastSeen: now,
-          });
-        }
-      },
+    return this.writeClientKey(
+      id,
+      aesKey,
+      async (key, stored) =>
+        (await this.statement('setPublicKey').run([publicKey, stored, now, key])).changes === 1,
+      (before, changed) => (changed ? { ...before, publicKey, lastSeen: now } : undefined),
     );
   }
 
   setAesKey(id: Buffer, aesKey: Buffer, now: number): Promise<void> {
-    const key = copy(id);
-    const hex = key.toString('hex');
-    let before: ClientRecord | undefined;
-    return this.write(
-      async () => {
-        before = this.clients.get(hex);
-        this.clients.delete(hex);
-        const stored = this.storedAesKey(key, aesKey);
+    return this.writeClientKey(
+      id,
+      aesKey,
+      async (key, stored, hex) => {
         const result = await this.statement('setAesKey').run([stored, now, key]);
         if (result.changes !== 1) {
           throw new StorageError(
@@ -726,15 +706,33 @@ class SqliteClientStore implements SqliteStore {
           );
         }
       },
+      (before) => ({ ...before, lastSeen: Math.max(before.lastSeen, now) }),
+    );
+  }
+
+  /**
+   * A write of a client's AES key (sealed under the master key if there is one). Its cache entry
+   * is dropped while the write runs, and put back with the new key and `patch` once committed.
+   */
+  private writeClientKey<T>(
+    id: Buffer,
+    aesKey: Buffer,
+    body: (key: Buffer, storedKey: Buffer, hex: string) => Promise<T>,
+    patch: (before: ClientRecord, value: T) => Omit<ClientRecord, 'aesKey'> | undefined,
+  ): Promise<T> {
+    const key = copy(id);
+    const hex = key.toString('hex');
+    let before: ClientRecord | undefined;
+    return this.write(
+      async () => {
+        before = this.clients.get(hex);
+        this.clients.delete(hex);
+        return body(key, this.storedAesKey(key, aesKey), hex);
+      },
       false,
-      () => {
-        if (before !== undefined) {
-          this.remember(hex, {
-            ...before,
-            aesKey: copy(aesKey),
-            lastSeen: Math.max(before.lastSeen, now),
-          });
-        }
+      (value) => {
+        const after = before === undefined ? undefined : patch(before, value);
+        if (after !== undefined) this.remember(hex, { ...after, aesKey: copy(aesKey) });
       },
     );
   }
