@@ -161,8 +161,7 @@ export class Connection {
       return true;
     },
     request: (decoded: DecodedRequest): void => {
-      this.completedInPush = true;
-      this.lastRequestAt = this.options.clock();
+      this.completedInPush = true; // `read` stamps lastRequestAt once for the whole read
       this.serve(decoded);
     },
   };
