@@ -8,7 +8,7 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { string255Bytes } from '../protocol/fields';
+import { string255Bytes } from '../protocol/v3/fields';
 import { clientIdFromHex, clientIdToHex } from '../shared/client-id';
 import { loadPrivateKey } from '../shared/crypto';
 import { MAX_CLIENT_NAME_LENGTH } from '../shared/limits';

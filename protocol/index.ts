@@ -1,7 +1,7 @@
-export * from './constants';
+export * from './v3/constants';
 export * from './errors';
-export * from './fields';
-export * from './messages';
-export * from './encode';
-export * from './decode';
+export * from './v3/fields';
+export * from './v3/messages';
+export * from './v3/encode';
+export * from './v3/decode';
 export { FrameDecoder, type FrameLayout, type FrameCallback } from './frame-decoder';

@@ -6,11 +6,11 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { DecodedRequest } from '../protocol/decode';
-import { encodeResponse } from '../protocol/encode';
-import { ResponseCode } from '../protocol/constants';
+import type { DecodedRequest } from '../protocol/v3/decode';
+import { encodeResponse } from '../protocol/v3/encode';
+import { ResponseCode } from '../protocol/v3/constants';
 import { isProtocolError } from '../protocol/errors';
-import type { Response } from '../protocol/messages';
+import type { Response } from '../protocol/v3/messages';
 import { RequestReader, type RequestSink } from './request-reader';
 import type { Session } from './session';
 

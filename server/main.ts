@@ -6,7 +6,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { Logger } from 'pino';
-import { DEFAULT_MAX_CHUNK } from '../protocol/constants';
+import { DEFAULT_MAX_CHUNK } from '../protocol/v3/constants';
 import { createLogger, LOG_LEVELS } from '../shared/logger';
 import {
   UsageError,

@@ -17,8 +17,8 @@ import {
   requestPayloadLimit,
   type DecodedRequest,
   type RequestLimits,
-} from '../protocol/decode';
-import { RequestCode, Size } from '../protocol/constants';
+} from '../protocol/v3/decode';
+import { RequestCode, Size } from '../protocol/v3/constants';
 
 export interface RequestSink {
   /**

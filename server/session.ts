@@ -9,9 +9,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { RequestCode, ResponseCode, Size } from '../protocol/constants';
+import { RequestCode, ResponseCode, Size } from '../protocol/v3/constants';
 import { assertNever } from '../protocol/errors';
-import type { DecodedRequest } from '../protocol/decode';
+import type { DecodedRequest } from '../protocol/v3/decode';
 import type {
   ChecksumRequest,
   ReconnectRequest,
@@ -21,7 +21,7 @@ import type {
   Response,
   SendFileRequest,
   SendPublicKeyRequest,
-} from '../protocol/messages';
+} from '../protocol/v3/messages';
 import { clientIdToHex } from '../shared/client-id';
 import { encodePublicKeyField, parsePublicKeyField, wrapAesKey } from '../shared/crypto';
 import type { ServerLimits } from './limits';

@@ -3,7 +3,7 @@
  * session), so tests can replay recorded sessions with the ids and keys the recording used.
  */
 import { randomBytes } from 'node:crypto';
-import { Size } from '../protocol/constants';
+import { Size } from '../protocol/v3/constants';
 import { randomClientId } from '../shared/client-id';
 
 export interface Sources {

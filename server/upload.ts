@@ -11,8 +11,8 @@
 import type { Decipher } from 'node:crypto';
 import { Cksum } from '../shared/cksum';
 import { CryptoError, CryptoErrorCode, createFileDecipher } from '../shared/crypto';
-import { Size } from '../protocol/constants';
-import type { SendFileFields } from '../protocol/messages';
+import { Size } from '../protocol/v3/constants';
+import type { SendFileFields } from '../protocol/v3/messages';
 import { sessionError, SessionErrorCode } from './session-error';
 import type { UploadSink } from './storage/types';
 import { noNudge, type MemoryNudge } from './gc-nudge';

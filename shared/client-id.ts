@@ -1,6 +1,6 @@
 /** Client ids: 16 raw bytes on the wire, 32 lowercase hex characters for people (§2). */
 import { randomUUID } from 'node:crypto';
-import { Size } from '../protocol/constants';
+import { Size } from '../protocol/v3/constants';
 
 const HEX_ID = /^[0-9a-f]{32}$/i;
 

@@ -17,7 +17,7 @@ import {
   type Decipher,
   type KeyObject,
 } from 'node:crypto';
-import { Size } from '../protocol/constants';
+import { Size } from '../protocol/v3/constants';
 import { CodedError } from './coded-error';
 
 export const AES_ALGORITHM = 'aes-256-cbc';

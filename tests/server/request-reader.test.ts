@@ -2,9 +2,9 @@
  * The server's request framing (server/request-reader.ts): raw fast path first, decoded
  * requests otherwise, `hold` keeping unread bytes as they are, limits checked at the header.
  */
-import { RequestCode, Size } from '../../protocol/constants';
-import type { DecodedRequest } from '../../protocol/decode';
-import { encodeRequest, encodeRequestHeader } from '../../protocol/encode';
+import { RequestCode, Size } from '../../protocol/v3/constants';
+import type { DecodedRequest } from '../../protocol/v3/decode';
+import { encodeRequest, encodeRequestHeader } from '../../protocol/v3/encode';
 import { isProtocolError, ProtocolErrorCode } from '../../protocol/errors';
 import { RequestReader, type RequestSink } from '../../server/request-reader';
 

@@ -22,9 +22,9 @@ import {
   assertNever,
   isProtocolError,
   protocolError,
-} from './errors';
+} from '../errors';
 import { decodeFileName, decodeString255, paddedLength } from './fields';
-import { FrameDecoder, type FrameLayout } from './frame-decoder';
+import { FrameDecoder, type FrameLayout } from '../frame-decoder';
 import type {
   Request,
   RequestFrame,

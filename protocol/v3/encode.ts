@@ -3,7 +3,7 @@
  * fixed fields only, so a sender can place ciphertext after it without an extra copy.
  */
 import { PROTOCOL_VERSION, RequestCode, ResponseCode, Size } from './constants';
-import { assertNever, protocolError, ProtocolErrorCode } from './errors';
+import { assertNever, protocolError, ProtocolErrorCode } from '../errors';
 import { encodeString255 } from './fields';
 import type { Request, Response, SendFileFields } from './messages';
 

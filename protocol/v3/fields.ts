@@ -2,7 +2,7 @@
  * Field codecs shared by requests and responses: string255 (§2) and the base-name rule (§9).
  */
 import { Size } from './constants';
-import { ProtocolErrorCode, protocolError } from './errors';
+import { ProtocolErrorCode, protocolError } from '../errors';
 
 const NUL = 0x00;
 // ignoreBOM keeps a leading U+FEFF in the text: the default strips it, so the wire names
