@@ -6,9 +6,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { ServerLimits } from './limits';
-import { createServer, type SftServer } from './server';
-import type { Sources } from './sources';
+import type { ServerLimits } from './transport/limits';
+import { createServer, type SftServer } from './transport/listener';
+import type { Sources } from './session/sources';
 import { createFileStore } from './storage/file-store';
 import { DATABASE_FILE_NAME, openSqliteStore, type SqliteStore } from './storage/sqlite-store';
 

@@ -17,7 +17,7 @@ import {
 } from './cli-options';
 import { adminCommand } from './admin';
 import { startDaemon, type Daemon } from './daemon';
-import { DEFAULT_LIMITS, type ServerLimits } from './limits';
+import { DEFAULT_LIMITS, type ServerLimits } from './transport/limits';
 import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
 
 const EXIT_OK = 0;

@@ -13,7 +13,7 @@ import {
 } from '../helpers/raw-client';
 import { memoryStores } from '../helpers/memory-store';
 import { registerWithKey, startServer, type TestServer } from './harness';
-import type { ServerLimits } from '../../server/limits';
+import type { ServerLimits } from '../../server/transport/limits';
 
 let server: TestServer | undefined;
 

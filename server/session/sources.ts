@@ -3,8 +3,8 @@
  * session), so tests can replay recorded sessions with the ids and keys the recording used.
  */
 import { randomBytes } from 'node:crypto';
-import { Size } from '../protocol/v3/constants';
-import { randomClientId } from '../shared/client-id';
+import { Size } from '../../protocol/v3/constants';
+import { randomClientId } from '../../shared/client-id';
 
 export interface Sources {
   /** A new 16-byte client id for a 1025 registration (§2: v4 UUID bytes). */

@@ -5,16 +5,16 @@
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { silentLogger } from '../shared/logger';
+import { silentLogger } from '../../shared/logger';
 import { Connection, type CloseReason } from './connection';
 import { resolveLimits, type ServerLimits } from './limits';
-import { KeyedLock } from './keyed-lock';
-import { createGcNudge } from './gc-nudge';
-import { QuotaLedger } from './quota-ledger';
+import { KeyedLock } from '../keyed-lock';
+import { createGcNudge } from '../gc-nudge';
+import { QuotaLedger } from '../session/quota-ledger';
 import { KeyedRateLimiter } from './rate-limit';
-import { Session, type SessionContext } from './session';
-import { systemSources, type Sources } from './sources';
-import type { ClientStore, FileStore } from './storage/types';
+import { Session, type SessionContext } from '../session/session';
+import { systemSources, type Sources } from '../session/sources';
+import type { ClientStore, FileStore } from '../storage/types';
 
 export interface ServerOptions {
   readonly store: ClientStore;

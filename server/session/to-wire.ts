@@ -2,13 +2,13 @@
  * The one mapping from a typed error to what goes on the wire, what the audit trail records
  * and how loudly it is logged. Every refusal of the server passes through `toWire`.
  */
-import { RequestCode, ResponseCode, Size } from '../protocol/v3/constants';
-import { ProtocolError, ProtocolErrorCode, assertNever } from '../protocol/errors';
-import type { Response } from '../protocol/v3/messages';
-import { CryptoError, CryptoErrorCode } from '../shared/crypto';
+import { RequestCode, ResponseCode, Size } from '../../protocol/v3/constants';
+import { ProtocolError, ProtocolErrorCode, assertNever } from '../../protocol/errors';
+import type { Response } from '../../protocol/v3/messages';
+import { CryptoError, CryptoErrorCode } from '../../shared/crypto';
 import { SessionError, SessionErrorCode } from './session-error';
-import { StorageError } from './storage/types';
-import type { AuditOutcome } from './storage/types';
+import { StorageError } from '../storage/types';
+import type { AuditOutcome } from '../storage/types';
 
 export type LogLevel = 'info' | 'warn' | 'error';
 

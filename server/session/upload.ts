@@ -9,13 +9,13 @@
  * bounded.
  */
 import type { Decipher } from 'node:crypto';
-import { Cksum } from '../shared/cksum';
-import { CryptoError, CryptoErrorCode, createFileDecipher } from '../shared/crypto';
-import { Size } from '../protocol/v3/constants';
-import type { SendFileFields } from '../protocol/v3/messages';
+import { Cksum } from '../../shared/cksum';
+import { CryptoError, CryptoErrorCode, createFileDecipher } from '../../shared/crypto';
+import { Size } from '../../protocol/v3/constants';
+import type { SendFileFields } from '../../protocol/v3/messages';
 import { sessionError, SessionErrorCode } from './session-error';
-import type { UploadSink } from './storage/types';
-import { noNudge, type MemoryNudge } from './gc-nudge';
+import type { UploadSink } from '../storage/types';
+import { noNudge, type MemoryNudge } from '../gc-nudge';
 
 /** Offsets of the 1028 fixed fields in its payload (§3). */
 const ORIG_SIZE_AT = 4;

@@ -6,13 +6,13 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { DecodedRequest } from '../protocol/v3/decode';
-import { encodeResponse } from '../protocol/v3/encode';
-import { ResponseCode } from '../protocol/v3/constants';
-import { isProtocolError } from '../protocol/errors';
-import type { Response } from '../protocol/v3/messages';
-import { RequestReader, type RequestSink } from './request-reader';
-import type { Session } from './session';
+import type { DecodedRequest } from '../../protocol/v3/decode';
+import { encodeResponse } from '../../protocol/v3/encode';
+import { ResponseCode } from '../../protocol/v3/constants';
+import { isProtocolError } from '../../protocol/errors';
+import type { Response } from '../../protocol/v3/messages';
+import { RequestReader, type RequestSink } from '../request-reader';
+import type { Session } from '../session/session';
 
 /** Plaintext queued for the disk before the connection stops reading. */
 const WRITE_BACKLOG_LIMIT = 1024 * 1024;

@@ -2,7 +2,7 @@
  * Connection-level and storage limits of the server (issue 6), with the defaults the CLI uses.
  * Every limit is an option so tests and benchmarks can raise them; the defaults stay strict.
  */
-import { DEFAULT_MAX_CHUNK } from '../protocol/v3/constants';
+import { DEFAULT_MAX_CHUNK } from '../../protocol/v3/constants';
 
 export interface RateLimit {
   /** Tokens added per second. */

@@ -2,7 +2,7 @@
  * Typed refusals of the session state machine. Like ProtocolError, callers branch on `code`;
  * to-wire.ts is the one place that turns them into responses.
  */
-import { CodedError } from '../shared/coded-error';
+import { CodedError } from '../../shared/coded-error';
 
 export const SessionErrorCode = {
   /** Registrations from this address came faster than --register-rate (issue 6). */

@@ -9,9 +9,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { RequestCode, ResponseCode, Size } from '../protocol/v3/constants';
-import { assertNever } from '../protocol/errors';
-import type { DecodedRequest } from '../protocol/v3/decode';
+import { RequestCode, ResponseCode, Size } from '../../protocol/v3/constants';
+import { assertNever } from '../../protocol/errors';
+import type { DecodedRequest } from '../../protocol/v3/decode';
 import type {
   ChecksumRequest,
   ReconnectRequest,
@@ -21,11 +21,11 @@ import type {
   Response,
   SendFileRequest,
   SendPublicKeyRequest,
-} from '../protocol/v3/messages';
-import { clientIdToHex } from '../shared/client-id';
-import { encodePublicKeyField, parsePublicKeyField, wrapAesKey } from '../shared/crypto';
-import type { ServerLimits } from './limits';
-import type { MemoryNudge } from './gc-nudge';
+} from '../../protocol/v3/messages';
+import { clientIdToHex } from '../../shared/client-id';
+import { encodePublicKeyField, parsePublicKeyField, wrapAesKey } from '../../shared/crypto';
+import type { ServerLimits } from '../transport/limits';
+import type { MemoryNudge } from '../gc-nudge';
 import type { QuotaLedger } from './quota-ledger';
 import { sessionError, SessionErrorCode } from './session-error';
 import type { Sources } from './sources';
@@ -35,7 +35,7 @@ import type {
   ClientRecord,
   ClientStore,
   FileStore,
-} from './storage/types';
+} from '../storage/types';
 import { toWire } from './to-wire';
 import { Upload } from './upload';
 
