@@ -4,7 +4,7 @@
  * peer cannot make the other side buffer more than one legal frame.
  */
 import { assertNever, ProtocolErrorCode, protocolError } from '../errors';
-import type { FrameLayout } from '../frame-decoder';
+import type { FrameLayout } from '../framer';
 import {
   FRAME_HEADER_SIZE,
   IdentityStatus,
@@ -19,13 +19,12 @@ import {
 import { checkFileName, FieldReader } from './fields';
 import type { Request, Response } from './messages';
 
-export interface FrameHeader {
-  readonly code: number;
-  readonly payloadSize: number;
+function readCode(buf: Buffer, offset: number): number {
+  return buf.readUInt16LE(offset);
 }
 
-function readHeader(buf: Buffer, offset: number): FrameHeader {
-  return { code: buf.readUInt16LE(offset), payloadSize: buf.readUInt32LE(offset + 2) };
+function readPayloadSize(buf: Buffer, offset: number): number {
+  return buf.readUInt32LE(offset + 2);
 }
 
 const REQUEST_CODES: ReadonlySet<number> = new Set(Object.values(RequestCode));
@@ -40,10 +39,11 @@ function unknownCode(code: number): never {
  * HELLO, so DATA before it is a framing error). An unknown code is refused at its header too:
  * its size means nothing, so the stream cannot be followed past it.
  */
-export function requestFrameLayout(chunkSize: () => number): FrameLayout<FrameHeader> {
+export function requestFrameLayout(chunkSize: () => number): FrameLayout {
   return {
     headerSize: FRAME_HEADER_SIZE,
-    readHeader,
+    readCode,
+    readPayloadSize,
     payloadLimit(code) {
       if (!REQUEST_CODES.has(code)) return unknownCode(code);
       if (code === RequestCode.UPLOAD_DATA) return chunkSize();
@@ -52,10 +52,11 @@ export function requestFrameLayout(chunkSize: () => number): FrameLayout<FrameHe
   };
 }
 
-export function responseFrameLayout(): FrameLayout<FrameHeader> {
+export function responseFrameLayout(): FrameLayout {
   return {
     headerSize: FRAME_HEADER_SIZE,
-    readHeader,
+    readCode,
+    readPayloadSize,
     payloadLimit(code) {
       if (!RESPONSE_CODES.has(code)) return unknownCode(code);
       return ResponsePayloadLimit[code as keyof typeof ResponsePayloadLimit];
@@ -63,13 +64,18 @@ export function responseFrameLayout(): FrameLayout<FrameHeader> {
   };
 }
 
+/** The payload of the frame a FrameSink was handed. */
+export function framePayload(buf: Buffer, offset: number, payloadSize: number): Buffer {
+  return buf.subarray(offset + FRAME_HEADER_SIZE, offset + FRAME_HEADER_SIZE + payloadSize);
+}
+
 /**
  * Decodes a request payload. DATA keeps a view (no copy): the caller copies it if it keeps the
  * bytes past the frame callback.
  */
-export function decodeRequest(header: FrameHeader, payload: Buffer): Request {
-  if (!REQUEST_CODES.has(header.code)) return unknownCode(header.code);
-  const code = header.code as RequestCode;
+export function decodeRequest(messageCode: number, payload: Buffer): Request {
+  if (!REQUEST_CODES.has(messageCode)) return unknownCode(messageCode);
+  const code = messageCode as RequestCode;
   const reader = new FieldReader(payload, code);
   let message: Request;
   switch (code) {
@@ -108,9 +114,9 @@ export function decodeRequest(header: FrameHeader, payload: Buffer): Request {
   return message;
 }
 
-export function decodeResponse(header: FrameHeader, payload: Buffer): Response {
-  if (!RESPONSE_CODES.has(header.code)) return unknownCode(header.code);
-  const code = header.code as ResponseCode;
+export function decodeResponse(messageCode: number, payload: Buffer): Response {
+  if (!RESPONSE_CODES.has(messageCode)) return unknownCode(messageCode);
+  const code = messageCode as ResponseCode;
   const reader = new FieldReader(payload, code);
   let message: Response;
   switch (code) {

@@ -1,9 +1,10 @@
-import { FrameDecoder } from '../../protocol/frame-decoder';
+import { Framer } from '../../protocol/framer';
 import { ProtocolErrorCode, type ProtocolError } from '../../protocol/errors';
 import {
   decodeRequest,
   decodeResponse,
   encodeDataHeader,
+  framePayload,
   encodeRequest,
   encodeResponse,
   IdentityStatus,
@@ -17,23 +18,30 @@ import {
 } from '../../protocol/v4';
 
 function decodeAllRequests(bytes: Buffer, chunk = 1 << 20, split = bytes.length): Request[] {
-  const decoder = new FrameDecoder(requestFrameLayout(() => chunk));
+  const framer = new Framer(requestFrameLayout(() => chunk));
   const out: Request[] = [];
-  for (let at = 0; at < bytes.length; at += split) {
-    decoder.push(bytes.subarray(at, at + split), (h, p) => {
-      const m = decodeRequest(h, p);
+  const sink = {
+    frame(buf: Buffer, offset: number, code: number, size: number) {
+      const m = decodeRequest(code, framePayload(buf, offset, size));
       out.push(m.code === RequestCode.UPLOAD_DATA ? { ...m, data: Buffer.from(m.data) } : m);
-    });
-  }
+    },
+  };
+  for (let at = 0; at < bytes.length; at += split)
+    framer.push(bytes.subarray(at, at + split), sink);
   return out;
 }
 
 function decodeAllResponses(bytes: Buffer): Response[] {
-  const decoder = new FrameDecoder(responseFrameLayout());
+  const framer = new Framer(responseFrameLayout());
   const out: Response[] = [];
-  decoder.push(bytes, (h, p) => out.push(decodeResponse(h, p)));
+  framer.push(bytes, {
+    frame: (buf, offset, code, size) =>
+      out.push(decodeResponse(code, framePayload(buf, offset, size))),
+  });
   return out;
 }
+
+const NO_SINK = { frame: () => undefined };
 
 function protocolErrorOf(fn: () => unknown): ProtocolError {
   try {
@@ -100,24 +108,24 @@ describe('v4 codec', () => {
 
   it('refuses DATA over the negotiated chunk when its header completes', () => {
     const frame = encodeRequest({ code: RequestCode.UPLOAD_DATA, data: Buffer.alloc(5000) });
-    const decoder = new FrameDecoder(requestFrameLayout(() => 4096));
-    const err = protocolErrorOf(() => decoder.push(frame.subarray(0, 6), () => undefined));
+    const decoder = new Framer(requestFrameLayout(() => 4096));
+    const err = protocolErrorOf(() => decoder.push(frame.subarray(0, 6), NO_SINK));
     expect(err.code).toBe(ProtocolErrorCode.PAYLOAD_TOO_LARGE);
     expect(err.fatal).toBe(true);
   });
 
   it('refuses an unknown code at its header', () => {
-    const decoder = new FrameDecoder(requestFrameLayout(() => 4096));
+    const decoder = new Framer(requestFrameLayout(() => 4096));
     const err = protocolErrorOf(() =>
-      decoder.push(Buffer.from('7700' + '00000000', 'hex'), () => undefined),
+      decoder.push(Buffer.from('7700' + '00000000', 'hex'), NO_SINK),
     );
     expect(err.code).toBe(ProtocolErrorCode.UNKNOWN_CODE);
   });
 
   it('refuses an oversized fixed message when its header completes', () => {
-    const decoder = new FrameDecoder(requestFrameLayout(() => 4096));
+    const decoder = new Framer(requestFrameLayout(() => 4096));
     const err = protocolErrorOf(() =>
-      decoder.push(Buffer.from('0100' + '07000000', 'hex'), () => undefined),
+      decoder.push(Buffer.from('0100' + '07000000', 'hex'), NO_SINK),
     );
     expect(err.code).toBe(ProtocolErrorCode.PAYLOAD_TOO_LARGE);
   });
