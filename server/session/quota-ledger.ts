@@ -1,5 +1,5 @@
 /**
- * Bytes of uploads in progress, per client (issue 6 `--quota`). The quota check on packet 1
+ * Bytes of uploads in progress, per client (`--quota`). The quota check on packet 1
  * counts what is stored plus what is reserved here, so uploads running at the same time on
  * several connections of one client cannot pass the quota together.
  */

@@ -5,7 +5,7 @@
 import { CodedError } from '../../shared/coded-error';
 
 export const SessionErrorCode = {
-  /** Registrations from this address came faster than --register-rate (issue 6). */
+  /** Registrations from this address came faster than --register-rate. */
   RATE_LIMITED: 'RATE_LIMITED',
   /** 1025 for a name whose record has a public key (§5.1). */
   NAME_TAKEN: 'NAME_TAKEN',
@@ -25,12 +25,20 @@ export const SessionErrorCode = {
   NO_UPLOAD: 'NO_UPLOAD',
   /** At packet N the ciphertext or plaintext length is not what the header said (§9). */
   SIZE_MISMATCH: 'SIZE_MISMATCH',
-  /** orig size over --max-file-size (issue 6). */
+  /** orig size over --max-file-size . */
   FILE_TOO_LARGE: 'FILE_TOO_LARGE',
-  /** The upload would take the client over --quota (issue 6). */
+  /** The upload would take the client over --quota . */
   QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
   /** 1029/1031 for a file the client has not uploaded. */
   UNKNOWN_FILE: 'UNKNOWN_FILE',
+  /** 1028-1031 on a connection that no 1026/1027 bound to a client (§9). */
+  NOT_BOUND: 'NOT_BOUND',
+  /** A request for another client than the one this connection is bound to (§9). */
+  WRONG_CLIENT: 'WRONG_CLIENT',
+  /** 1029-1031 for a file this connection did not just store with a 1603 (§9). */
+  NOT_THIS_UPLOAD: 'NOT_THIS_UPLOAD',
+  /** Too many decrypt failures for this id from this address: refused for a while (§9). */
+  LOCKED_OUT: 'LOCKED_OUT',
 } as const;
 export type SessionErrorCode = (typeof SessionErrorCode)[keyof typeof SessionErrorCode];
 

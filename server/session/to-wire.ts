@@ -52,7 +52,7 @@ function refusal(ctx: RequestContext): Response {
   }
 }
 
-/** Audit outcome of a refused request of each audited code (issue 6). */
+/** Audit outcome of a refused request of each audited code. */
 function refusedOutcome(code: number): AuditOutcome | undefined {
   switch (code) {
     case RequestCode.REGISTER:
@@ -146,6 +146,13 @@ function fromSessionError(err: SessionError, ctx: RequestContext): WireOutcome {
       return general('quota_exceeded', 'warn');
     case SessionErrorCode.UNKNOWN_FILE:
       return general(undefined, 'warn');
+    case SessionErrorCode.NOT_BOUND:
+    case SessionErrorCode.WRONG_CLIENT:
+    case SessionErrorCode.NOT_THIS_UPLOAD:
+      // Never the code's own refusal: a 1606 would make a real client register anew.
+      return general('unbound_request', 'warn');
+    case SessionErrorCode.LOCKED_OUT:
+      return general('locked_out', 'warn');
     default:
       return assertNever(err.code, 'session error code');
   }
@@ -192,7 +199,7 @@ export function toWire(err: unknown, ctx: RequestContext): WireOutcome {
   if (err instanceof SessionError) return fromSessionError(err, ctx);
   if (err instanceof CryptoError) return fromCryptoError(err, ctx);
   if (err instanceof StorageError) {
-    // Disk or database trouble: this request fails, the server keeps serving (issue 6).
+    // Disk or database trouble: this request fails, the server keeps serving.
     return {
       response: GENERAL_ERROR,
       close: false,

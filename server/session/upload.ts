@@ -1,5 +1,5 @@
 /**
- * One upload in progress (PROTOCOL.md §5.4): ciphertext in, through one streaming AES-CBC
+ * One upload in progress (docs/protocol.md §5.4): ciphertext in, through one streaming AES-CBC
  * decipher and a streaming cksum of the plaintext, into an UploadSink (a temp file).
  *
  * Ciphertext of consecutive packets is gathered in a batch buffer and deciphered with one
@@ -11,34 +11,30 @@
 import type { Decipher } from 'node:crypto';
 import { Cksum } from '../../shared/cksum';
 import { CryptoError, CryptoErrorCode, createFileDecipher } from '../../shared/crypto';
-import { Size } from '../../protocol/v3/constants';
-import type { SendFileFields } from '../../protocol/v3/messages';
+import { SendFileFrameMatcher, type SendFileFrameFields } from '../../protocol/v3/send-file-view';
 import { sessionError, SessionErrorCode } from './session-error';
 import type { UploadSink } from '../storage/types';
-import { noNudge, type MemoryNudge } from '../gc-nudge';
+import type { BufferBudget } from '../transport/buffer-budget';
 
-/** Offsets of the 1028 fixed fields in its payload (§3). */
-const ORIG_SIZE_AT = 4;
-const TOTAL_AT = 10;
-const NAME_AT = 12;
-const PACKET_AT = 8;
-const SEND_FILE_FIXED = Size.SEND_FILE_FIXED;
-/** Frame bytes `matchesRaw` takes from the frame: version, code, payload size (§1). */
-const FRAME_VARIABLE_START = Size.CLIENT_ID;
-const FRAME_VARIABLE_END = Size.REQUEST_HEADER;
-const FRAME_PACKET_AT = Size.REQUEST_HEADER + PACKET_AT;
+/** The fields of a packet that decide whether it continues this upload (§5.4). */
+export type UploadFrameFields = SendFileFrameFields;
+
 /**
  * Ciphertext gathered before one decipher update: per-packet updates of 1 KiB cost several
- * times more (issue 5). Not larger: every plaintext buffer is garbage once written, and V8
- * collects young buffers only every 32 MiB, so bigger ones raised the server's peak RSS without
- * saving much more (writes are grouped below anyway).
+ * times more. Not larger: every plaintext buffer is garbage once written, so bigger batches
+ * raise peak memory without saving much more (writes are grouped below anyway).
  */
 export const BATCH_BYTES = 64 * 1024;
 /**
  * Plaintext handed to the sink at once: every write handed to the thread pool wakes a worker
- * that competes with this thread for a core, so 64 KiB writes cost more than the AES.
+ * that competes with this thread for a core, so small writes cost more than the AES.
  */
 const WRITE_GROUP_BYTES = 1024 * 1024;
+/**
+ * The write group while the server-wide buffer budget is under pressure (many uploads open):
+ * plaintext goes to the disk in small groups instead of piling up per upload.
+ */
+const SMALL_WRITE_GROUP_BYTES = 64 * 1024;
 
 export interface UploadIdentity {
   readonly clientId: Buffer;
@@ -72,45 +68,59 @@ export class Upload {
   private queued = 0;
   private failure: unknown;
   private finished = false;
+  private batchReleased = false;
 
   /** Gathers ciphertext of consecutive packets for one decipher update. */
   private readonly batch: Buffer;
-  /**
-   * Packet 1's header and fixed fields as a canonical sender encodes them (name NUL-padded,
-   * §2); `matchesRaw` overwrites its variable bytes on each call.
-   */
-  private readonly frameTemplate: Buffer;
+  private readonly matcher: SendFileFrameMatcher;
+  private readonly nameKey: string;
 
   constructor(
     readonly id: UploadIdentity,
     aesKey: Buffer,
     private readonly sink: UploadSink,
     readonly startedAt: number,
-    private readonly memory: MemoryNudge = noNudge,
+    private readonly budget?: BufferBudget,
   ) {
     // Small files get a small batch: no more than their ciphertext.
     this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, id.contentSize));
+    this.budget?.add(this.batch.length);
     this.decipher = createFileDecipher(aesKey);
-    const t = Buffer.alloc(Size.REQUEST_HEADER + SEND_FILE_FIXED);
-    id.clientId.copy(t, 0);
-    const fields = Size.REQUEST_HEADER;
-    t.writeUInt32LE(id.contentSize, fields);
-    t.writeUInt32LE(id.origSize, fields + ORIG_SIZE_AT);
-    t.writeUInt16LE(id.totalPackets, fields + TOTAL_AT);
-    t.write(id.fileName, fields + NAME_AT, 'utf8');
-    this.frameTemplate = t;
+    this.matcher = new SendFileFrameMatcher(id);
+    this.nameKey = Buffer.from(id.fileName, 'utf8').toString('latin1');
   }
 
   /** True when `fields` (and the sender) are those of this upload's packet 1 (§9). */
-  matches(clientId: Buffer, fields: SendFileFields): boolean {
+  matches(clientId: Buffer, fields: UploadFrameFields): boolean {
     const id = this.id;
     return (
       fields.contentSize === id.contentSize &&
       fields.origSize === id.origSize &&
       fields.totalPackets === id.totalPackets &&
-      fields.fileName === id.fileName &&
+      fields.nameKey === this.nameKey &&
       clientId.equals(id.clientId)
     );
+  }
+
+  /** True for the packet that completes the upload (it is answered, so it leaves the fast path). */
+  isLast(fields: UploadFrameFields): boolean {
+    return fields.packetNumber >= this.id.totalPackets;
+  }
+
+  /**
+   * `matches` plus the packet number, on a raw 1028 frame whose header starts at `frame` of
+   * `buf`: true for the next packet of this upload that is not its last.
+   */
+  continuesFrame(buf: Buffer, frame: number, payloadSize: number): boolean {
+    if (!this.matcher.matches(buf, frame, payloadSize)) return false;
+    const packet = this.matcher.packetNumberAt(buf, frame);
+    return packet === this.nextPacket && packet < this.id.totalPackets;
+  }
+
+  /** Takes the content of a raw frame `continuesFrame` accepted, without making a view. */
+  acceptFrameContent(buf: Buffer, frame: number, payloadSize: number): void {
+    const m = this.matcher;
+    this.acceptRange(buf, m.contentStart(frame), m.frameEnd(frame, payloadSize));
   }
 
   /** Ciphertext bytes accepted so far (bytes past content size are not counted). */
@@ -150,27 +160,19 @@ export class Upload {
     this.batchLength += take;
   }
 
-  /**
-   * The fast-path test of `matches`, on a raw frame whose header starts at `frame` of `buf`:
-   * the sender's id and the 267 fixed payload bytes equal to packet 1's (§5.4). The bytes that
-   * may differ (version, code and size, checked by the caller, and the packet number) are
-   * copied from the frame into the template first, so ONE native compare covers the rest: a
-   * 1 KiB packet costs one call into C++ here, not eight.
-   */
-  matchesRaw(buf: Buffer, frame: number): boolean {
-    const t = this.frameTemplate;
-    for (let i = FRAME_VARIABLE_START; i < FRAME_VARIABLE_END; i++) t[i] = buf[frame + i];
-    t[FRAME_PACKET_AT] = buf[frame + FRAME_PACKET_AT];
-    t[FRAME_PACKET_AT + 1] = buf[frame + FRAME_PACKET_AT + 1];
-    return t.compare(buf, frame, frame + t.length) === 0;
-  }
-
   /** Deciphers what the batch holds and queues the plaintext for the sink. */
   private flush(): void {
     if (this.batchLength === 0) return;
     const length = this.batchLength;
     this.batchLength = 0;
     this.decipherChunk(this.batch.subarray(0, length));
+  }
+
+  /** Gives the batch's share of the buffer budget back, once. */
+  private releaseBatch(): void {
+    if (this.batchReleased) return;
+    this.batchReleased = true;
+    this.budget?.remove(this.batch.length);
   }
 
   /** Resolves when every queued write is done; rejects with the first write failure. */
@@ -206,6 +208,7 @@ export class Upload {
         `decrypted ${this.plaintextBytes} bytes, orig size is ${this.id.origSize}`,
       );
     }
+    this.releaseBatch();
     const pathName = await this.sink.commit();
     this.finished = true;
     return { pathName, cksum: this.cksum.digest(), plaintextBytes: this.plaintextBytes };
@@ -215,15 +218,16 @@ export class Upload {
   async abort(): Promise<void> {
     if (this.finished) return;
     this.failure ??= new Error('upload aborted');
+    this.budget?.remove(this.gatheredBytes);
     this.gathered = [];
     this.gatheredBytes = 0;
     await this.drain().catch(() => undefined);
+    this.releaseBatch();
     await this.sink.abort();
   }
 
   private decipherChunk(ciphertext: Buffer): void {
     this.consumePlaintext(this.decipher.update(ciphertext));
-    this.memory.note(ciphertext.length);
   }
 
   private consumePlaintext(plaintext: Buffer): void {
@@ -233,7 +237,9 @@ export class Upload {
     if (this.failure !== undefined) return;
     this.gathered.push(plaintext);
     this.gatheredBytes += plaintext.length;
-    if (this.gatheredBytes >= WRITE_GROUP_BYTES) this.writeGathered();
+    this.budget?.add(plaintext.length);
+    const group = this.budget?.underPressure ? SMALL_WRITE_GROUP_BYTES : WRITE_GROUP_BYTES;
+    if (this.gatheredBytes >= group) this.writeGathered();
   }
 
   /** Hands the gathered plaintext to the sink in one go (it writes them with one writev). */
@@ -242,7 +248,10 @@ export class Upload {
     const buffers = this.gathered;
     this.gathered = [];
     this.gatheredBytes = 0;
-    if (this.failure !== undefined) return;
+    if (this.failure !== undefined) {
+      for (const plaintext of buffers) this.budget?.remove(plaintext.length);
+      return;
+    }
     for (const plaintext of buffers) {
       const length = plaintext.length;
       this.queued += length;
@@ -259,6 +268,7 @@ export class Upload {
 
   private settled(length: number): void {
     this.queued -= length;
+    this.budget?.remove(length);
     this.inFlight--;
     if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
   }

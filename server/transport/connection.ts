@@ -13,6 +13,7 @@ import { isProtocolError } from '../../protocol/errors';
 import type { Response } from '../../protocol/v3/messages';
 import { RequestReader, type RequestSink } from '../request-reader';
 import type { Session } from '../session/session';
+import type { BufferBudget } from './buffer-budget';
 
 /** Plaintext queued for the disk before the connection stops reading. */
 const WRITE_BACKLOG_LIMIT = 1024 * 1024;
@@ -26,6 +27,8 @@ export interface ConnectionOptions {
   readonly log: Logger;
   /** Monotonic milliseconds (for idle and trickle checks). */
   readonly clock: () => number;
+  /** The server-wide bound on upload bytes in memory; reading pauses while it is exceeded. */
+  readonly budget?: BufferBudget;
   /** Called once, after the socket closed and the session let go of everything. */
   readonly onClosed: (connection: Connection) => void;
 }
@@ -82,7 +85,7 @@ export class Connection {
   /**
    * Only a request the peer has not finished sending is at stake (no answer owed, no upload
    * open): at the global limit such a connection may make room too, or 1000 half-sent
-   * sockets would lock everyone out until the trickle floor cuts them (issue 6, slowloris).
+   * sockets would lock everyone out until the trickle floor cuts them (slowloris).
    */
   get onlyPartialRequest(): boolean {
     return (
@@ -237,6 +240,15 @@ export class Connection {
     if (this.session.pendingWriteBytes > WRITE_BACKLOG_LIMIT) {
       this.wait(
         this.session.drain().then(() => undefined),
+        false,
+      );
+      return;
+    }
+    const budget = this.options.budget;
+    if (budget !== undefined && budget.over && this.session.uploadInProgress) {
+      // The server holds too much upload data: read no more of ours until the disk caught up.
+      this.wait(
+        budget.whenBelow().then(() => undefined),
         false,
       );
       return;

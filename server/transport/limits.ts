@@ -1,8 +1,9 @@
 /**
- * Connection-level and storage limits of the server (issue 6), with the defaults the CLI uses.
+ * Connection-level and storage limits of the server, with the defaults the CLI uses.
  * Every limit is an option so tests and benchmarks can raise them; the defaults stay strict.
  */
 import { DEFAULT_MAX_CHUNK } from '../../protocol/v3/constants';
+import { DEFAULT_LOCKOUT, type LockoutPolicy } from '../session/lockout';
 
 export interface RateLimit {
   /** Tokens added per second. */
@@ -12,13 +13,13 @@ export interface RateLimit {
 }
 
 export interface ServerLimits {
-  /** Open connections in total; at the limit the longest-idle one makes room (issue 6). */
+  /** Open connections in total; at the limit the longest-idle one makes room. */
   readonly maxConnections: number;
   /** Open connections per remote address. */
   readonly maxConnectionsPerIp: number;
   /** A connection that completes no request for this long is closed. */
   readonly idleTimeoutMs: number;
-  /** Largest 1028 content per packet (PROTOCOL.md §9: any packet size up to the limit). */
+  /** Largest 1028 content per packet (docs/protocol.md §9: any packet size up to the limit). */
   readonly maxChunk: number;
   /** Largest plaintext (orig size) of one file; checked on packet 1. */
   readonly maxFileSize: number;
@@ -34,6 +35,10 @@ export interface ServerLimits {
   readonly slowRequestGraceMs: number;
   /** On shutdown, how long uploads in flight may take to finish. */
   readonly shutdownGraceMs: number;
+  /** Server-wide upload bytes held in memory before reads pause (docs/protocol.md §9). */
+  readonly maxBufferedBytes: number;
+  /** Refusal of 1027/1028 after repeated decrypt failures per id and address (§9). */
+  readonly lockout: LockoutPolicy;
 }
 
 const SECOND = 1000;
@@ -46,10 +51,12 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxFileSize: Number.MAX_SAFE_INTEGER,
   quota: Number.MAX_SAFE_INTEGER,
   registerRate: { perSecond: 10, burst: 20 },
-  // A 1024-byte packet takes ~1.3 s at this rate: far below any real link, far above a trickle.
+  // A 1024-byte packet in about a second: far below any real link, far above a trickle.
   minRequestRate: 1024,
   slowRequestGraceMs: 10 * SECOND,
   shutdownGraceMs: 5 * SECOND,
+  maxBufferedBytes: 256 * 1024 * 1024,
+  lockout: DEFAULT_LOCKOUT,
 };
 
 export function resolveLimits(partial: Partial<ServerLimits> = {}): ServerLimits {
@@ -59,6 +66,7 @@ export function resolveLimits(partial: Partial<ServerLimits> = {}): ServerLimits
     'maxConnectionsPerIp',
     'idleTimeoutMs',
     'maxChunk',
+    'maxBufferedBytes',
   ];
   for (const key of positive) {
     const value = limits[key];

@@ -1,5 +1,5 @@
 /**
- * The TCP listener: accepts connections within the limits of issue 6, gives each a Session and
+ * The TCP listener: accepts connections within its limits, gives each a Session and
  * a Connection, sweeps idle and trickling ones on one shared timer, and shuts down gracefully.
  */
 import net, { type AddressInfo, type Socket } from 'node:net';
@@ -9,15 +9,16 @@ import { silentLogger } from '../../shared/logger';
 import { Connection, type CloseReason } from './connection';
 import { resolveLimits, type ServerLimits } from './limits';
 import { KeyedLock } from '../keyed-lock';
-import { createGcNudge } from '../gc-nudge';
 import { QuotaLedger } from '../session/quota-ledger';
+import { DecryptLockout } from '../session/lockout';
+import { BufferBudget } from './buffer-budget';
 import { KeyedRateLimiter } from './rate-limit';
 import { Session, type SessionContext } from '../session/session';
 import { systemSources, type Sources } from '../session/sources';
-import type { ClientStore, FileStore } from '../storage/types';
+import type { ClientStore, FileCatalog, FileStore } from '../storage/types';
 
 export interface ServerOptions {
-  readonly store: ClientStore;
+  readonly store: ClientStore & FileCatalog;
   readonly files: FileStore;
   readonly sources?: Sources;
   readonly logger?: Logger;
@@ -97,7 +98,8 @@ class Server implements SftServer {
       registerLimiter: new KeyedRateLimiter(this.limits.registerRate, sources.now),
       fileLocks: new KeyedLock(),
       quotaLedger: new QuotaLedger(),
-      memory: createGcNudge(),
+      lockout: new DecryptLockout(this.limits.lockout, sources.now),
+      budget: new BufferBudget(this.limits.maxBufferedBytes),
     };
     // allowHalfOpen: a client may send everything and half-close before reading the answers.
     this.net = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
@@ -193,6 +195,7 @@ class Server implements SftServer {
     const session = new Session(this.context, remote, log);
     const connection = new Connection(socket, session, remote, {
       maxChunk: this.limits.maxChunk,
+      budget: this.context.budget,
       log,
       clock: () => performance.now(),
       onClosed: (c) => this.forget(c),
@@ -202,7 +205,7 @@ class Server implements SftServer {
   }
 
   /**
-   * At the global limit: closes the connection idle longest, if any is idle (issue 6); else
+   * At the global limit: closes the connection idle longest, if any is idle; else
    * the one stalled longest in the middle of sending a request (never one with an upload open
    * or an answer owed).
    */

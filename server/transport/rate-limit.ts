@@ -1,5 +1,5 @@
 /**
- * Token buckets keyed by remote address (the registration rate limit of issue 6). The clock is
+ * Token buckets keyed by remote address (the registration rate limit, `--register-rate`). The clock is
  * passed in, so tests drive time; buckets that have refilled completely are forgotten, which
  * keeps the map bounded by the addresses active in the last `burst / perSecond` seconds.
  */
