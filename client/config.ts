@@ -1,24 +1,20 @@
 /**
- * The client's files (PROTOCOL.md §8): `transfer.info` (server, name, file to send), `me.info`
+ * The client's files (docs/protocol.md §8): `transfer.info` (server, name, file to send), `me.info`
  * (name, client id, private key) and `priv.key` (the key again). Every problem names the file
  * and line; me.info and priv.key are written atomically with mode 0600.
  */
-import { randomBytes, type KeyObject } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { string255Bytes } from '../protocol/v3/fields';
+import { isAbsolute, join, resolve } from 'node:path';
+import { string255Bytes } from '../protocol';
+import { writeFileAtomic } from '../shared/atomic-file';
 import { clientIdFromHex, clientIdToHex } from '../shared/client-id';
 import { loadPrivateKey } from '../shared/crypto';
+import { errnoCode, errnoText } from '../shared/errno';
 import { MAX_CLIENT_NAME_LENGTH } from '../shared/limits';
-import {
-  ClientErrorCode,
-  clientError,
-  configError,
-  systemErrorCode,
-  type ConfigLocation,
-} from './errors';
+import { MAX_PORT, decodeBase64, isBase64Text, parsePort } from '../shared/validators';
+import { ClientErrorCode, clientError, configError, type ConfigLocation } from './errors';
 
 export const TRANSFER_INFO = 'transfer.info';
 export const ME_INFO = 'me.info';
@@ -28,10 +24,8 @@ export const SECRET_FILE_MODE = 0o600;
 
 const TransferLine = { SERVER: 1, NAME: 2, FILE: 3 } as const;
 const MeInfoLine = { NAME: 1, ID: 2, KEY: 3 } as const;
-const MAX_PORT = 65535;
 const MAX_HOSTNAME_LENGTH = 253;
 const HOSTNAME_LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
-const BASE64_TEXT = /^[A-Za-z0-9+/]*={0,2}$/;
 const UTF8_BOM = '\ufeff';
 
 // ---------------------------------------------------------------- server address
@@ -66,10 +60,8 @@ export function parseServerAddress(text: string): ServerAddress | string {
     const problem = hostProblem(host);
     if (problem) return problem;
   }
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > MAX_PORT) {
-    return `port "${portText}" is not a number from 1 to ${MAX_PORT}`;
-  }
-  const port = Number(portText);
+  const port = parsePort(portText);
+  if (port === undefined) return `port "${portText}" is not a number from 1 to ${MAX_PORT}`;
   return { host, port, display: isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}` };
 }
 
@@ -117,7 +109,7 @@ async function readOptionalText(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    const sys = systemErrorCode(err);
+    const sys = errnoCode(err);
     if (sys === 'ENOENT') return undefined;
     throw configError(
       ClientErrorCode.CONFIG_UNREADABLE,
@@ -262,7 +254,7 @@ export interface Identity {
  */
 function decodeKeyLines(lines: readonly string[], file: string, firstLine: number): Buffer {
   lines.forEach((line, i) => {
-    if (!BASE64_TEXT.test(line.replace(/\s+/g, ''))) {
+    if (!isBase64Text(line)) {
       throw configError(
         ClientErrorCode.BAD_PRIVATE_KEY,
         { file, line: firstLine + i },
@@ -270,9 +262,8 @@ function decodeKeyLines(lines: readonly string[], file: string, firstLine: numbe
       );
     }
   });
-  const compact = lines.join('').replace(/\s+/g, '');
-  const der = Buffer.from(compact, 'base64');
-  if (compact.length % 4 === 1 || der.length === 0) {
+  const der = decodeBase64(lines.join(''));
+  if (der === undefined) {
     throw configError(
       ClientErrorCode.BAD_PRIVATE_KEY,
       { file, line: firstLine },
@@ -380,51 +371,19 @@ export function formatMeInfo(identity: Pick<Identity, 'name' | 'clientId' | 'pri
 }
 
 /**
- * Writes `data` to `path` so that a crash leaves either the old file or the new one, never half
- * of one: a temp file in the same directory, created with `mode`, fsynced, then renamed over.
+ * Writes a file that holds the private key: atomically (a crash leaves the old file or the new
+ * one) and with mode 0600 (§8).
  */
-export async function writeFileAtomic(
-  path: string,
-  data: string | Buffer,
-  mode = SECRET_FILE_MODE,
-): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+export async function writeSecretFile(path: string, data: string | Buffer): Promise<void> {
   try {
-    const fh = await open(
-      tmp,
-      fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
-      mode,
-    );
-    try {
-      // The umask cannot widen a mode, but a mode set at creation is what we asked for only if
-      // the umask agrees; set it explicitly.
-      await fh.chmod(mode);
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    await writeFileAtomic(path, data, { mode: SECRET_FILE_MODE });
   } catch (err) {
-    await unlink(tmp).catch(() => undefined);
     throw configError(
       ClientErrorCode.CONFIG_WRITE_FAILED,
       { file: path },
-      `cannot write the file (${systemErrorCode(err) ?? String(err)})`,
+      `cannot write the file (${errnoText(err)})`,
       'check that the config directory exists and is writable',
     );
-  }
-  // Persist the rename itself; not every file system lets a directory be fsynced.
-  try {
-    const dh = await open(dir, 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
-  } catch {
-    // best effort
   }
 }
 
@@ -442,6 +401,6 @@ export async function saveIdentity(
   const keyText = `${identity.privateKeyDer.toString('base64')}\n`;
   // A --config-dir that does not exist yet is made, owner-only like the key it will hold.
   await mkdir(configDir, { recursive: true, mode: PRIVATE_DIR_MODE }).catch(() => undefined);
-  await writeFileAtomic(join(configDir, PRIV_KEY), keyText);
-  await writeFileAtomic(join(configDir, ME_INFO), formatMeInfo(identity));
+  await writeSecretFile(join(configDir, PRIV_KEY), keyText);
+  await writeSecretFile(join(configDir, ME_INFO), formatMeInfo(identity));
 }

@@ -5,7 +5,8 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { isProtocolError, ResponseCode, ResponseDecoder, type DecodedResponse } from '../protocol';
-import { ClientErrorCode, clientError, systemErrorCode, type ClientError } from './errors';
+import { firstErrnoCode } from '../shared/errno';
+import { ClientErrorCode, clientError, type ClientError } from './errors';
 import type { ServerAddress } from './config';
 
 /** What a session needs from a connection; tests may supply their own. */
@@ -46,21 +47,8 @@ function serverHint(server: ServerAddress): string {
   );
 }
 
-/** The first system error code of an error, looking inside an AggregateError (happy eyeballs). */
-function socketErrorCode(err: unknown): string | undefined {
-  const direct = systemErrorCode(err);
-  if (direct) return direct;
-  if (err instanceof AggregateError) {
-    for (const inner of err.errors) {
-      const code = systemErrorCode(inner);
-      if (code) return code;
-    }
-  }
-  return undefined;
-}
-
 function connectError(server: ServerAddress, err: unknown): ClientError {
-  const sys = socketErrorCode(err);
+  const sys = firstErrnoCode(err);
   const hint = serverHint(server);
   switch (sys) {
     case 'ECONNREFUSED':
@@ -87,7 +75,7 @@ function connectError(server: ServerAddress, err: unknown): ClientError {
 }
 
 function lostError(server: ServerAddress, err: unknown): ClientError {
-  const sys = socketErrorCode(err);
+  const sys = firstErrnoCode(err);
   return clientError(
     ClientErrorCode.CONNECTION_LOST,
     `the connection to ${server.display} failed (${sys ?? String(err)})`,

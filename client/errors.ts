@@ -3,22 +3,9 @@
  * branch on `code`; the message is for people and says what failed and what to do.
  */
 import { CodedError } from '../shared/coded-error';
+import { ExitCode } from '../shared/exit-codes';
 
-/** Process exit codes of `sft-client`, documented in `--help` and docs/client.md. */
-export const ExitCode = {
-  OK: 0,
-  /** A bug: an error the client did not expect. */
-  INTERNAL: 1,
-  /** Bad flags, a malformed or missing config file, a file that cannot be sent. */
-  USAGE: 2,
-  /** Connection refused, timed out, reset or closed; a server that stopped answering. */
-  CONNECTION: 3,
-  /** The server refused (1601) or kept answering with errors (1607) after all attempts. */
-  REJECTED: 4,
-  /** The server's checksum never matched: 1031 was sent (PROTOCOL.md §5). */
-  CHECKSUM: 5,
-} as const;
-export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+export { ExitCode } from '../shared/exit-codes';
 
 export const ClientErrorCode = {
   USAGE: 'USAGE',
@@ -75,7 +62,7 @@ const EXIT_CODE_OF: { readonly [C in ClientErrorCode]: ExitCode } = {
   REJECTED: ExitCode.REJECTED,
   SERVER_ERROR: ExitCode.REJECTED,
   CHECKSUM_FAILED: ExitCode.CHECKSUM,
-  INTERNAL: ExitCode.INTERNAL,
+  INTERNAL: ExitCode.FAILURE,
 };
 
 export function exitCodeOf(code: ClientErrorCode): ExitCode {
@@ -130,15 +117,6 @@ export function configError(
 ): ClientError {
   const where = location.line === undefined ? location.file : `${location.file}:${location.line}`;
   return new ClientError(code, `${where}: ${message}`, { location, hint });
-}
-
-/** The Node system error code (ENOENT, ECONNREFUSED, ...) of an error, if it has one. */
-export function systemErrorCode(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err) {
-    const { code } = err as { code: unknown };
-    return typeof code === 'string' ? code : undefined;
-  }
-  return undefined;
 }
 
 /** Any error as a ClientError; unexpected ones become INTERNAL (exit 1). */

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `sft-client`: uploads files to an sft-server (PROTOCOL.md §5, §8). Start-up is kept lean:
+ * `sft-client`: uploads files to an sft-server (docs/protocol.md §5, §8). Start-up is kept lean:
  * arguments are parsed with node:util, and pino and cli-progress load only when needed.
  */
 import { readFileSync } from 'node:fs';

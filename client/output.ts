@@ -11,7 +11,7 @@ import type { ClientError } from './errors';
 import type { SessionEvents, UploadResult } from './session';
 import type { UploadPlan } from './upload';
 
-/** The exact line PROTOCOL.md §8 asks for. */
+/** The exact line docs/protocol.md §8 asks for. */
 export const SERVER_ERROR_LINE = 'server responded with an error';
 const PROGRAM = 'sft-client';
 

@@ -1,5 +1,5 @@
 /**
- * The client side of the protocol flow (PROTOCOL.md §5, §8): register or reconnect, key
+ * The client side of the protocol flow (docs/protocol.md §5, §8): register or reconnect, key
  * exchange, uploads with checksum confirmation and re-sends, and the §8 rule for errors: on
  * 1607 or an answer it cannot use, say `server responded with an error` and repeat the request,
  * up to three attempts. No socket here: the connection comes from an injected `connect`.

@@ -1,5 +1,5 @@
 /**
- * Upload planning and the streaming sender (PROTOCOL.md §5, §9 client rules).
+ * Upload planning and the streaming sender (docs/protocol.md §5, §9 client rules).
  *
  * The file is read in large blocks into two reused buffers (the next read runs while this block
  * is processed); each block is checksummed and encrypted once, and all of its packets are built
@@ -23,6 +23,7 @@ import {
 } from '../protocol';
 import { Cksum } from '../shared/cksum';
 import { createFileCipher } from '../shared/crypto';
+import { errnoCode, errnoText } from '../shared/errno';
 import { CLIENT_CHUNK_SIZE } from '../shared/limits';
 import type { FileArgument } from './config';
 import {
@@ -30,7 +31,6 @@ import {
   clientError,
   configError,
   isClientError,
-  systemErrorCode,
   type ClientError,
   type ConfigLocation,
 } from './errors';
@@ -129,7 +129,7 @@ async function checkReadable(file: FileArgument): Promise<number> {
     return info.size;
   } catch (err) {
     if (isClientError(err)) throw err;
-    const sys = systemErrorCode(err);
+    const sys = errnoCode(err);
     throw sys === 'ENOENT'
       ? unreadable(file, 'no such file')
       : sys === 'EACCES'
@@ -140,7 +140,7 @@ async function checkReadable(file: FileArgument): Promise<number> {
 
 /**
  * Checks every file before connecting: readable regular file, sendable name and size. Files
- * are checked several at a time (200 in a row took ~60 ms of round trips to the thread pool;
+ * are checked several at a time (one by one, each would wait for its own thread-pool round trip;
  * all at once could run out of file descriptors); the first problem in argument order is the
  * one reported.
  */
@@ -342,7 +342,7 @@ export async function sendFile(
   } catch (err) {
     throw clientError(
       ClientErrorCode.FILE_UNREADABLE,
-      `cannot read ${plan.path} (${systemErrorCode(err) ?? String(err)})`,
+      `cannot read ${plan.path} (${errnoText(err)})`,
       { cause: err },
     );
   }

@@ -1,11 +1,13 @@
 /**
- * `sft-server admin clients|files|audit` (issue 6): read `defensive.db` and print what a person
+ * `sft-server admin clients|files|audit`: read `defensive.db` and print what a person
  * needs to see without the sqlite3 shell. Opens the store read-only (no schema change, no
  * write, no key re-sealing) so it is safe next to a running server (WAL readers never block).
  * Key material is never read out: clients show only whether they have keys.
  */
 import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
+import { ExitCode } from '../shared/exit-codes';
+import { escapeControlCharacters } from '../shared/validators';
 import { DATABASE_FILE_NAME, openSqliteStore, type SqliteStore } from './storage/sqlite-store';
 import type { AuditEntry, FileRecord } from './storage/types';
 import { StorageError } from './storage/types';
@@ -33,9 +35,10 @@ export interface AdminIo {
   readonly setExitCode: (code: number) => void;
 }
 
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
+/** The shared table's codes under the names admin's callers use. */
+export const EXIT_OK = ExitCode.OK;
+export const EXIT_FAILURE = ExitCode.FAILURE;
+export const EXIT_USAGE = ExitCode.USAGE;
 
 const UNIT_MS: Readonly<Record<string, number>> = {
   s: 1000,
@@ -74,10 +77,7 @@ export function parseSince(text: string, now: number): number {
  * character (an ANSI escape) must not reach the admin's terminal as such.
  */
 export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (ch) => {
-    return `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`;
-  });
+  return escapeControlCharacters(text);
 }
 
 function iso(ms: number): string {

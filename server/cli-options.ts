@@ -1,13 +1,14 @@
 /**
  * Parsing of the server's command-line values that are more than a number: the port (flag,
- * else port.info, else the default, PROTOCOL.md §7) and byte sizes with unit suffixes.
+ * else port.info, else the default, docs/protocol.md §7) and byte sizes with unit suffixes.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isNotFound } from '../shared/errno';
 import { DEFAULT_PORT } from '../shared/limits';
+import { MAX_PORT, parsePort as parsePortText } from '../shared/validators';
 
 export const PORT_INFO_FILE = 'port.info';
-const MAX_PORT = 65535;
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -17,8 +18,8 @@ export type PortSource = 'flag' | 'port.info' | 'default';
 
 function parsePort(text: string, where: string, allowZero: boolean): number {
   const trimmed = text.trim();
-  const port = /^\d{1,5}$/.test(trimmed) ? Number(trimmed) : NaN;
-  if (!Number.isInteger(port) || port > MAX_PORT || (port === 0 && !allowZero)) {
+  const port = parsePortText(trimmed, { allowZero });
+  if (port === undefined) {
     throw new UsageError(`${where}: ${JSON.stringify(trimmed)} is not a TCP port (1-${MAX_PORT})`);
   }
   return port;
@@ -35,7 +36,7 @@ export function resolvePort(
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+    if (isNotFound(err)) {
       return { port: DEFAULT_PORT, source: 'default' };
     }
     throw new UsageError(`cannot read ${file}: ${(err as Error).message}`);

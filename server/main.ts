@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
- * `sft-server`: the file-transfer daemon (PROTOCOL.md). Flags are documented in `--help` and
+ * `sft-server`: the file-transfer daemon (docs/protocol.md). Flags are documented in `--help` and
  * the README. Exit codes: 0 after a clean shutdown, 1 on a fatal error, 2 on a usage error.
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { Logger } from 'pino';
 import { DEFAULT_MAX_CHUNK } from '../protocol/v3/constants';
+import { ExitCode } from '../shared/exit-codes';
 import { createLogger, LOG_LEVELS } from '../shared/logger';
 import {
   UsageError,
@@ -20,9 +21,6 @@ import { startDaemon, type Daemon } from './daemon';
 import { DEFAULT_LIMITS, type ServerLimits } from './transport/limits';
 import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
 
-const EXIT_OK = 0;
-const EXIT_FATAL = 1;
-const EXIT_USAGE = 2;
 const MS_PER_S = 1000;
 
 interface ServeArgs {
@@ -186,16 +184,16 @@ async function serve(args: ServeArgs): Promise<void> {
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) {
         log.warn({ signal }, 'second signal: exiting now');
-        flushAndExit(log, EXIT_FATAL);
+        flushAndExit(log, ExitCode.FAILURE);
         return;
       }
       stopping = true;
       log.info({ signal }, 'stopping');
       daemon.close().then(
-        () => flushAndExit(log, EXIT_OK),
+        () => flushAndExit(log, ExitCode.OK),
         (err: unknown) => {
           log.error({ err }, 'error while stopping');
-          flushAndExit(log, EXIT_FATAL);
+          flushAndExit(log, ExitCode.FAILURE);
         },
       );
     };
@@ -204,13 +202,13 @@ async function serve(args: ServeArgs): Promise<void> {
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`sft-server: ${err.message}\n`);
-      flushAndExit(logger, EXIT_USAGE);
+      flushAndExit(logger, ExitCode.USAGE);
       return;
     }
     const message = err instanceof Error ? err.message : String(err);
     if (logger) logger.fatal({ err }, `cannot start: ${message}`);
     else process.stderr.write(`sft-server: cannot start: ${message}\n`);
-    flushAndExit(logger, EXIT_FATAL);
+    flushAndExit(logger, ExitCode.FAILURE);
   }
 }
 
@@ -236,7 +234,7 @@ export function buildCli(argv: string[]): Argv {
       .fail((msg, err) => {
         if (err) throw err;
         process.stderr.write(`sft-server: ${msg}\nTry sft-server --help\n`);
-        process.exit(EXIT_USAGE);
+        process.exit(ExitCode.USAGE);
       })
   );
 }

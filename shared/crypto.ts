@@ -1,5 +1,5 @@
 /**
- * Crypto of protocol version 3 on Node's built-in `crypto` (PROTOCOL.md §2, §5):
+ * Crypto of protocol version 3 on Node's built-in `crypto` (docs/protocol.md §2, §5):
  * AES-256-CBC with an all-zero IV and PKCS#7 padding for file content, RSA-1024 (e = 17, so the
  * SPKI DER is exactly 160 bytes) with OAEP-SHA-1 for wrapping the AES key.
  */

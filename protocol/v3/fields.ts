@@ -3,6 +3,9 @@
  */
 import { Size } from './constants';
 import { ProtocolErrorCode, protocolError } from '../errors';
+import { CONTROL_CHARACTERS as CONTROL_CHARS, fileNameProblem } from '../../shared/validators';
+
+export { fileNameProblem };
 
 const NUL = 0x00;
 // ignoreBOM keeps a leading U+FEFF in the text: the default strips it, so the wire names
@@ -11,9 +14,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /** Longest text a string255 can hold: one byte is kept for the terminating NUL (§2). */
 export const STRING255_MAX_TEXT = Size.STRING255 - 1;
 
-// Control characters are C0 (0x00–0x1f), DEL and C1 (0x80–0x9f): none may appear in text (§2).
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
+// Control characters (C0, DEL, C1) may not appear in text (§2): one definition for the whole
+// project, in shared/validators.
 
 /**
  * Reads a string255 at `offset`. The text ends at the first NUL; what follows it is not read,
@@ -74,14 +76,6 @@ export function encodeString255(
   const bytes = string255Bytes(text, messageCode);
   bytes.copy(target, offset);
   target.fill(NUL, offset + bytes.length, offset + Size.STRING255);
-}
-
-/** Why a file name is not a plain base name (§9), or undefined when it is one. */
-export function fileNameProblem(name: string): string | undefined {
-  if (name === '.' || name === '..') return 'file name is a dot directory';
-  if (name.includes('/') || name.includes('\\')) return 'file name has a path separator';
-  if (CONTROL_CHARS.test(name)) return 'file name has control characters';
-  return undefined;
 }
 
 export function assertBaseName(name: string, messageCode?: number): string {

@@ -12,7 +12,7 @@ import {
   parseServerAddress,
   resolveConfig,
   saveIdentity,
-  writeFileAtomic,
+  writeSecretFile,
 } from '../../client/config';
 import { ClientErrorCode, ExitCode } from '../../client/errors';
 import { removeDir, runCli, tempDir } from './helpers';
@@ -277,14 +277,14 @@ describe('me.info and priv.key', () => {
   it('fails cleanly when the directory is not writable', async () => {
     if (process.getuid?.() === 0) {
       // root ignores directory permissions; use a directory that does not exist instead.
-      await expect(writeFileAtomic(join(dir, 'no', 'me.info'), 'x')).rejects.toMatchObject({
+      await expect(writeSecretFile(join(dir, 'no', 'me.info'), 'x')).rejects.toMatchObject({
         code: ClientErrorCode.CONFIG_WRITE_FAILED,
       });
       return;
     }
     await chmod(dir, 0o500);
     try {
-      await expect(writeFileAtomic(mePath(), 'x')).rejects.toMatchObject({
+      await expect(writeSecretFile(mePath(), 'x')).rejects.toMatchObject({
         code: ClientErrorCode.CONFIG_WRITE_FAILED,
       });
     } finally {

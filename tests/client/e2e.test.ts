@@ -1,6 +1,6 @@
 /**
  * End to end: the built `sft-client` against the built `sft-server`, as separate processes on
- * loopback (PROTOCOL.md §5, §7, §8). Files must arrive byte for byte under
+ * loopback (docs/protocol.md §5, §7, §8). Files must arrive byte for byte under
  * <data>/<client id hex>/<name> and be marked verified in defensive.db.
  */
 import { readFile, writeFile } from 'node:fs/promises';

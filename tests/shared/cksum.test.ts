@@ -1,5 +1,5 @@
 /**
- * POSIX cksum (PROTOCOL.md §6): the spec vectors, the real `cksum` command, streaming in pieces,
+ * POSIX cksum (docs/protocol.md §6): the spec vectors, the real `cksum` command, streaming in pieces,
  * and lengths that need more than four bytes, against a plain bitwise reference.
  */
 import { execFileSync } from 'node:child_process';

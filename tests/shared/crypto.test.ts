@@ -1,5 +1,5 @@
 /**
- * Crypto of version 3 (PROTOCOL.md §2, §5): AES-256-CBC / zero IV / PKCS#7 checked against
+ * Crypto of version 3 (docs/protocol.md §2, §5): AES-256-CBC / zero IV / PKCS#7 checked against
  * openssl and the real captures; RSA-1024 e = 17 key fields; OAEP-SHA-1 key wrapping.
  */
 import { execFileSync } from 'node:child_process';
