@@ -56,7 +56,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       limits: options.limits,
     });
     const address = await server.listen(options.port, options.host);
-    // The contract with scripts and tests: this line, with a numeric `port` (PROTOCOL.md §7).
+    // The contract with scripts and tests: this line, with a numeric `port` (docs/protocol.md §7).
     logger.info({ port: address.port, host: address.address, dataDir }, 'listening');
     let closing: Promise<void> | undefined;
     const running = server;

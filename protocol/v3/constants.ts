@@ -1,5 +1,5 @@
 /**
- * Wire constants of protocol version 3 (PROTOCOL.md §1–§4). Plain objects `as const`, so the
+ * Wire constants of protocol version 3 (docs/protocol.md §1–§4). Plain objects `as const`, so the
  * codes are real values at run time and literal types at compile time.
  */
 

@@ -1,5 +1,5 @@
 /**
- * Keys at rest (issue 6): the optional master key, and sealing of the `AESKey` column.
+ * Keys at rest: the optional master key, and sealing of the `AESKey` column.
  *
  * A sealed column value is `version (1) ‖ nonce (12) ‖ ciphertext (32) ‖ GCM tag (16)` under
  * AES-256-GCM with the master key, a random nonce per write, and the client id as associated

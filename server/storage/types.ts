@@ -1,7 +1,7 @@
 /**
  * The storage boundary of the server: the session state machine talks only to these
  * interfaces, so tests can inject a failing store and the session imports no SQLite and no fs.
- * Implementations: sqlite-store.ts (database, PROTOCOL.md §7) and file-store.ts (received files).
+ * Implementations: sqlite-store.ts (database, docs/protocol.md §7) and file-store.ts (received files).
  */
 import { CodedError } from '../../shared/coded-error';
 

@@ -1,5 +1,5 @@
 /**
- * The audit trail (issue 6), end to end: a real `sft-server` process, one client that goes
+ * The audit trail, end to end: a real `sft-server` process, one client that goes
  * through every audited outcome of 1025/1026/1027 and of uploads, a second address that runs
  * into the registration rate limit, then `sft-server admin audit|clients|files` (the built
  * dist/server/main.js, as an operator runs it next to the live server) must show all of it.

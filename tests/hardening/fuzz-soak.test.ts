@@ -1,5 +1,5 @@
 /**
- * Fuzz soak (issue 6): 10,000 random and mutated request streams against ONE live `sft-server`
+ * Fuzz soak: 10,000 random and mutated request streams against ONE live `sft-server`
  * process, 50 connections at a time. Afterwards the server must still be alive and serve a
  * normal session, hold no more memory or file handles than before (give or take), have written
  * nothing outside its data directory, leave no temp file, and keep a sound, consistent database.
@@ -37,8 +37,7 @@ import {
 } from '../helpers/hardening-server';
 import { registerWithKey, testKeys } from '../server/harness';
 
-// Each case has its own deadline; this only bounds a run that is far off (10,000 cases take
-// ~15 s alone on the 2-core box, ~40 s next to another jest worker).
+// Each case has its own deadline; this only bounds a run that is far off.
 jest.setTimeout(180000);
 
 const SEED = seedFromEnv(0x5eed_2024);

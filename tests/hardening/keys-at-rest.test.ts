@@ -1,5 +1,5 @@
 /**
- * Keys at rest (issue 6), end to end: the built `sft-server` process, a client that registers,
+ * Keys at rest, end to end: the built `sft-server` process, a client that registers,
  * reconnects and uploads, and a scan of `defensive.db` with its `-wal` and `-shm` files for the
  * AES keys the client learned by unwrapping 1602 and 1605 with its own RSA key (§4). With a
  * master key (file or SFT_MASTER_KEY) the 32 key bytes must be nowhere in those files, nor in

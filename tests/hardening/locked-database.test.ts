@@ -1,5 +1,5 @@
 /**
- * A locked database (issue 6: "disk or database errors → 1607, temp files removed, the server
+ * A locked database ("disk or database errors → 1607, temp files removed, the server
  * keeps serving others"), on the real `sft-server` process with its real SQLite store: another
  * process takes the write lock of defensive.db (as a backup tool or a stray sqlite3 shell
  * would). The upload that needs the database meanwhile gets 1607 once the server's busy wait

@@ -1,5 +1,5 @@
 /**
- * "Every refusal is counted in the log" (issue 6), on the real `sft-server` process: refusals
+ * "Every refusal is counted in the log", on the real `sft-server` process: refusals
  * for the per-address cap, evictions and refusals at the global cap, and idle closes each log
  * a line whose counter (a structured field, not text) goes up by one.
  */

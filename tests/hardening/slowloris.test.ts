@@ -1,5 +1,5 @@
 /**
- * Slowloris (issue 6) against the real `sft-server` process with its DEFAULT limits (1000
+ * Slowloris against the real `sft-server` process with its DEFAULT limits (1000
  * connections, 50 per address, 60 s idle timeout, trickle floor after 10 s): 1500 sockets from
  * 30 loopback addresses, idle or stopped in the middle of a request, are held open while a
  * normal client registers, uploads and confirms on its first connection. Before the fix in

@@ -2,7 +2,7 @@
  * A test-only server scripted at the byte level, for client tests. It frames requests with its
  * own minimal parser and builds responses by hand (not with the production codec), so a bug
  * shared by the codec's encoder and decoder cannot hide. `honest()` answers like a conforming
- * server (PROTOCOL.md §5); a test's `tamper` hook replaces any answer with other bytes or none.
+ * server (docs/protocol.md §5); a test's `tamper` hook replaces any answer with other bytes or none.
  */
 import {
   constants,
@@ -213,7 +213,7 @@ interface UploadInProgress {
   next: number;
 }
 
-/** A handler that answers as PROTOCOL.md §5 says, with a `tamper` hook for tests. */
+/** A handler that answers as docs/protocol.md §5 says, with a `tamper` hook for tests. */
 export function honest(options: HonestOptions = {}): { handler: Handler; state: HonestState } {
   const state: HonestState = { clients: new Map(), uploads: [] };
   const ids = [...(options.ids ?? [])];

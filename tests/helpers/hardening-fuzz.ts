@@ -55,7 +55,7 @@ export interface FuzzCase {
   readonly expectFile?: { readonly name: string; readonly cksum: number };
 }
 
-/** Exact payload size of each response code (PROTOCOL.md §4). */
+/** Exact payload size of each response code (docs/protocol.md §4). */
 export const RESPONSE_SIZES: Readonly<Record<number, number>> = {
   [Reply.REGISTERED]: 16,
   [Reply.REGISTRATION_FAILED]: 0,

@@ -69,7 +69,7 @@ export function loopbackAddress(firstOctet: number, index: number): string {
 /**
  * Writes `bytes` in pieces whose sizes `nextSize` picks, yielding to the event loop now and
  * then so the pieces go out apart. Unlike waiting for 'drain' alone, it stops as soon as the
- * server ends or closes the connection (it does after a framing error, PROTOCOL.md §9): a
+ * server ends or closes the connection (it does after a framing error, docs/protocol.md §9): a
  * destroyed socket never emits 'drain', and the writer would wait forever.
  */
 export async function writeInPieces(

@@ -1,6 +1,6 @@
 /**
  * Annotated hex fixtures (tests/fixtures/*.hex), in the spirit of mqtt-packet's annotated byte
- * arrays: the expected bytes of one message, written by hand from PROTOCOL.md (or copied from a
+ * arrays: the expected bytes of one message, written by hand from docs/protocol.md (or copied from a
  * real capture), never produced by our encoder.
  *
  * Format, one field per line:

@@ -1,5 +1,5 @@
 /**
- * A test-only client that speaks PROTOCOL.md at the byte level. Requests are built here with
+ * A test-only client that speaks docs/protocol.md at the byte level. Requests are built here with
  * plain Buffer writes, independently of protocol/encode.ts, so the server is checked against
  * the document and not against our own encoder. Any byte can be sent, hostile ones included.
  */

@@ -1,5 +1,5 @@
 /**
- * The error rows of PROTOCOL.md §9 (server side), one test each, against a real server with
+ * The error rows of docs/protocol.md §9 (server side), one test each, against a real server with
  * real storage: the exact answer, the connection state after, nothing stored.
  */
 import { existsSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Disk and database failures, injected into an in-memory store (issue 6): the request gets
+ * Disk and database failures, injected into an in-memory store: the request gets
  * 1607, no temp file or half row is left, and the server keeps serving.
  */
 import { Writable } from 'node:stream';

@@ -1,5 +1,5 @@
 /**
- * Every flow of PROTOCOL.md §5 against a real server (SQLite + files in a temp data directory)
+ * Every flow of docs/protocol.md §5 against a real server (SQLite + files in a temp data directory)
  * on loopback, through the byte-level test client: exact answers, then the database and the
  * file system after.
  */

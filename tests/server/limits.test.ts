@@ -1,5 +1,5 @@
 /**
- * Connection-level limits of issue 6: connection caps with eviction of the longest-idle
+ * Connection-level limits: connection caps with eviction of the longest-idle
  * connection, idle timeout, slow-trickle floor, registration rate, file size and quota.
  */
 import {

@@ -1,6 +1,6 @@
 /**
  * Writes issued together share one transaction (group commit) and client records are cached
- * (issue 5): neither may change what a caller observes.
+ * for speed: neither may change what a caller observes.
  */
 import * as path from 'node:path';
 import {
