@@ -69,6 +69,14 @@ export class Session {
     return this.state.upload?.pendingBytes ?? 0;
   }
 
+  /**
+   * Called after each socket read: while the server-wide buffer budget is under pressure, the
+   * upload's gathered data goes to the disk now rather than waiting in memory for more.
+   */
+  relieve(): void {
+    if (this.flow.ctx.budget?.underPressure) this.state.upload?.relieve();
+  }
+
   /** Waits until the upload's queued writes are done (failures surface at the next packet). */
   async drain(): Promise<void> {
     await this.state.upload?.drain().catch(() => undefined);

@@ -68,7 +68,6 @@ export class Upload {
   private queued = 0;
   private failure: unknown;
   private finished = false;
-  private batchReleased = false;
 
   /** Gathers ciphertext of consecutive packets for one decipher update. */
   private readonly batch: Buffer;
@@ -84,7 +83,6 @@ export class Upload {
   ) {
     // Small files get a small batch: no more than their ciphertext.
     this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, id.contentSize));
-    this.budget?.add(this.batch.length);
     this.decipher = createFileDecipher(aesKey);
     this.matcher = new SendFileFrameMatcher(id);
     this.nameKey = Buffer.from(id.fileName, 'utf8').toString('latin1');
@@ -168,11 +166,14 @@ export class Upload {
     this.decipherChunk(this.batch.subarray(0, length));
   }
 
-  /** Gives the batch's share of the buffer budget back, once. */
-  private releaseBatch(): void {
-    if (this.batchReleased) return;
-    this.batchReleased = true;
-    this.budget?.remove(this.batch.length);
+  /**
+   * The server holds many uploads' data: hand what this one gathered to the disk now instead of
+   * keeping it until a write group fills (a stalled upload would keep it indefinitely).
+   */
+  relieve(): void {
+    if (this.finished || this.failure !== undefined) return;
+    this.flush();
+    this.writeGathered();
   }
 
   /** Resolves when every queued write is done; rejects with the first write failure. */
@@ -208,7 +209,6 @@ export class Upload {
         `decrypted ${this.plaintextBytes} bytes, orig size is ${this.id.origSize}`,
       );
     }
-    this.releaseBatch();
     const pathName = await this.sink.commit();
     this.finished = true;
     return { pathName, cksum: this.cksum.digest(), plaintextBytes: this.plaintextBytes };
@@ -222,7 +222,6 @@ export class Upload {
     this.gathered = [];
     this.gatheredBytes = 0;
     await this.drain().catch(() => undefined);
-    this.releaseBatch();
     await this.sink.abort();
   }
 

@@ -11,7 +11,7 @@ import { encodeResponse } from '../../protocol/v3/encode';
 import { ResponseCode } from '../../protocol/v3/constants';
 import { isProtocolError } from '../../protocol/errors';
 import type { Response } from '../../protocol/v3/messages';
-import { RequestReader, type RequestSink } from '../request-reader';
+import { RequestDecoder, type RequestSink } from '../../protocol/v3/request-decoder';
 import type { Session } from '../session/session';
 import type { BufferBudget } from './buffer-budget';
 
@@ -36,7 +36,7 @@ export interface ConnectionOptions {
 export class Connection {
   /** When the last complete request arrived (or the connection opened). */
   lastRequestAt: number;
-  private readonly decoder: RequestReader;
+  private readonly decoder: RequestDecoder;
   private busy = false;
   private waitingForPeer = false;
   private peerEnded = false;
@@ -59,7 +59,7 @@ export class Connection {
     private readonly options: ConnectionOptions,
   ) {
     this.log = options.log;
-    this.decoder = new RequestReader({ maxChunk: options.maxChunk });
+    this.decoder = new RequestDecoder({ maxChunk: options.maxChunk });
     this.lastRequestAt = options.clock();
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
     socket.setNoDelay(true);
@@ -154,6 +154,7 @@ export class Connection {
     }
     // Once per read, not per packet: the clock is the idle sweep's, coarse is enough.
     if (this.completedInPush) this.lastRequestAt = this.options.clock();
+    this.session.relieve();
     this.trackPartialFrame();
   }
 
@@ -245,7 +246,7 @@ export class Connection {
       return;
     }
     const budget = this.options.budget;
-    if (budget !== undefined && budget.over && this.session.uploadInProgress) {
+    if (budget !== undefined && budget.over && this.session.pendingWriteBytes > 0) {
       // The server holds too much upload data: read no more of ours until the disk caught up.
       this.wait(
         budget.whenBelow().then(() => undefined),

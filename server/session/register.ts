@@ -1,0 +1,46 @@
+/** 1025 registration (docs/protocol.md §5.1). Registering does not bind the connection. */
+import { ResponseCode } from '../../protocol/v3/constants';
+import type { RegisterRequest, Response } from '../../protocol/v3/messages';
+import { clientIdToHex } from '../../shared/client-id';
+import type { Flow } from './context';
+import { sessionError, SessionErrorCode } from './session-error';
+import { abandonUpload } from './upload-flow';
+
+/**
+ * A v3 client id never starts with 0x16, the first byte of a TLS handshake record, so the
+ * first byte of a connection tells the protocol versions apart (§9).
+ */
+const TLS_HANDSHAKE_RECORD = 0x16;
+const MAX_ID_DRAWS = 8;
+
+export async function handleRegister(flow: Flow, req: RegisterRequest): Promise<Response> {
+  const { ctx, remoteAddress } = flow;
+  await abandonUpload(flow, 'new request');
+  if (!ctx.registerLimiter.take(remoteAddress)) {
+    throw sessionError(SessionErrorCode.RATE_LIMITED, 'registrations over the rate limit');
+  }
+  const result = await ctx.store.registerClient(newClientId(flow), req.name, ctx.sources.now());
+  if (!result.ok) {
+    throw sessionError(SessionErrorCode.NAME_TAKEN, 'name is taken by a client with a key');
+  }
+  if (result.replacedId !== undefined) {
+    // §5.1: the keyless record of this name was replaced; its folder goes with it.
+    const replacedHex = clientIdToHex(result.replacedId);
+    await ctx.files.removeClient(replacedHex);
+    flow.log.info({ replaced: replacedHex, name: req.name }, 'keyless registration replaced');
+  }
+  const id = result.client.id;
+  await flow.audit.write(req.code, id, req, 'registered');
+  return { code: ResponseCode.REGISTERED, clientId: id };
+}
+
+function newClientId(flow: Flow): Buffer {
+  for (let i = 0; i < MAX_ID_DRAWS; i++) {
+    const id = flow.ctx.sources.clientId();
+    if (id[0] !== TLS_HANDSHAKE_RECORD) return id;
+  }
+  // A source that keeps returning 0x16 first is broken (or a test's fixed id): fix the byte.
+  const id = Buffer.from(flow.ctx.sources.clientId());
+  id[0] ^= 0x80;
+  return id;
+}

@@ -1,0 +1,236 @@
+/**
+ * The per-connection state machine of version 4 (docs/protocol-v4.md §5): HELLO first, then
+ * REGISTER or MIGRATE unless the certificate is known, then uploads. It sees decoded messages
+ * in order and returns the answer (DATA has none); it knows nothing of sockets or files.
+ * Every refusal is an ERROR message with its code; only framing errors and a wrong version
+ * close the connection.
+ */
+import type { Logger } from 'pino';
+import { assertNever } from '../../../protocol/errors';
+import { RequestCode, ResponseCode, Size } from '../../../protocol/v4/constants';
+import type { ErrorMessage, Request, Response } from '../../../protocol/v4/messages';
+import { StorageError } from '../../storage/types';
+import type { AuditEntry, AuditOutcome } from '../../storage/types';
+import { V4SessionError, v4Error, type V4Context } from './context';
+import {
+  lookUpPeer,
+  migrate,
+  negotiateChunk,
+  register,
+  welcome,
+  type BoundClient,
+  type PeerIdentity,
+} from './identity-flows';
+import { V4Upload } from './upload-flow';
+
+/** The protocol version written into audit details and logs. */
+const PROTOCOL_TAG = 'v4';
+
+export class V4Session {
+  private chunk = 0;
+  private challenge: Buffer | undefined;
+  private client: BoundClient | undefined;
+  private upload: V4Upload | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly ctx: V4Context,
+    private readonly peer: PeerIdentity,
+    private readonly remoteAddress: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** The negotiated DATA limit; 0 before HELLO, so DATA then is a framing error. */
+  get chunkSize(): number {
+    return this.chunk;
+  }
+
+  get uploadInProgress(): boolean {
+    return this.upload !== undefined;
+  }
+
+  /** Handles one message; refusals come back as ERROR messages, never as exceptions. */
+  async handle(req: Request): Promise<Response | undefined> {
+    try {
+      return await this.dispatch(req);
+    } catch (err) {
+      return this.refuse(req, err);
+    }
+  }
+
+  /** The connection closed: an upload in progress keeps its partial for a later resume. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const upload = this.upload;
+    this.upload = undefined;
+    if (upload) {
+      await upload.suspend().catch((err) => this.log.error({ err }, 'could not keep a partial'));
+      this.log.info({ file: upload.fileName, offset: upload.offset }, 'v4 upload suspended');
+    }
+  }
+
+  private async dispatch(req: Request): Promise<Response | undefined> {
+    if (this.challenge === undefined && req.code !== RequestCode.HELLO) {
+      throw v4Error('UNEXPECTED', 'HELLO must come first', true);
+    }
+    switch (req.code) {
+      case RequestCode.HELLO: {
+        if (this.challenge !== undefined) throw v4Error('UNEXPECTED', 'second HELLO', true);
+        this.chunk = negotiateChunk(this.ctx, req);
+        this.challenge = this.ctx.random(Size.CHALLENGE);
+        this.client = await lookUpPeer(this.ctx, this.peer);
+        if (this.client) {
+          await this.ctx.base.store.touch(this.client.clientId, this.ctx.base.sources.now());
+          await this.audit(req.code, 'reconnected', '');
+        }
+        return welcome(this.chunk, this.challenge, this.client);
+      }
+      case RequestCode.REGISTER: {
+        this.requireUnbound();
+        const done = await register(this.ctx, this.peer, this.remoteAddress, req).catch(
+          async (err: unknown) => {
+            await this.auditRefusal(req.code, err, req.name);
+            throw err;
+          },
+        );
+        this.client = done.bound;
+        await this.audit(req.code, 'registered', '');
+        return done.response;
+      }
+      case RequestCode.MIGRATE: {
+        this.requireUnbound();
+        const challenge = this.challenge;
+        if (challenge === undefined) throw v4Error('UNEXPECTED', 'HELLO must come first', true);
+        const done = await migrate(this.ctx, this.peer, challenge, req).catch(
+          async (err: unknown) => {
+            await this.auditRefusal(req.code, err, req.name);
+            throw err;
+          },
+        );
+        this.client = done.bound;
+        await this.audit(req.code, 'key_set', 'migrated from v3');
+        return done.response;
+      }
+      case RequestCode.UPLOAD_BEGIN: {
+        const client = this.requireClient();
+        await this.suspendUpload();
+        const begun = await V4Upload.begin(this.ctx, client, req).catch(async (err: unknown) => {
+          await this.auditRefusal(req.code, err, req.fileName);
+          throw err;
+        });
+        this.upload = begun.upload;
+        this.log.info(
+          { client: client.clientIdHex, file: req.fileName, size: req.size, offset: begun.response.offset },
+          'v4 upload begins',
+        );
+        return begun.response;
+      }
+      case RequestCode.UPLOAD_DATA: {
+        const upload = this.requireUpload();
+        try {
+          await upload.data(req.data);
+        } catch (err) {
+          this.upload = undefined;
+          if (err instanceof V4SessionError) await upload.discard();
+          else await upload.suspend().catch(() => undefined);
+          throw err;
+        }
+        return undefined;
+      }
+      case RequestCode.UPLOAD_END: {
+        const client = this.requireClient();
+        const upload = this.requireUpload();
+        this.upload = undefined;
+        try {
+          const stored = await upload.end(client, req, (code, outcome, detail) =>
+            this.entry(code, outcome, detail),
+          );
+          this.log.info({ client: client.clientIdHex, file: upload.fileName, size: stored.size }, 'v4 file stored');
+          return stored;
+        } catch (err) {
+          await this.auditRefusal(req.code, err, upload.fileName);
+          if (err instanceof V4SessionError) await upload.discard().catch(() => undefined);
+          else await upload.suspend().catch(() => undefined);
+          throw err;
+        }
+      }
+      default:
+        return assertNever(req, 'v4 request');
+    }
+  }
+
+  private requireUnbound(): void {
+    if (this.client) throw v4Error('ALREADY_REGISTERED', 'this connection has a client already');
+  }
+
+  private requireClient(): BoundClient {
+    if (!this.client) throw v4Error('NOT_AUTHENTICATED', 'register or migrate first');
+    return this.client;
+  }
+
+  private requireUpload(): V4Upload {
+    if (!this.upload) throw v4Error('UNEXPECTED', 'no upload in progress');
+    return this.upload;
+  }
+
+  private async suspendUpload(): Promise<void> {
+    const upload = this.upload;
+    this.upload = undefined;
+    if (upload) await upload.suspend();
+  }
+
+  private refuse(req: Request, err: unknown): ErrorMessage {
+    if (err instanceof V4SessionError) {
+      this.log.warn({ code: req.code, error: err.code, reason: err.message }, 'v4 request refused');
+      return { code: ResponseCode.ERROR, error: err.wire, fatal: err.fatal, text: err.message };
+    }
+    const storage = err instanceof StorageError;
+    this.log.error({ err, code: req.code }, storage ? 'v4 storage failure' : 'v4 internal error');
+    const error = v4Error('STORAGE', storage ? 'the server could not store this' : 'internal error');
+    return { code: ResponseCode.ERROR, error: error.wire, fatal: false, text: error.message };
+  }
+
+  private entry(code: number, outcome: AuditOutcome, detail: string): AuditEntry {
+    const tag = [PROTOCOL_TAG, this.peer.fingerprint ?? 'no certificate', detail]
+      .filter((part) => part !== '')
+      .join(' ');
+    return {
+      time: this.ctx.base.sources.now(),
+      remoteAddress: this.remoteAddress,
+      clientId: this.client?.clientId ?? null,
+      name: this.client?.name ?? null,
+      requestCode: code,
+      outcome,
+      detail: tag,
+    };
+  }
+
+  private async audit(code: number, outcome: AuditOutcome, detail: string): Promise<void> {
+    try {
+      await this.ctx.base.store.audit(this.entry(code, outcome, detail));
+    } catch (err) {
+      this.log.error({ err, outcome }, 'could not write the audit trail');
+    }
+  }
+
+  private async auditRefusal(code: number, err: unknown, subject: string): Promise<void> {
+    if (!(err instanceof V4SessionError)) return;
+    const outcome = AUDIT_OUTCOMES[err.code];
+    if (outcome !== undefined) await this.audit(code, outcome, `${subject}: ${err.message}`);
+  }
+}
+
+/** Refusals worth an audit row, as the v3 outcomes that mean the same. */
+const AUDIT_OUTCOMES: Partial<Record<V4SessionError['code'], AuditOutcome>> = {
+  NAME_TAKEN: 'name_taken',
+  INVALID_NAME: 'invalid_name',
+  RATE_LIMITED: 'rate_limited',
+  MIGRATION_REFUSED: 'reconnect_refused',
+  ALREADY_REGISTERED: 'reconnect_refused',
+  FILE_TOO_LARGE: 'file_rejected',
+  QUOTA_EXCEEDED: 'quota_exceeded',
+  DIGEST_MISMATCH: 'checksum_failed',
+  SIZE_MISMATCH: 'file_rejected',
+  BUSY: 'file_rejected',
+};
