@@ -6,9 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connectTransport } from '../client/connection';
-import { Session } from '../client/session';
-import { planUpload } from '../client/upload';
+import { connectTransport } from '../client/transport/connection';
+import { Session } from '../client/session/session';
+import { planUpload } from '../client/session/upload-plan';
 import { generateRsaKeyPair } from '../shared/crypto';
 import { settleDisk } from './disk';
 

@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 
 export const ROOT = join(__dirname, '..', '..');
 export const SERVER_MAIN = join(ROOT, 'dist', 'server', 'main.js');
-export const CLIENT_MAIN = join(ROOT, 'dist', 'client', 'main.js');
+export const CLIENT_MAIN = join(ROOT, 'dist', 'client', 'process', 'main.js');
 
 export interface RunningServer {
   readonly port: number;

@@ -9,11 +9,11 @@ import {
   formatMeInfo,
   loadIdentity,
   parseMeInfo,
-  parseServerAddress,
-  resolveConfig,
   saveIdentity,
   writeSecretFile,
-} from '../../client/config';
+} from '../../client/config/identity';
+import { parseServerAddress } from '../../client/config/server-address';
+import { resolveConfig } from '../../client/config/transfer-info';
 import { ClientErrorCode, ExitCode } from '../../client/errors';
 import { removeDir, runCli, tempDir } from './helpers';
 

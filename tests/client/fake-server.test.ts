@@ -1,7 +1,7 @@
 /**
  * The client against a byte-level fake server (tests/helpers/fake-server.ts): §5 flows, the
  * §8 error rule, the §9 server quirks, timeouts and exit codes. Exit codes are checked on the
- * real CLI process (`node dist/client/main.js`).
+ * real CLI process (`node dist/client/process/main.js`).
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';

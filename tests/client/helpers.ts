@@ -4,11 +4,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { run } from '../../client/main';
-import { SERVER_ERROR_LINE } from '../../client/output';
+import { run } from '../../client/process/main';
+import { SERVER_ERROR_LINE } from '../../client/process/output';
 
 export const ROOT = join(__dirname, '..', '..');
-export const CLIENT_MAIN = join(ROOT, 'dist', 'client', 'main.js');
+export const CLIENT_MAIN = join(ROOT, 'dist', 'client', 'process', 'main.js');
 
 export interface CliResult {
   readonly code: number | null;

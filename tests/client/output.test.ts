@@ -7,9 +7,9 @@ import {
   createOutput,
   formatBytes,
   type OutputMode,
-} from '../../client/output';
-import type { UploadResult } from '../../client/session';
-import { planUpload } from '../../client/upload';
+} from '../../client/process/output';
+import type { UploadResult } from '../../client/session/types';
+import { planUpload } from '../../client/session/upload-plan';
 
 class Capture extends Writable {
   text = '';

@@ -8,14 +8,9 @@ import { truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { ClientErrorCode } from '../../client/errors';
-import {
-  Packetizer,
-  planUpload,
-  prepareUploads,
-  sendFile,
-  type PacketSink,
-  type UploadPlan,
-} from '../../client/upload';
+import { Packetizer } from '../../client/session/packetizer';
+import { sendFile, type PacketSink } from '../../client/session/send-file';
+import { planUpload, prepareUploads, type UploadPlan } from '../../client/session/upload-plan';
 import { Cksum } from '../../shared/cksum';
 import { readString255, testEncrypt } from '../helpers/fake-server';
 import { removeDir, tempDir, testBytes } from './helpers';

@@ -5,11 +5,11 @@
  */
 import type { Writable } from 'node:stream';
 import type { SingleBar } from 'cli-progress';
-import { clientIdToHex } from '../shared/client-id';
-import type { Identity } from './config';
-import type { ClientError } from './errors';
-import type { SessionEvents, UploadResult } from './session';
-import type { UploadPlan } from './upload';
+import { clientIdToHex } from '../../shared/client-id';
+import type { Identity } from '../config/identity';
+import type { ClientError } from '../errors';
+import type { SessionEvents, UploadResult } from '../session/types';
+import type { UploadPlan } from '../session/upload-plan';
 
 /** The exact line docs/protocol.md §8 asks for. */
 export const SERVER_ERROR_LINE = 'server responded with an error';

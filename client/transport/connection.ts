@@ -4,10 +4,15 @@
  * what happened. The session talks to it only through the `Transport` interface.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { isProtocolError, ResponseCode, ResponseDecoder, type DecodedResponse } from '../protocol';
-import { firstErrnoCode } from '../shared/errno';
-import { ClientErrorCode, clientError, type ClientError } from './errors';
-import type { ServerAddress } from './config';
+import {
+  isProtocolError,
+  ResponseCode,
+  ResponseDecoder,
+  type DecodedResponse,
+} from '../../protocol';
+import { firstErrnoCode } from '../../shared/errno';
+import { ClientErrorCode, clientError, type ClientError } from '../errors';
+import type { ServerAddress } from '../config/server-address';
 
 /** What a session needs from a connection; tests may supply their own. */
 export interface Transport {

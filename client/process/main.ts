@@ -6,13 +6,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { clientIdToHex } from '../shared/client-id';
-import { resolveConfig, saveIdentity } from './config';
-import { connectTransport } from './connection';
-import { ClientErrorCode, ExitCode, clientError, toClientError, type ClientError } from './errors';
+import { clientIdToHex } from '../../shared/client-id';
+import { saveIdentity } from '../config/identity';
+import { resolveConfig } from '../config/transfer-info';
+import { connectTransport } from '../transport/connection';
+import { ClientErrorCode, ExitCode, clientError, toClientError, type ClientError } from '../errors';
 import { chooseMode, createOutput, type OutputStreams, type RunSummary } from './output';
-import { Session, silentLog, type ClientLog, type UploadResult } from './session';
-import { prepareUploads } from './upload';
+import { Session, silentLog, type ClientLog, type UploadResult } from '../session/session';
+import { prepareUploads } from '../session/upload-plan';
 
 export const DEFAULT_CONNECT_TIMEOUT_S = 10;
 export const DEFAULT_RESPONSE_TIMEOUT_S = 60;
@@ -137,8 +138,11 @@ export function parseFlags(argv: readonly string[]): Flags {
 }
 
 function packageVersion(): string {
-  // dist/client/main.js and client/main.ts sit at different depths below package.json.
-  for (const up of [['..'], ['..', '..']]) {
+  // dist/client/process/main.js and client/process/main.ts sit at different depths below package.json.
+  for (const up of [
+    ['..', '..'],
+    ['..', '..', '..'],
+  ]) {
     try {
       const pkg = JSON.parse(readFileSync(join(__dirname, ...up, 'package.json'), 'utf8')) as {
         name?: string;
@@ -154,7 +158,7 @@ function packageVersion(): string {
 
 async function createLog(verbose: boolean): Promise<ClientLog> {
   if (!verbose) return silentLog;
-  const { createLogger } = await import('../shared/logger');
+  const { createLogger } = await import('../../shared/logger');
   return createLogger({ name: 'sft-client', level: 'debug', toStderr: true, pretty: false });
 }
 

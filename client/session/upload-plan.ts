@@ -1,0 +1,158 @@
+/**
+ * Upload planning (docs/protocol.md §5, §9 client rules): every file is checked before the
+ * client connects (a readable regular file, a name the protocol can carry, a size under the
+ * u32 ciphertext limit), and the packet layout is fixed per file.
+ */
+import { constants as fsConstants } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import {
+  MAX_PACKETS,
+  MAX_U32,
+  Size,
+  fileNameProblem,
+  paddedLength,
+  string255Bytes,
+} from '../../protocol';
+import { errnoCode } from '../../shared/errno';
+import { CLIENT_CHUNK_SIZE } from '../../shared/limits';
+import type { FileArgument } from '../config/transfer-info';
+import {
+  ClientErrorCode,
+  clientError,
+  configError,
+  isClientError,
+  type ClientError,
+  type ConfigLocation,
+} from '../errors';
+
+/** Files checked at the same time by prepareUploads (each holds a descriptor briefly). */
+const CHECK_CONCURRENCY = 16;
+
+export interface UploadPlan {
+  /** Absolute path of the file to read. */
+  readonly path: string;
+  /** Base name sent in every packet (§9: a plain base name). */
+  readonly fileName: string;
+  /** Plaintext bytes (orig size). */
+  readonly size: number;
+  /** Ciphertext bytes: the PKCS#7 length of `size` (§5). */
+  readonly contentSize: number;
+  /** Ciphertext bytes per packet; the last packet holds the rest. */
+  readonly chunkSize: number;
+  readonly totalPackets: number;
+}
+
+/**
+ * Packet layout for a file of `size` bytes (§5): 1024-byte packets, N = ceil(content / 1024);
+ * above 65535 packets, the smallest multiple of 16 that fits. Throws when the ciphertext would
+ * not fit the u32 content size, or the name cannot travel in a string255.
+ */
+export function planUpload(
+  path: string,
+  size: number,
+  location?: ConfigLocation,
+  fileName: string = basename(path),
+): UploadPlan {
+  const where = location ?? { file: path };
+  const nameProblem = fileNameProblem(fileName);
+  let nameBytes = 0;
+  try {
+    nameBytes = string255Bytes(fileName).length;
+  } catch {
+    nameBytes = -1;
+  }
+  if (nameProblem !== undefined || nameBytes < 0) {
+    throw configError(
+      ClientErrorCode.BAD_FILE_NAME,
+      where,
+      `the file name "${fileName}" cannot be sent: ` +
+        (nameProblem ?? 'it must be 1–254 bytes of UTF-8 without control characters'),
+      'rename the file or send a copy with a shorter, plain name',
+    );
+  }
+  const contentSize = paddedLength(size);
+  if (contentSize > MAX_U32) {
+    throw configError(
+      ClientErrorCode.FILE_TOO_LARGE,
+      where,
+      `${path} is ${size} bytes; its ciphertext (${contentSize} bytes) exceeds the protocol's ` +
+        `limit of ${MAX_U32} bytes`,
+      'split the file into parts under 4 GiB and send them one by one',
+    );
+  }
+  let chunkSize = CLIENT_CHUNK_SIZE;
+  if (Math.ceil(contentSize / chunkSize) > MAX_PACKETS) {
+    const minimum = Math.ceil(contentSize / MAX_PACKETS);
+    chunkSize = Math.ceil(minimum / Size.AES_BLOCK) * Size.AES_BLOCK;
+  }
+  return {
+    path,
+    fileName,
+    size,
+    contentSize,
+    chunkSize,
+    totalPackets: Math.ceil(contentSize / chunkSize),
+  };
+}
+
+function unreadable(file: FileArgument, why: string, hint?: string): ClientError {
+  const message = `cannot send ${file.path}: ${why}`;
+  return file.location
+    ? configError(ClientErrorCode.FILE_UNREADABLE, file.location, message, hint)
+    : clientError(ClientErrorCode.FILE_UNREADABLE, message, { hint });
+}
+
+/** Checks one file: a readable regular file; returns its size. */
+async function checkReadable(file: FileArgument): Promise<number> {
+  try {
+    const info = await stat(file.path);
+    if (info.isDirectory()) throw unreadable(file, 'it is a directory');
+    if (!info.isFile()) throw unreadable(file, 'it is not a regular file');
+    const fh = await open(file.path, fsConstants.O_RDONLY);
+    await fh.close();
+    return info.size;
+  } catch (err) {
+    if (isClientError(err)) throw err;
+    const sys = errnoCode(err);
+    throw sys === 'ENOENT'
+      ? unreadable(file, 'no such file')
+      : sys === 'EACCES'
+        ? unreadable(file, 'permission denied', 'check the file permissions')
+        : unreadable(file, sys ?? String(err));
+  }
+}
+
+/**
+ * Checks every file before connecting: readable regular file, sendable name and size. Files
+ * are checked several at a time (one by one, each would wait for its own thread-pool round trip;
+ * all at once could run out of file descriptors); the first problem in argument order is the
+ * one reported.
+ */
+export async function prepareUploads(files: readonly FileArgument[]): Promise<UploadPlan[]> {
+  const sizes: PromiseSettledResult<number>[] = [];
+  for (let at = 0; at < files.length; at += CHECK_CONCURRENCY) {
+    sizes.push(
+      ...(await Promise.allSettled(files.slice(at, at + CHECK_CONCURRENCY).map(checkReadable))),
+    );
+  }
+  const plans: UploadPlan[] = [];
+  const byName = new Map<string, string>();
+  files.forEach((file, i) => {
+    const size = sizes[i];
+    if (size.status === 'rejected') throw size.reason;
+    const plan = planUpload(file.path, size.value, file.location);
+    const earlier = byName.get(plan.fileName);
+    if (earlier !== undefined) {
+      throw clientError(
+        ClientErrorCode.DUPLICATE_FILE_NAME,
+        `${earlier} and ${file.path} have the same name "${plan.fileName}"; the server keeps ` +
+          'one file per name, so the second would replace the first',
+        { hint: 'send them in separate runs or rename one' },
+      );
+    }
+    byName.set(plan.fileName, file.path);
+    plans.push(plan);
+  });
+  return plans;
+}
