@@ -57,7 +57,7 @@ export interface PartialStore {
    * Opens the partial of `key`: the recorded one when name, size and check match (cut back to
    * its durable offset), else a new empty one replacing any other partial of that name.
    */
-  open(key: PartialKey, now: number): Promise<PartialUpload>;
+  open(key: PartialKey): Promise<PartialUpload>;
   /** Removes partials not written since `olderThan` (ms since the epoch); returns how many. */
   sweep(olderThan: number): Promise<number>;
 }

@@ -214,11 +214,18 @@ export async function migrate(
     throw v4Error('MIGRATION_REFUSED', 'the signature does not verify');
   }
   const now = ctx.base.sources.now();
-  if (!(await ctx.identities.bind({ clientId: client.id, fingerprint, boundAt: now, via: 'migrate' }))) {
+  if (
+    !(await ctx.identities.bind({ clientId: client.id, fingerprint, boundAt: now, via: 'migrate' }))
+  ) {
     throw v4Error('MIGRATION_REFUSED', 'this client has moved to version 4 already');
   }
   return {
     response: { code: ResponseCode.REGISTERED, clientId: client.id },
-    bound: { clientId: client.id, clientIdHex: clientIdToHex(client.id), name: client.name, fingerprint },
+    bound: {
+      clientId: client.id,
+      clientIdHex: clientIdToHex(client.id),
+      name: client.name,
+      fingerprint,
+    },
   };
 }

@@ -121,7 +121,12 @@ export class V4Session {
         });
         this.upload = begun.upload;
         this.log.info(
-          { client: client.clientIdHex, file: req.fileName, size: req.size, offset: begun.response.offset },
+          {
+            client: client.clientIdHex,
+            file: req.fileName,
+            size: req.size,
+            offset: begun.response.offset,
+          },
           'v4 upload begins',
         );
         return begun.response;
@@ -146,7 +151,10 @@ export class V4Session {
           const stored = await upload.end(client, req, (code, outcome, detail) =>
             this.entry(code, outcome, detail),
           );
-          this.log.info({ client: client.clientIdHex, file: upload.fileName, size: stored.size }, 'v4 file stored');
+          this.log.info(
+            { client: client.clientIdHex, file: upload.fileName, size: stored.size },
+            'v4 file stored',
+          );
           return stored;
         } catch (err) {
           await this.auditRefusal(req.code, err, upload.fileName);
@@ -187,7 +195,10 @@ export class V4Session {
     }
     const storage = err instanceof StorageError;
     this.log.error({ err, code: req.code }, storage ? 'v4 storage failure' : 'v4 internal error');
-    const error = v4Error('STORAGE', storage ? 'the server could not store this' : 'internal error');
+    const error = v4Error(
+      'STORAGE',
+      storage ? 'the server could not store this' : 'internal error',
+    );
     return { code: ResponseCode.ERROR, error: error.wire, fatal: false, text: error.message };
   }
 

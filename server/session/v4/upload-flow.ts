@@ -6,23 +6,14 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { RequestCode, ResponseCode } from '../../../protocol/v4/constants';
-import type {
-  Stored,
-  UploadBegin,
-  UploadEnd,
-  UploadOffset,
-} from '../../../protocol/v4/messages';
+import type { Stored, UploadBegin, UploadEnd, UploadOffset } from '../../../protocol/v4/messages';
 import { Cksum } from '../../../shared/cksum';
 import type { AuditEntry } from '../../storage/types';
 import { v4Error, type PartialUpload, type V4Context } from './context';
 import type { BoundClient } from './identity-flows';
 
 /** v4 message codes in audit rows sit beside v3's 1025–1031 (docs/protocol-v4.md §7). */
-export type AuditFor = (
-  code: number,
-  outcome: AuditEntry['outcome'],
-  detail: string,
-) => AuditEntry;
+export type AuditFor = (code: number, outcome: AuditEntry['outcome'], detail: string) => AuditEntry;
 
 export class V4Upload {
   private received: number;
@@ -76,17 +67,29 @@ export class V4Upload {
     ctx.activeUploads.add(key);
     try {
       const now = ctx.base.sources.now();
-      const partial = await ctx.partials.open(
-        { clientIdHex: client.clientIdHex, fileName: req.fileName, size: req.size, check: req.check },
-        now,
-      );
+      const partial = await ctx.partials.open({
+        clientIdHex: client.clientIdHex,
+        fileName: req.fileName,
+        size: req.size,
+        check: req.check,
+      });
       const sha = createHash('sha256');
       const cksum = new Cksum();
       for await (const chunk of partial.contents(partial.offset)) {
         sha.update(chunk);
         cksum.update(chunk);
       }
-      const upload = new V4Upload(ctx, key, req.fileName, req.size, partial, sha, cksum, releaseQuota, now);
+      const upload = new V4Upload(
+        ctx,
+        key,
+        req.fileName,
+        req.size,
+        partial,
+        sha,
+        cksum,
+        releaseQuota,
+        now,
+      );
       return { upload, response: { code: ResponseCode.UPLOAD_OFFSET, offset: partial.offset } };
     } catch (err) {
       ctx.activeUploads.delete(key);
@@ -115,11 +118,7 @@ export class V4Upload {
    * Verifies and publishes. The file becomes visible only here, after its SHA-256 matched;
    * a mismatch removes the partial (its bytes are wrong, resuming them would not help).
    */
-  async end(
-    client: BoundClient,
-    req: UploadEnd,
-    auditFor: AuditFor,
-  ): Promise<Stored> {
+  async end(client: BoundClient, req: UploadEnd, auditFor: AuditFor): Promise<Stored> {
     if (this.received !== this.size) {
       throw v4Error('SIZE_MISMATCH', `END after ${this.received} of ${this.size} bytes`);
     }
@@ -138,7 +137,14 @@ export class V4Upload {
         const objectKey = await sink.commit();
         const now = sources.now();
         await store.putFile(
-          { clientId: client.clientId, fileName: this.fileName, objectKey, size: this.size, cksum, updatedAt: now },
+          {
+            clientId: client.clientId,
+            fileName: this.fileName,
+            objectKey,
+            size: this.size,
+            cksum,
+            updatedAt: now,
+          },
           auditFor(RequestCode.UPLOAD_END, 'file_stored', `${this.fileName}: ${this.size} bytes`),
         );
         await store.setFileStatus(
@@ -146,7 +152,11 @@ export class V4Upload {
           this.fileName,
           'verified',
           now,
-          auditFor(RequestCode.UPLOAD_END, 'checksum_ok', `${this.fileName}: sha256 ${sha256.toString('hex')}`),
+          auditFor(
+            RequestCode.UPLOAD_END,
+            'checksum_ok',
+            `${this.fileName}: sha256 ${sha256.toString('hex')}`,
+          ),
         );
       } catch (err) {
         await sink.abort().catch(() => undefined);

@@ -1,0 +1,306 @@
+/**
+ * One version-4 connection (docs/protocol-v4.md §1): the accepted TCP socket wrapped in a
+ * server-side TLS 1.3 socket, frames read with the shared framer, each handed to the v4
+ * session in order. It has the listener's connection shape (quiet, sweep, close), so every
+ * v3 limit applies: idle and trickle sweeps, eviction, the per-address and global counts.
+ *
+ * The TLS layer accepts any client certificate (self-signed is the norm): the session
+ * authorises by fingerprint. A handshake without ALPN `sft/4` is closed.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import { isProtocolError } from '../../protocol/errors';
+import { Framer, type FrameSink } from '../../protocol/framer';
+import {
+  ALPN_V4,
+  decodeRequest,
+  encodeResponse,
+  framePayload,
+  MIGRATION_EXPORTER_LABEL,
+  MIGRATION_EXPORTER_LENGTH,
+  RequestCode,
+  requestFrameLayout,
+  ResponseCode,
+  WireErrorCode,
+  type Request,
+  type Response,
+} from '../../protocol/v4';
+import { fingerprintOfSpki } from '../../shared/fingerprint';
+import type { PeerIdentity } from '../session/v4/identity-flows';
+import type { V4Session } from '../session/v4/session';
+import type { CloseReason } from './connection';
+
+const MS_PER_SECOND = 1000;
+/** The exporter's context is empty (docs/protocol-v4.md §5.3). */
+const NO_CONTEXT = Buffer.alloc(0);
+
+export interface V4ConnectionOptions {
+  readonly secureContext: tls.SecureContext;
+  readonly log: Logger;
+  /** Monotonic milliseconds. */
+  readonly clock: () => number;
+  /** A TLS handshake not done after this long is closed as slow. */
+  readonly handshakeTimeoutMs: number;
+  readonly newSession: (peer: PeerIdentity, log: Logger) => V4Session;
+  readonly onClosed: (connection: V4Connection) => void;
+}
+
+/** What the server learns of the peer from the finished handshake. */
+function peerOf(socket: tls.TLSSocket): PeerIdentity {
+  const cert = socket.getPeerCertificate(true);
+  let spki: Buffer | undefined;
+  if (cert && cert.raw) {
+    try {
+      spki = new X509Certificate(cert.raw).publicKey.export({ type: 'spki', format: 'der' });
+    } catch {
+      spki = undefined;
+    }
+  }
+  return {
+    fingerprint: spki && fingerprintOfSpki(spki),
+    spki,
+    exporter: () =>
+      socket.exportKeyingMaterial(MIGRATION_EXPORTER_LENGTH, MIGRATION_EXPORTER_LABEL, NO_CONTEXT),
+  };
+}
+
+export class V4Connection {
+  lastRequestAt: number;
+  readonly finished: Promise<void>;
+  private resolveFinished!: () => void;
+  private readonly tls: tls.TLSSocket;
+  private readonly openedAt: number;
+  private secure = false;
+  private session: V4Session | undefined;
+  private framer: Framer | undefined;
+  private busy = false;
+  private closed = false;
+  private closing = false;
+  private closeReason: CloseReason | undefined;
+  /** Bytes of the frame now arriving, and since when: for the trickle check. */
+  private frameBytes = 0;
+  private frameStartedAt: number | undefined;
+
+  constructor(
+    raw: Socket,
+    readonly remoteAddress: string,
+    private readonly options: V4ConnectionOptions,
+  ) {
+    this.openedAt = options.clock();
+    this.lastRequestAt = this.openedAt;
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    raw.setNoDelay(true);
+    this.tls = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: options.secureContext,
+      requestCert: true,
+      rejectUnauthorized: false,
+      ALPNProtocols: [ALPN_V4],
+    });
+    this.tls.on('secure', () => this.onSecure());
+    this.tls.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.tls.on('error', (err) => this.onError(err));
+    this.tls.on('close', () => this.onClose());
+    this.tls.on('end', () => this.tls.end());
+    raw.on('close', () => this.tls.destroy());
+  }
+
+  get active(): boolean {
+    return (
+      this.busy ||
+      Boolean(this.framer?.pending || this.framer?.inFrame) ||
+      Boolean(this.session?.uploadInProgress)
+    );
+  }
+
+  get quiet(): boolean {
+    return this.secure && !this.active;
+  }
+
+  get onlyPartialRequest(): boolean {
+    return (
+      !this.secure ||
+      (Boolean(this.framer?.inFrame) && !this.busy && !this.session?.uploadInProgress)
+    );
+  }
+
+  sweep(
+    now: number,
+    idleTimeoutMs: number,
+    minRate: number,
+    graceMs: number,
+  ): CloseReason | undefined {
+    if (this.closed || this.busy) return undefined;
+    if (!this.secure) {
+      if (now - this.openedAt >= this.options.handshakeTimeoutMs) {
+        this.close('slow');
+        return 'slow';
+      }
+      return undefined;
+    }
+    if (this.frameStartedAt !== undefined) {
+      const took = now - this.frameStartedAt;
+      if (took >= graceMs && (this.frameBytes * MS_PER_SECOND) / took < minRate) {
+        this.close('slow');
+        return 'slow';
+      }
+    }
+    if (now - this.lastRequestAt >= idleTimeoutMs) {
+      this.close('idle');
+      return 'idle';
+    }
+    return undefined;
+  }
+
+  close(reason: CloseReason): void {
+    if (this.closed) return;
+    this.closeReason ??= reason;
+    this.closing = true;
+    this.tls.destroy();
+  }
+
+  closeWhenQuiet(): void {
+    if (!this.active) this.close('shutdown');
+  }
+
+  get reason(): CloseReason | undefined {
+    return this.closeReason;
+  }
+
+  private onSecure(): void {
+    const { log } = this.options;
+    if (this.tls.alpnProtocol !== ALPN_V4) {
+      log.warn({ alpn: this.tls.alpnProtocol }, 'TLS without ALPN sft/4: closed');
+      this.close('framing');
+      return;
+    }
+    this.secure = true;
+    const peer = peerOf(this.tls);
+    const childLog = log.child({ protocol: 4, fingerprint: peer.fingerprint ?? null });
+    const session = this.options.newSession(peer, childLog);
+    this.session = session;
+    this.framer = new Framer(requestFrameLayout(() => session.chunkSize));
+    this.lastRequestAt = this.options.clock();
+    childLog.debug({ tls: this.tls.getProtocol() }, 'v4 channel open');
+  }
+
+  private readonly sink: FrameSink = {
+    frame: (buf, offset, code, payloadSize) => {
+      this.frameStartedAt = undefined;
+      this.frameBytes = 0;
+      this.lastRequestAt = this.options.clock();
+      let request: Request;
+      try {
+        request = decodeRequest(code, framePayload(buf, offset, payloadSize));
+      } catch (err) {
+        if (!isProtocolError(err)) throw err;
+        this.send(
+          {
+            code: ResponseCode.ERROR,
+            error: WireErrorCode.BAD_MESSAGE,
+            fatal: false,
+            text: err.message,
+          },
+          false,
+        );
+        return;
+      }
+      // DATA is a view into a buffer the framer reuses; the session keeps it past this call.
+      if (request.code === RequestCode.UPLOAD_DATA) {
+        request = { code: request.code, data: Buffer.from(request.data) };
+      }
+      this.serve(request);
+    },
+  };
+
+  private onData(chunk: Buffer): void {
+    const framer = this.framer;
+    if (!framer || this.closing) return;
+    if (this.frameStartedAt === undefined) this.frameStartedAt = this.options.clock();
+    this.frameBytes += chunk.length;
+    try {
+      framer.push(chunk, this.sink);
+    } catch (err) {
+      this.framingError(err);
+    }
+    if (!framer.inFrame && !this.busy) this.frameStartedAt = undefined;
+  }
+
+  private framingError(err: unknown): void {
+    const text = err instanceof Error ? err.message : String(err);
+    this.options.log.warn({ reason: text }, 'v4 framing error: closing');
+    this.closeReason ??= 'framing';
+    this.send({ code: ResponseCode.ERROR, error: WireErrorCode.FRAMING, fatal: true, text }, true);
+  }
+
+  /** Serves one request; later frames wait in the framer and the socket pauses meanwhile. */
+  private serve(request: Request): void {
+    const session = this.session;
+    const framer = this.framer;
+    if (!session || !framer) return;
+    this.busy = true;
+    framer.hold();
+    this.tls.pause();
+    session
+      .handle(request)
+      .then((response) => {
+        if (response) this.send(response, response.code === ResponseCode.ERROR && response.fatal);
+      })
+      .catch((err: unknown) => {
+        this.options.log.error({ err }, 'v4 session failed');
+        this.closeReason ??= 'internal';
+        this.tls.destroy();
+      })
+      .finally(() => {
+        this.busy = false;
+        if (this.closed) {
+          this.finish();
+          return;
+        }
+        if (this.closing) return;
+        try {
+          framer.release(this.sink);
+        } catch (err) {
+          this.framingError(err);
+          return;
+        }
+        if (!this.busy) this.tls.resume();
+      });
+  }
+
+  private send(response: Response, thenClose: boolean): void {
+    if (this.tls.destroyed || !this.tls.writable) return;
+    this.tls.write(encodeResponse(response));
+    if (thenClose) {
+      this.closing = true;
+      this.tls.end(() => this.tls.destroy());
+    }
+  }
+
+  private onError(err: Error): void {
+    this.closeReason ??= 'error';
+    this.options.log.debug({ err: err.message }, 'v4 socket error');
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closing = true;
+    this.options.log.debug({ reason: this.closeReason ?? 'peer' }, 'v4 connection closed');
+    if (!this.busy) this.finish();
+  }
+
+  private finishing = false;
+
+  private finish(): void {
+    if (this.finishing) return;
+    this.finishing = true;
+    const done = this.session ? this.session.close() : Promise.resolve();
+    void done.finally(() => {
+      this.options.onClosed(this);
+      this.resolveFinished();
+    });
+  }
+}
