@@ -11,6 +11,7 @@ import { Session } from '../client/session/session';
 import { planUpload } from '../client/session/upload-plan';
 import { generateRsaKeyPair } from '../shared/crypto';
 import { settleDisk } from './disk';
+import { percentile } from './stats';
 
 export interface ConcurrentOptions {
   readonly port: number;
@@ -31,12 +32,6 @@ export interface ConcurrentResult {
 }
 
 const TIMEOUTS = { connectTimeoutMs: 30_000, responseTimeoutMs: 120_000 };
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, index)];
-}
 
 export async function runConcurrent(options: ConcurrentOptions): Promise<ConcurrentResult> {
   const { sessions, fileBytes, port } = options;
@@ -81,7 +76,6 @@ export async function runConcurrent(options: ConcurrentOptions): Promise<Concurr
     }),
   );
   const wallMs = performance.now() - start;
-  durations.sort((a, b) => a - b);
   return {
     sessions,
     verified,

@@ -1,7 +1,8 @@
 /**
- * `npm run bench`: measures the project the way a user experiences it. Runs the built
- * `sft-server` and `sft-client` as separate processes on loopback against a temp data
- * directory, prints a table and writes bench/results.json. Not part of CI.
+ * `npm run bench`: measures the project the way a user experiences it, with `scp` to a private
+ * sshd on loopback as the anchor in the same run. Runs the built `sft-server` and `sft-client`
+ * as separate processes against a temp data directory, prints a table and writes
+ * bench/results.json. Not part of CI.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -15,18 +16,22 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startLatencyProxy } from './answer-latency';
 import { runConcurrent } from './concurrent';
 import { settleDisk } from './disk';
 import { aesMBps, cksumMBps, opensslSeconds } from './limits';
 import { machineInfo } from './machine';
 import { ROOT, runClient, startServer, type RunningServer } from './processes';
 import { peakRss, resetPeakRss } from './rss';
+import { startSshd, timeScp, type Sshd } from './sshd';
+import { median, percentile } from './stats';
 
 const MB = 1e6;
 const SINGLE_BYTES = 64_000_000;
 const SINGLE_RUNS = 5;
 const MANY_FILES = 200;
 const MANY_FILE_BYTES = 100 * 1024;
+const MANY_RUNS = 3;
 const SESSIONS = 200;
 /** Loopback benchmarks come from one address: lift the per-address defaults meant for the net. */
 const SERVER_FLAGS = [
@@ -49,14 +54,22 @@ function writeRandomFile(path: string, size: number): void {
   }
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+/** `count` random files in a new folder `dir`, named with `prefix` so every set is new to the server. */
+function writeFileSet(dir: string, prefix: string, count: number, size: number): string[] {
+  mkdirSync(dir);
+  const files: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const file = join(dir, `${prefix}-${String(i).padStart(3, '0')}.bin`);
+    writeRandomFile(file, size);
+    files.push(file);
+  }
+  return files;
 }
 
-const mib = (bytes: number | undefined): string =>
-  bytes === undefined ? 'n/a' : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+const mb = (bytes: number | undefined): string =>
+  bytes === undefined ? 'n/a' : `${(bytes / MB).toFixed(0)} MB`;
+const rate = (bytes: number, ms: number): number => bytes / MB / (ms / 1000);
+const ms0 = (ms: number): string => `${ms.toFixed(0)} ms`;
 
 async function clientOk(args: string[], cwd: string): Promise<number> {
   const run = await runClient(args, cwd);
@@ -64,6 +77,52 @@ async function clientOk(args: string[], cwd: string): Promise<number> {
     throw new Error(`sft-client exited ${run.code}: ${run.stderr.trim() || run.stdout.trim()}`);
   }
   return run.ms;
+}
+
+/** Times `times` runs of `run`, each after a `sync` so none pays for another's writeback. */
+async function timed(times: number, run: (i: number) => Promise<number>): Promise<number[]> {
+  const all: number[] = [];
+  for (let i = 0; i < times; i++) {
+    settleDisk();
+    all.push(await run(i));
+  }
+  return all;
+}
+
+interface Anchor {
+  readonly singleMs: number[];
+  readonly manyMs: number[];
+}
+
+async function measureScp(
+  work: string,
+  bigFile: string,
+  manyFiles: readonly string[],
+): Promise<Anchor | string> {
+  const started = await startSshd(join(work, 'sshd'));
+  if (!started.ok) return started.why;
+  const sshd: Sshd = started.sshd;
+  try {
+    const dest = (name: string): string => {
+      const dir = join(work, 'scp-dest', name);
+      mkdirSync(dir, { recursive: true });
+      return dir;
+    };
+    // One unmeasured run: the first login pays for things a user's second would not.
+    await timeScp(sshd, [bigFile], dest('warm-up'));
+    const singleMs = await timed(SINGLE_RUNS, (i) => timeScp(sshd, [bigFile], dest(`single-${i}`)));
+    const manyMs = await timed(MANY_RUNS, (i) => timeScp(sshd, manyFiles, dest(`many-${i}`)));
+    return { singleMs, manyMs };
+  } finally {
+    await sshd.stop();
+    rmSync(join(work, 'scp-dest'), { recursive: true, force: true });
+  }
+}
+
+/** Whether the built client takes `--parallel` (its default is then what runs). */
+async function clientHasParallel(work: string): Promise<boolean> {
+  const help = await runClient(['--help'], work);
+  return help.stdout.includes('--parallel');
 }
 
 async function main(): Promise<void> {
@@ -74,50 +133,51 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'sft-bench-'));
   let server: RunningServer | undefined;
   try {
-    const dataDir = join(work, 'data');
     const configDir = join(work, 'client');
+    mkdirSync(configDir);
     const bigFile = join(work, 'single-64MB.bin');
     writeRandomFile(bigFile, SINGLE_BYTES);
-    const manyDir = join(work, 'many');
-    const manyFiles: string[] = [];
-    mkdirSync(manyDir);
-    mkdirSync(configDir);
-    for (let i = 0; i < MANY_FILES; i++) {
-      const f = join(manyDir, `file-${String(i).padStart(3, '0')}.bin`);
-      writeRandomFile(f, MANY_FILE_BYTES);
-      manyFiles.push(f);
-    }
+    const manySets = Array.from({ length: MANY_RUNS + 1 }, (_, run) =>
+      writeFileSet(join(work, `many-${run}`), `r${run}-file`, MANY_FILES, MANY_FILE_BYTES),
+    );
     const seed = join(work, 'seed.txt');
     writeFileSync(seed, 'register first\n');
+    const parallel = await clientHasParallel(work);
 
-    server = await startServer(dataDir, SERVER_FLAGS);
-    const common = [
+    // 0. the anchor: scp to a private sshd, before our server runs
+    const anchor = await measureScp(work, bigFile, manySets[0]);
+    if (typeof anchor === 'string') console.log(`note: scp anchor skipped: ${anchor}`);
+
+    server = await startServer(join(work, 'data'), SERVER_FLAGS);
+    const clientArgs = (port: number): string[] => [
       '--config-dir',
       configDir,
       '--server',
-      `127.0.0.1:${server.port}`,
+      `127.0.0.1:${port}`,
       '--name',
       'Bench Client',
       '--quiet',
     ];
+    const common = clientArgs(server.port);
     // Register once so every timed run reconnects, as a returning user's does.
     await clientOk([...common, seed], work);
 
     // 1. single
-    settleDisk();
     resetPeakRss(server.pid);
-    const singleMs: number[] = [];
-    for (let i = 0; i < SINGLE_RUNS; i++) singleMs.push(await clientOk([...common, bigFile], work));
+    const singleMs = await timed(SINGLE_RUNS, () => clientOk([...common, bigFile], work));
     const singleRss = peakRss(server.pid);
-    const singleMedianS = median(singleMs) / 1000;
-    const singleMBps = SINGLE_BYTES / MB / singleMedianS;
 
-    // 2. many
-    settleDisk();
+    // 2. many: every run a set of names new to the server, as a user's new folder would be
     resetPeakRss(server.pid);
-    const manyMs = await clientOk([...common, ...manyFiles], work);
+    const manyMs = await timed(MANY_RUNS, (i) => clientOk([...common, ...manySets[i]], work));
     const manyRss = peakRss(server.pid);
-    const manyMBps = (MANY_FILES * MANY_FILE_BYTES) / MB / (manyMs / 1000);
+
+    // 2b. the 1603 wait under the same load, through a timing proxy (its figures only)
+    const proxy = await startLatencyProxy(server.port);
+    settleDisk();
+    await clientOk([...clientArgs(proxy.port), ...manySets[MANY_RUNS]], work);
+    await proxy.close();
+    const answers = [...proxy.latencies];
     await server.stop();
 
     // 3. concurrent, on a fresh server so its peak RSS is its own
@@ -139,63 +199,132 @@ async function main(): Promise<void> {
     const cksum = cksumMBps(sample);
     const aes = aesMBps(sample);
 
+    const manyBytes = MANY_FILES * MANY_FILE_BYTES;
+    const ours = {
+      single: rate(SINGLE_BYTES, median(singleMs)),
+      many: rate(manyBytes, median(manyMs)),
+    };
+    const scp =
+      typeof anchor === 'string'
+        ? undefined
+        : {
+            single: rate(SINGLE_BYTES, median(anchor.singleMs)),
+            many: rate(manyBytes, median(anchor.manyMs)),
+          };
+    const ratio = (our: number, theirs: number | undefined): string =>
+      theirs === undefined ? 'n/a' : `${(our / theirs).toFixed(2)}×`;
+    const scpCell = (MBps: number | undefined, ms: number[] | undefined): string =>
+      MBps === undefined || ms === undefined
+        ? 'skipped'
+        : `${MBps.toFixed(0)} MB/s (${ms0(median(ms))})`;
     const opensslMBps = opensslS === undefined ? undefined : SINGLE_BYTES / MB / opensslS;
-    const rows: Array<[string, string, string]> = [
+    const answerP50 = percentile(answers, 50);
+    const answerP99 = percentile(answers, 99);
+
+    const rows: Array<[string, string, string, string, string]> = [
+      ['figure', 'ours', 'scp', 'ours/scp', 'target'],
       [
-        'single: 64 MB upload, fresh process, median of 5',
-        `${singleMBps.toFixed(0)} MB/s (${(singleMedianS * 1000).toFixed(0)} ms)`,
-        `≥ 250 MB/s; server peak RSS ${mib(singleRss)} (< 100 MiB)`,
+        `single: 64 MB over v3, fresh process, median of ${SINGLE_RUNS}`,
+        `${ours.single.toFixed(0)} MB/s (${ms0(median(singleMs))})`,
+        scpCell(scp?.single, typeof anchor === 'string' ? undefined : anchor.singleMs),
+        ratio(ours.single, scp?.single),
+        '≥ 1.5× scp',
       ],
+      ['single: server peak RSS', mb(singleRss), '', '', '< 100 MB'],
       [
         'single vs openssl enc time',
-        opensslS === undefined ? 'n/a' : `${(singleMedianS / opensslS).toFixed(2)}× openssl`,
-        'openssl encrypts only; we encrypt, send, decrypt, store',
+        opensslS === undefined
+          ? 'n/a'
+          : `${(median(singleMs) / 1000 / opensslS).toFixed(2)}× openssl`,
+        '',
+        '',
+        'openssl only encrypts',
       ],
       [
-        'many: 200 × 100 KiB, one client',
-        `${manyMBps.toFixed(0)} MB/s (${manyMs.toFixed(0)} ms)`,
-        `≥ 100 MB/s; server peak RSS ${mib(manyRss)}`,
+        `many: 200 × 100 KiB, one client run${parallel ? ' (default --parallel)' : ''}, median of ${MANY_RUNS}`,
+        `${ours.many.toFixed(0)} MB/s (${ms0(median(manyMs))})`,
+        scpCell(scp?.many, typeof anchor === 'string' ? undefined : anchor.manyMs),
+        ratio(ours.many, scp?.many),
+        '≥ 3× scp',
+      ],
+      ['many: server peak RSS', mb(manyRss), '', '', ''],
+      [
+        'many: last packet → 1603, through a proxy',
+        `p50 ${answerP50.toFixed(1)} ms, p99 ${answerP99.toFixed(1)} ms (${answers.length} answers)`,
+        '',
+        '',
+        'reported',
       ],
       [
-        'concurrent: 200 sessions at once',
-        `${concurrent.sessionsPerSecond.toFixed(0)} sessions/s`,
-        `≥ 300/s; p50 ${concurrent.p50Ms.toFixed(0)} ms, p99 ${concurrent.p99Ms.toFixed(0)} ms, ${concurrent.verified}/${SESSIONS} verified, server peak RSS ${mib(concurrentRss)} (< 200 MiB)`,
+        `concurrent: ${SESSIONS} sessions at once`,
+        `${concurrent.sessionsPerSecond.toFixed(0)} sessions/s, ${concurrent.verified}/${SESSIONS} verified`,
+        '',
+        '',
+        '≥ 300/s, all verified',
+      ],
+      [
+        'concurrent: session p50 / p99; server peak RSS',
+        `${ms0(concurrent.p50Ms)} / ${ms0(concurrent.p99Ms)}; ${mb(concurrentRss)}`,
+        '',
+        '',
+        'RSS < 200 MB',
       ],
       [
         'openssl enc -aes-256-cbc, 64 MB',
         opensslMBps === undefined ? 'n/a' : `${opensslMBps.toFixed(0)} MB/s`,
+        '',
+        '',
         'reference',
       ],
-      ['cksum (this project)', `${cksum.toFixed(0)} MB/s`, '≥ 800 MB/s'],
+      ['cksum (this project)', `${cksum.toFixed(0)} MB/s`, '', '', '≥ 800 MB/s'],
       [
-        'AES-256-CBC encrypt / decrypt',
+        'AES-256-CBC encrypt / decrypt (Node)',
         `${aes.encrypt.toFixed(0)} / ${aes.decrypt.toFixed(0)} MB/s`,
+        '',
+        '',
         'reference',
       ],
     ];
-    const width = [0, 1, 2].map((c) => Math.max(...rows.map((r) => r[c].length)));
+    const width = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
     console.log('');
-    for (const r of rows)
-      console.log(`${r[0].padEnd(width[0])}  ${r[1].padEnd(width[1])}  ${r[2]}`);
+    for (const r of rows) {
+      console.log(
+        `${r[0].padEnd(width[0])}  ${r[1].padEnd(width[1])}  ${r[2].padEnd(width[2])}  ${r[3].padEnd(width[3])}  ${r[4]}`,
+      );
+    }
 
     const results = {
       date: new Date().toISOString(),
       machine,
+      clientParallel: parallel,
       single: {
         bytes: SINGLE_BYTES,
         runsMs: singleMs,
-        medianMs: singleMedianS * 1000,
-        MBps: singleMBps,
+        medianMs: median(singleMs),
+        MBps: ours.single,
         serverPeakRssBytes: singleRss,
-        vsOpenssl: opensslS === undefined ? null : singleMedianS / opensslS,
+        vsOpenssl: opensslS === undefined ? null : median(singleMs) / 1000 / opensslS,
+        scp:
+          typeof anchor === 'string'
+            ? null
+            : { runsMs: anchor.singleMs, medianMs: median(anchor.singleMs), MBps: scp?.single },
+        oursOverScp: scp === undefined ? null : ours.single / scp.single,
       },
       many: {
         files: MANY_FILES,
         fileBytes: MANY_FILE_BYTES,
-        ms: manyMs,
-        MBps: manyMBps,
+        runsMs: manyMs,
+        medianMs: median(manyMs),
+        MBps: ours.many,
         serverPeakRssBytes: manyRss,
+        scp:
+          typeof anchor === 'string'
+            ? null
+            : { runsMs: anchor.manyMs, medianMs: median(anchor.manyMs), MBps: scp?.many },
+        oursOverScp: scp === undefined ? null : ours.many / scp.many,
+        answer1603: { count: answers.length, p50Ms: answerP50, p99Ms: answerP99 },
       },
+      scpSkipped: typeof anchor === 'string' ? anchor : null,
       concurrent: { ...concurrent, serverPeakRssBytes: concurrentRss },
       limits: {
         opensslMBps,
