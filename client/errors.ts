@@ -33,6 +33,10 @@ export const ClientErrorCode = {
   REJECTED: 'REJECTED',
   SERVER_ERROR: 'SERVER_ERROR',
   CHECKSUM_FAILED: 'CHECKSUM_FAILED',
+  /** Version 4: the server's fingerprint is not the one pinned for it (docs/protocol-v4.md §2). */
+  IDENTITY_MISMATCH: 'IDENTITY_MISMATCH',
+  /** Version 4: a server known or required to speak v4 answered as v3 only. */
+  DOWNGRADE_REFUSED: 'DOWNGRADE_REFUSED',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
@@ -62,6 +66,8 @@ const EXIT_CODE_OF: { readonly [C in ClientErrorCode]: ExitCode } = {
   REJECTED: ExitCode.REJECTED,
   SERVER_ERROR: ExitCode.REJECTED,
   CHECKSUM_FAILED: ExitCode.CHECKSUM,
+  IDENTITY_MISMATCH: ExitCode.IDENTITY_MISMATCH,
+  DOWNGRADE_REFUSED: ExitCode.IDENTITY_MISMATCH,
   INTERNAL: ExitCode.FAILURE,
 };
 

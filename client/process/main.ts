@@ -1,144 +1,28 @@
 #!/usr/bin/env node
 /**
- * `sft-client`: uploads files to an sft-server (docs/protocol.md §5, §8). Start-up is kept lean:
- * arguments are parsed with node:util, and pino and cli-progress load only when needed.
+ * `sft-client`: uploads files to an sft-server (docs/protocol.md §5, §8). The command line is
+ * in cli.ts; pino and cli-progress load only when needed, to keep start-up short.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { clientIdToHex } from '../../shared/client-id';
 import { saveIdentity } from '../config/identity';
 import { resolveConfig } from '../config/transfer-info';
 import { connectTransport } from '../transport/connection';
 import { ClientErrorCode, ExitCode, clientError, toClientError, type ClientError } from '../errors';
+import { parseCommandLine, type CommandLine } from './cli';
 import { chooseMode, createOutput, type OutputStreams, type RunSummary } from './output';
 import { Session, silentLog, type ClientLog, type UploadResult } from '../session/session';
 import { prepareUploads } from '../session/upload-plan';
 
-export const DEFAULT_CONNECT_TIMEOUT_S = 10;
-export const DEFAULT_RESPONSE_TIMEOUT_S = 60;
-/** setTimeout's limit (2^31 - 1 ms), in seconds. */
-const MAX_TIMEOUT_S = 2_147_483;
-const MS_PER_S = 1000;
 /** Shell convention: 128 + signal number. */
 const SIGNAL_EXIT_CODES: readonly (readonly [NodeJS.Signals, number])[] = [
   ['SIGINT', 130],
   ['SIGTERM', 143],
 ];
 
-export const HELP = `Usage: sft-client [options] [file ...]
-
-Uploads files to an sft-server over its encrypted protocol (version 3). Settings come
-from transfer.info in the config directory, and flags override them:
-  transfer.info   line 1: server as host:port (IPv4, hostname or [IPv6]:port)
-                  line 2: your client name (1-100 characters)
-                  line 3: file to send (relative to the config directory)
-  me.info         written after registering (name, client id, private key); when it
-                  exists the client reconnects instead of registering
-  priv.key        the same private key (both written with mode 0600)
-
-Files given as arguments are sent in turn over one connection, instead of line 3.
-
-Options:
-  -c, --config-dir DIR       directory of transfer.info, me.info, priv.key (default: .)
-  -s, --server HOST:PORT     server address (overrides line 1)
-  -n, --name NAME            client name to register under (overrides line 2)
-      --connect-timeout S    seconds to wait for the connection (default: ${DEFAULT_CONNECT_TIMEOUT_S})
-      --response-timeout S   seconds to wait for each answer (default: ${DEFAULT_RESPONSE_TIMEOUT_S})
-  -q, --quiet                print nothing but errors
-  -v, --verbose              debug log on stderr
-      --json                 print one JSON summary on stdout
-  -h, --help                 show this help
-      --version              show the version
-
-Exit codes:
-  0  every file sent and verified
-  1  internal error (a bug; run with --verbose and report it)
-  2  usage or config error: bad flag, missing or malformed transfer.info / me.info,
-     a file that cannot be read or sent
-  3  connection failure: refused, timed out, reset or closed; no answer in time
-  4  rejected by the server: registration or key refused (1601), or errors (1607)
-     after 3 attempts
-  5  checksum failure: the server's cksum never matched, the upload was abandoned (1031)
-`;
-
-interface Flags {
-  readonly configDir: string;
-  readonly server?: string;
-  readonly name?: string;
-  readonly files: readonly string[];
-  readonly quiet: boolean;
-  readonly verbose: boolean;
-  readonly json: boolean;
-  readonly connectTimeoutMs: number;
-  readonly responseTimeoutMs: number;
-  readonly help: boolean;
-  readonly version: boolean;
-}
-
-function parseSeconds(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback * MS_PER_S;
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMEOUT_S) {
-    throw clientError(
-      ClientErrorCode.USAGE,
-      `--${flag} must be a number of seconds above 0, got "${text}"`,
-    );
-  }
-  return value * MS_PER_S;
-}
-
-export function parseFlags(argv: readonly string[]): Flags {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      strict: true,
-      options: {
-        'config-dir': { type: 'string', short: 'c' },
-        server: { type: 'string', short: 's' },
-        name: { type: 'string', short: 'n' },
-        'connect-timeout': { type: 'string' },
-        'response-timeout': { type: 'string' },
-        quiet: { type: 'boolean', short: 'q' },
-        verbose: { type: 'boolean', short: 'v' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-      },
-    });
-  } catch (err) {
-    throw clientError(ClientErrorCode.USAGE, err instanceof Error ? err.message : String(err), {
-      hint: 'run sft-client --help for the options',
-    });
-  }
-  const v = parsed.values;
-  return {
-    configDir: v['config-dir'] ?? '.',
-    server: v.server,
-    name: v.name,
-    files: parsed.positionals,
-    quiet: v.quiet ?? false,
-    verbose: v.verbose ?? false,
-    json: v.json ?? false,
-    connectTimeoutMs: parseSeconds(
-      'connect-timeout',
-      v['connect-timeout'],
-      DEFAULT_CONNECT_TIMEOUT_S,
-    ),
-    responseTimeoutMs: parseSeconds(
-      'response-timeout',
-      v['response-timeout'],
-      DEFAULT_RESPONSE_TIMEOUT_S,
-    ),
-    help: v.help ?? false,
-    version: v.version ?? false,
-  };
-}
-
 function packageVersion(): string {
-  // dist/client/process/main.js and client/process/main.ts sit at different depths below package.json.
+  // dist/client/process/main.js and client/process/main.ts sit at different depths.
   for (const up of [
     ['..', '..'],
     ['..', '..', '..'],
@@ -164,23 +48,20 @@ async function createLog(verbose: boolean): Promise<ClientLog> {
 
 /** Runs the client with `argv` (no node/script); returns the exit code. */
 export async function run(argv: readonly string[], streams: OutputStreams): Promise<number> {
-  let flags: Flags;
+  let commandLine: CommandLine;
   try {
-    flags = parseFlags(argv);
+    commandLine = await parseCommandLine(argv, packageVersion());
   } catch (err) {
     const ce = toClientError(err);
     streams.stderr.write(`sft-client: error: ${ce.message}\n`);
     if (ce.hint) streams.stderr.write(`sft-client: ${ce.hint}\n`);
     return ce.exitCode;
   }
-  if (flags.help) {
-    streams.stdout.write(HELP);
+  if (commandLine.command === 'print') {
+    streams.stdout.write(commandLine.text);
     return ExitCode.OK;
   }
-  if (flags.version) {
-    streams.stdout.write(`sft-client ${packageVersion()}\n`);
-    return ExitCode.OK;
-  }
+  const { flags } = commandLine;
 
   const mode = chooseMode(flags, Boolean(streams.stdout.isTTY));
   const output = await createOutput(mode, streams);

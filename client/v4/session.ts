@@ -1,0 +1,265 @@
+/**
+ * A v4 client session (docs/protocol-v4.md §5): choose the protocol (auto, v4, v3), open the
+ * TLS channel, check the server's fingerprint against the pin or pin it on first use, then
+ * HELLO and, unless the certificate is known already, MIGRATE (a v3 client with me.info) or
+ * REGISTER. No file byte is sent before the fingerprint check passed.
+ */
+import { randomBytes, sign } from 'node:crypto';
+import { join } from 'node:path';
+import {
+  IdentityStatus,
+  MAX_CHUNK_SIZE,
+  migrationStatement,
+  MIGRATION_EXPORTER_LABEL,
+  MIGRATION_EXPORTER_LENGTH,
+  PROTOCOL_VERSION_4,
+  RequestCode,
+  ResponseCode,
+  WireErrorCode,
+  type Welcome,
+} from '../../protocol/v4';
+import { clientIdToHex } from '../../shared/client-id';
+import { loadOrCreateIdentity, type Identity as KeyIdentity } from '../../shared/identity';
+import type { Identity as V3Identity } from '../config/identity';
+import type { ServerAddress } from '../config/server-address';
+import { ClientErrorCode, clientError } from '../errors';
+import type { ClientLog } from '../session/types';
+import type { UploadPlan } from '../session/upload-plan';
+import { openChannel } from './channel';
+import { expect, expectFailure } from './errors';
+import {
+  findKnownServer,
+  loadKnownServers,
+  recordKnownServer,
+  staleEntryHint,
+  type KnownServer,
+} from './known-servers';
+import { V4Link } from './link';
+import { uploadFile, type V4UploadEvents, type V4UploadResult } from './upload';
+
+export const IDENTITY_KEY_FILE = 'identity.key';
+export type ProtocolChoice = 'auto' | 'v4' | 'v3';
+/** A v3-only peer that swallows the TLS hello is given up on after this long (auto). */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 3000;
+const NO_CONTEXT = Buffer.alloc(0);
+
+export interface V4SessionOptions {
+  readonly configDir: string;
+  readonly server: ServerAddress;
+  readonly protocol: ProtocolChoice;
+  /** `--server-fingerprint`: pins explicitly, no trust on first use. */
+  readonly serverFingerprint: string | undefined;
+  /** Name to register under when the server does not know this client. */
+  readonly registerName: string | undefined;
+  /** me.info of a v3 registration, moved to v4 on first contact. */
+  readonly v3Identity: V3Identity | undefined;
+  readonly connectTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+  readonly handshakeTimeoutMs?: number;
+  /** One-line notices (first contact, fallback): stderr in the CLI. */
+  readonly notice: (line: string) => void;
+  readonly events?: V4UploadEvents;
+  readonly log: ClientLog;
+}
+
+export type V4Open =
+  { readonly kind: 'v3' } | { readonly kind: 'v4'; readonly session: V4ClientSession };
+
+function mismatch(options: V4SessionOptions, expected: string, got: string): Error {
+  const address = options.server.display;
+  return clientError(
+    ClientErrorCode.IDENTITY_MISMATCH,
+    `the server at ${address} is not the one pinned for it: expected ${expected}, ` +
+      `it presented ${got}. Someone may be intercepting the connection; nothing was sent`,
+    {
+      hint: options.serverFingerprint
+        ? 'check --server-fingerprint with the server operator (sft-server identity)'
+        : staleEntryHint(options.configDir, address),
+    },
+  );
+}
+
+function downgrade(options: V4SessionOptions, why: string, reason: string): Error {
+  return clientError(
+    ClientErrorCode.DOWNGRADE_REFUSED,
+    `${options.server.display} ${why}, but answered only as a version-3 server (${reason}); ` +
+      'refusing to downgrade: nothing was sent',
+    {
+      hint:
+        options.protocol === 'v4'
+          ? 'use --protocol auto or v3 only for servers that never spoke v4'
+          : staleEntryHint(options.configDir, options.server.display),
+    },
+  );
+}
+
+export class V4ClientSession {
+  private constructor(
+    private readonly link: V4Link,
+    private readonly chunkSize: number,
+    readonly clientId: Buffer,
+    readonly name: string,
+    /** True when this run registered (false: the certificate was known, or migrated). */
+    readonly registered: boolean,
+    readonly migrated: boolean,
+    readonly serverFingerprint: string,
+    private readonly events: V4UploadEvents,
+  ) {}
+
+  /**
+   * Opens a v4 session, or says to use v3 (auto against a v3-only server not known as v4, or
+   * `--protocol v3`). Throws IDENTITY_MISMATCH / DOWNGRADE_REFUSED (exit 6) before any file
+   * byte is sent.
+   */
+  static async open(options: V4SessionOptions): Promise<V4Open> {
+    const address = options.server.display;
+    const known = findKnownServer(await loadKnownServers(options.configDir), address);
+    const pinned =
+      options.serverFingerprint ?? (known?.protocol === 'v4' ? known.fingerprint : undefined);
+    if (options.protocol === 'v3') {
+      if (pinned !== undefined) {
+        throw downgrade(options, 'is pinned as a version-4 server', '--protocol v3');
+      }
+      return { kind: 'v3' };
+    }
+    const key = await loadOrCreateIdentity(
+      { key: join(options.configDir, IDENTITY_KEY_FILE) },
+      'sft-client',
+      { now: Date.now, random: randomBytes },
+    );
+    const outcome = await openChannel(options.server, key, {
+      connectTimeoutMs: options.connectTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    });
+    if (outcome.kind === 'not-v4') {
+      if (pinned !== undefined) {
+        throw downgrade(options, 'is known to speak version 4', outcome.reason);
+      }
+      if (options.protocol === 'v4')
+        throw downgrade(options, 'was asked for --protocol v4', outcome.reason);
+      options.notice(
+        `warning: ${address} does not speak protocol v4 (${outcome.reason}); ` +
+          'falling back to v3, which does not authenticate the server',
+      );
+      await recordKnownServer(options.configDir, { address, protocol: 'v3' });
+      return { kind: 'v3' };
+    }
+    const { socket, fingerprint } = outcome;
+    if (pinned !== undefined && pinned !== fingerprint) {
+      socket.destroy();
+      throw mismatch(options, pinned, fingerprint);
+    }
+    if (pinned === undefined || known?.protocol !== 'v4') {
+      if (pinned === undefined) {
+        options.notice(`first contact with ${address}: server fingerprint ${fingerprint} (pinned)`);
+      }
+      const entry: KnownServer = { address, protocol: 'v4', fingerprint };
+      await recordKnownServer(options.configDir, entry);
+    }
+    const link = new V4Link(socket, address, options.responseTimeoutMs);
+    try {
+      return {
+        kind: 'v4',
+        session: await V4ClientSession.start(link, socket, key, fingerprint, options),
+      };
+    } catch (err) {
+      link.close();
+      throw err;
+    }
+  }
+
+  private static async start(
+    link: V4Link,
+    socket: { exportKeyingMaterial(length: number, label: string, context: Buffer): Buffer },
+    key: KeyIdentity,
+    serverFingerprint: string,
+    options: V4SessionOptions,
+  ): Promise<V4ClientSession> {
+    await link.send({
+      code: RequestCode.HELLO,
+      version: PROTOCOL_VERSION_4,
+      maxChunk: MAX_CHUNK_SIZE,
+    });
+    const welcome: Welcome = expect(
+      link.remote,
+      'HELLO',
+      await link.receive('HELLO'),
+      ResponseCode.WELCOME,
+    );
+    const events = options.events ?? {};
+    const make = (
+      id: Buffer,
+      name: string,
+      registered: boolean,
+      migrated: boolean,
+    ): V4ClientSession =>
+      new V4ClientSession(
+        link,
+        welcome.chunkSize,
+        id,
+        name,
+        registered,
+        migrated,
+        serverFingerprint,
+        events,
+      );
+    if (welcome.status === IdentityStatus.KNOWN) {
+      options.log.debug({ clientId: clientIdToHex(welcome.clientId) }, 'v4: certificate known');
+      return make(welcome.clientId, welcome.name, false, false);
+    }
+    const v3 = options.v3Identity;
+    if (v3 !== undefined) {
+      const statement = migrationStatement(
+        socket.exportKeyingMaterial(
+          MIGRATION_EXPORTER_LENGTH,
+          MIGRATION_EXPORTER_LABEL,
+          NO_CONTEXT,
+        ),
+        welcome.challenge,
+        v3.clientId,
+        v3.name,
+        key.fingerprint,
+      );
+      await link.send({
+        code: RequestCode.MIGRATE,
+        clientId: v3.clientId,
+        name: v3.name,
+        signature: sign('sha256', statement, v3.privateKey),
+      });
+      const answer = await link.receive('MIGRATE');
+      if (answer.code === ResponseCode.REGISTERED) {
+        options.notice(
+          `moved client ${clientIdToHex(answer.clientId)} (${v3.name}) to protocol v4`,
+        );
+        return make(answer.clientId, v3.name, false, true);
+      }
+      // The server does not know that v3 client: register anew, as v3 does after 1606.
+      if (answer.code !== ResponseCode.ERROR || answer.error !== WireErrorCode.MIGRATION_REFUSED) {
+        throw expectFailure(link.remote, 'MIGRATE', answer);
+      }
+      options.log.debug({ reason: answer.text }, 'v4: migration refused, registering anew');
+    }
+    const name = options.registerName ?? v3?.name;
+    if (name === undefined) {
+      throw clientError(ClientErrorCode.CONFIG_MISSING, 'no client name to register under', {
+        hint: 'give --name or line 2 of transfer.info',
+      });
+    }
+    await link.send({ code: RequestCode.REGISTER, name });
+    const registered = expect(
+      link.remote,
+      'REGISTER',
+      await link.receive('REGISTER'),
+      ResponseCode.REGISTERED,
+    );
+    return make(registered.clientId, name, true, false);
+  }
+
+  upload(plan: UploadPlan): Promise<V4UploadResult> {
+    return uploadFile(this.link, plan, this.chunkSize, this.events);
+  }
+
+  close(): void {
+    this.link.close();
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * One v4 upload (docs/protocol-v4.md §5.4, §5.5): UPLOAD_BEGIN with the size and a content
+ * check, DATA from the offset the server holds, UPLOAD_END with the SHA-256 of the whole
+ * plaintext, and the server's STORED compared with ours. Bytes before the offset are read and
+ * hashed here but not sent: that is the resume.
+ */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { RequestCode, ResponseCode } from '../../protocol/v4';
+import { Cksum } from '../../shared/cksum';
+import { ClientErrorCode, clientError } from '../errors';
+import type { UploadResult } from '../session/types';
+import type { UploadPlan } from '../session/upload-plan';
+import { expect } from './errors';
+import type { V4Link } from './link';
+
+/** Bytes at each end of the file that go into the content check. */
+const CHECK_EDGE = 64 * 1024;
+const CHECK_CONTEXT = 'sft/4 content check\0';
+
+export interface V4UploadResult extends UploadResult {
+  readonly sha256: string;
+  /** Bytes the server already held: the upload continued from there. */
+  readonly resumedFrom: number;
+  /** File bytes this run sent. */
+  readonly bytesSent: number;
+}
+
+export interface V4UploadEvents {
+  uploadStarted?(plan: UploadPlan, attempt: number): void;
+  uploadProgress?(plan: UploadPlan, bytesSent: number): void;
+}
+
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await handle.read(buf, done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === length ? buf : buf.subarray(0, done);
+}
+
+function fileChanged(plan: UploadPlan): Error {
+  return clientError(ClientErrorCode.FILE_CHANGED, `${plan.path} changed while it was sent`, {
+    hint: 'send it again once it is no longer being written',
+  });
+}
+
+/**
+ * 32 bytes that change when the file does (size, modification time, first and last 64 KiB):
+ * a resumed upload must continue the same content (docs/protocol-v4.md §5.5). The SHA-256 at
+ * the end still checks every byte.
+ */
+export async function contentCheck(handle: FileHandle, size: number): Promise<Buffer> {
+  const stats = await handle.stat();
+  const hash = createHash('sha256').update(CHECK_CONTEXT, 'latin1');
+  const sizeBytes = Buffer.alloc(8);
+  sizeBytes.writeBigUInt64LE(BigInt(size));
+  hash.update(sizeBytes).update(String(stats.mtimeMs), 'latin1');
+  hash.update(await readAt(handle, 0, Math.min(CHECK_EDGE, size)));
+  if (size > CHECK_EDGE) {
+    const start = Math.max(CHECK_EDGE, size - CHECK_EDGE);
+    hash.update(await readAt(handle, start, size - start));
+  }
+  return hash.digest();
+}
+
+export async function uploadFile(
+  link: V4Link,
+  plan: UploadPlan,
+  chunkSize: number,
+  events: V4UploadEvents,
+): Promise<V4UploadResult> {
+  const started = Date.now();
+  const handle = await open(plan.path, 'r').catch((err: unknown) => {
+    throw clientError(ClientErrorCode.FILE_UNREADABLE, `cannot open ${plan.path}`, { cause: err });
+  });
+  try {
+    const size = plan.size;
+    if ((await handle.stat()).size !== size) throw fileChanged(plan);
+    const check = await contentCheck(handle, size);
+    events.uploadStarted?.(plan, 1);
+    await link.send({ code: RequestCode.UPLOAD_BEGIN, fileName: plan.fileName, size, check });
+    const what = `the upload of ${plan.fileName}`;
+    const { offset } = expect(
+      link.remote,
+      what,
+      await link.receive(what),
+      ResponseCode.UPLOAD_OFFSET,
+    );
+    if (offset > size) {
+      throw clientError(ClientErrorCode.PROTOCOL_VIOLATION, `server offset ${offset} > ${size}`);
+    }
+    const sha = createHash('sha256');
+    const cksum = new Cksum();
+    let position = 0;
+    while (position < offset) {
+      const chunk = await readAt(handle, position, Math.min(chunkSize, offset - position));
+      if (chunk.length === 0) throw fileChanged(plan);
+      sha.update(chunk);
+      cksum.update(chunk);
+      position += chunk.length;
+    }
+    const sentBefore = link.dataBytesSent;
+    while (position < size) {
+      // An ERROR the server sent meanwhile (disk full, …) stops us early.
+      if (link.hasResponse) break;
+      const chunk = await readAt(handle, position, Math.min(chunkSize, size - position));
+      if (chunk.length === 0) throw fileChanged(plan);
+      sha.update(chunk);
+      cksum.update(chunk);
+      await link.sendData(chunk);
+      position += chunk.length;
+      events.uploadProgress?.(plan, position);
+    }
+    let ours: Buffer | undefined;
+    if (position === size) {
+      if ((await handle.stat()).size !== size) throw fileChanged(plan);
+      ours = sha.digest();
+      await link.send({ code: RequestCode.UPLOAD_END, sha256: ours });
+    }
+    const stored = expect(link.remote, what, await link.receive(what), ResponseCode.STORED);
+    if (ours === undefined || stored.size !== size || !stored.sha256.equals(ours)) {
+      throw clientError(
+        ClientErrorCode.CHECKSUM_FAILED,
+        `the server stored ${plan.fileName} with SHA-256 ${stored.sha256.toString('hex')}, ` +
+          `ours is ${ours?.toString('hex') ?? 'not computed'}`,
+      );
+    }
+    return {
+      file: plan.path,
+      fileName: plan.fileName,
+      bytes: size,
+      cksum: stored.cksum,
+      verified: stored.cksum === cksum.digest(),
+      uploads: 1,
+      seconds: (Date.now() - started) / 1000,
+      sha256: stored.sha256.toString('hex'),
+      resumedFrom: offset,
+      bytesSent: link.dataBytesSent - sentBefore,
+    };
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
