@@ -1,0 +1,59 @@
+/**
+ * Per-file serialization across instances: the section of a file name (publish + row change,
+ * or a status change) runs under a PostgreSQL advisory lock of that name, held on a connection
+ * of a small pool of its own (so a section that needs the catalog's pool can never starve it).
+ * Within one instance a KeyedLock queues sections first, so each instance waits on at most
+ * one connection per file name. An instance that dies loses its connection, and PostgreSQL
+ * releases its locks with it.
+ */
+import { createHash } from 'node:crypto';
+import type { Pool, PoolClient } from 'pg';
+import { KeyedLock } from '../../keyed-lock';
+import { databaseError, run } from './database';
+
+/** The advisory lock key of a file name: 64 bits of its SHA-256 (a collision only serializes). */
+export function lockKeyOf(key: string): bigint {
+  return createHash('sha256').update(`sft-file:${key}`).digest().readBigInt64BE(0);
+}
+
+export class AdvisoryFileLocks {
+  private readonly local = new KeyedLock();
+
+  constructor(private readonly pool: Pool) {}
+
+  run<T>(key: string, work: () => Promise<T>): Promise<T> {
+    return this.local.run(key, async () => {
+      let client: PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (err) {
+        throw databaseError('cannot connect to PostgreSQL for a file lock', err);
+      }
+      const lock = lockKeyOf(key).toString();
+      let broken: Error | undefined;
+      try {
+        await run(client, 'cannot take the file lock', 'SELECT pg_advisory_lock($1::bigint)', [
+          lock,
+        ]);
+      } catch (err) {
+        client.release(err as Error);
+        throw err;
+      }
+      try {
+        return await work();
+      } finally {
+        await run(client, 'cannot release the file lock', 'SELECT pg_advisory_unlock($1::bigint)', [
+          lock,
+        ]).catch((err: Error) => {
+          // A connection that cannot unlock is dropped: PostgreSQL then releases the lock.
+          broken = err;
+        });
+        client.release(broken);
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}
