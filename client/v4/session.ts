@@ -24,7 +24,6 @@ import type { Identity as V3Identity } from '../config/identity';
 import type { ServerAddress } from '../config/server-address';
 import { ClientErrorCode, clientError } from '../errors';
 import type { ClientLog } from '../session/types';
-import type { UploadPlan } from '../session/upload-plan';
 import { openChannel } from './channel';
 import { expect, expectFailure } from './errors';
 import {
@@ -35,6 +34,7 @@ import {
   type KnownServer,
 } from './known-servers';
 import { V4Link } from './link';
+import type { V4Plan } from './plan';
 import { uploadFile, type V4UploadEvents, type V4UploadResult } from './upload';
 
 export const IDENTITY_KEY_FILE = 'identity.key';
@@ -138,7 +138,7 @@ export class V4ClientSession {
       if (options.protocol === 'v4')
         throw downgrade(options, 'was asked for --protocol v4', outcome.reason);
       options.notice(
-        `warning: ${address} does not speak protocol v4 (${outcome.reason}); ` +
+        `${address} does not speak protocol v4 (${outcome.reason}); ` +
           'falling back to v3, which does not authenticate the server',
       );
       await recordKnownServer(options.configDir, { address, protocol: 'v3' });
@@ -255,7 +255,7 @@ export class V4ClientSession {
     return make(registered.clientId, name, true, false);
   }
 
-  upload(plan: UploadPlan): Promise<V4UploadResult> {
+  upload(plan: V4Plan): Promise<V4UploadResult> {
     return uploadFile(this.link, plan, this.chunkSize, this.events);
   }
 

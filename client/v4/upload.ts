@@ -10,9 +10,9 @@ import { RequestCode, ResponseCode } from '../../protocol/v4';
 import { Cksum } from '../../shared/cksum';
 import { ClientErrorCode, clientError } from '../errors';
 import type { UploadResult } from '../session/types';
-import type { UploadPlan } from '../session/upload-plan';
 import { expect } from './errors';
 import type { V4Link } from './link';
+import type { V4Plan } from './plan';
 
 /** Bytes at each end of the file that go into the content check. */
 const CHECK_EDGE = 64 * 1024;
@@ -26,9 +26,10 @@ export interface V4UploadResult extends UploadResult {
   readonly bytesSent: number;
 }
 
+/** Methods (not function properties), so the v3 output's events fit them as they are. */
 export interface V4UploadEvents {
-  uploadStarted?(plan: UploadPlan, attempt: number): void;
-  uploadProgress?(plan: UploadPlan, bytesSent: number): void;
+  uploadStarted?(plan: V4Plan, attempt: number): void;
+  uploadProgress?(plan: V4Plan, bytesSent: number): void;
 }
 
 async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
@@ -42,7 +43,7 @@ async function readAt(handle: FileHandle, position: number, length: number): Pro
   return done === length ? buf : buf.subarray(0, done);
 }
 
-function fileChanged(plan: UploadPlan): Error {
+function fileChanged(plan: V4Plan): Error {
   return clientError(ClientErrorCode.FILE_CHANGED, `${plan.path} changed while it was sent`, {
     hint: 'send it again once it is no longer being written',
   });
@@ -69,7 +70,7 @@ export async function contentCheck(handle: FileHandle, size: number): Promise<Bu
 
 export async function uploadFile(
   link: V4Link,
-  plan: UploadPlan,
+  plan: V4Plan,
   chunkSize: number,
   events: V4UploadEvents,
 ): Promise<V4UploadResult> {
@@ -144,4 +145,11 @@ export async function uploadFile(
   } finally {
     await handle.close().catch(() => undefined);
   }
+}
+
+/** The v4 figures of a result, for the JSON summary (nothing for a v3 result). */
+export function v4ResultFields(result: UploadResult): Record<string, unknown> {
+  if (!('sha256' in result)) return {};
+  const v4 = result as V4UploadResult;
+  return { sha256: v4.sha256, resumedFrom: v4.resumedFrom, bytesSent: v4.bytesSent };
 }

@@ -4,3 +4,4 @@ export type * from './messages';
 export * from './encode';
 export * from './decode';
 export { FieldReader } from './fields';
+export { migrationStatement } from './migration';

@@ -7,6 +7,8 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { silentLogger } from '../../shared/logger';
 import { Connection, type CloseReason } from './connection';
+import { SniffingConnection, type ServedConnection } from './tls-sniff';
+import { createV4Stack, type V4ConnectionFactory, type V4Options } from './tls-v4';
 import { resolveLimits, type ServerLimits } from './limits';
 import { KeyedLock } from '../keyed-lock';
 import { QuotaLedger } from '../session/quota-ledger';
@@ -23,6 +25,10 @@ export interface ServerOptions {
   readonly sources?: Sources;
   readonly logger?: Logger;
   readonly limits?: Partial<ServerLimits>;
+  /** The version-4 stack (TLS on the same port, docs/protocol-v4.md §1); absent: v3 only. */
+  readonly v4?: V4Options;
+  /** False refuses v3 connections (`--v3 off`); only meaningful with `v4`. Default true. */
+  readonly v3?: boolean;
 }
 
 /** Counters of everything the server refused or closed; logged with each refusal. */
@@ -78,7 +84,9 @@ class Server implements SftServer {
     closedSlow: 0,
   };
   private readonly net: net.Server;
-  private readonly connections = new Set<Connection>();
+  private readonly connections = new Set<ServedConnection>();
+  private readonly v4: V4ConnectionFactory | undefined;
+  private readonly v3Enabled: boolean;
   private readonly perIp = new Map<string, number>();
   private readonly context: SessionContext;
   private readonly log: Logger;
@@ -101,6 +109,8 @@ class Server implements SftServer {
       lockout: new DecryptLockout(this.limits.lockout, sources.now),
       budget: new BufferBudget(this.limits.maxBufferedBytes),
     };
+    this.v4 = options.v4 ? createV4Stack(this.context, options.v4) : undefined;
+    this.v3Enabled = options.v3 ?? true;
     // allowHalfOpen: a client may send everything and half-close before reading the answers.
     this.net = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
       this.onConnection(socket),
@@ -192,14 +202,27 @@ class Server implements SftServer {
     this.perIp.set(remote, fromThisIp + 1);
     const id = this.nextConnectionId++;
     const log = this.log.child({ conn: id, remote });
-    const session = new Session(this.context, remote, log);
-    const connection = new Connection(socket, session, remote, {
-      maxChunk: this.limits.maxChunk,
-      budget: this.context.budget,
-      log,
-      clock: () => performance.now(),
-      onClosed: (c) => this.forget(c),
-    });
+    const clock = (): number => performance.now();
+    const v3 = (s: Socket, onClosed: (c: ServedConnection) => void): Connection =>
+      new Connection(s, new Session(this.context, remote, log), remote, {
+        maxChunk: this.limits.maxChunk,
+        budget: this.context.budget,
+        log,
+        clock,
+        onClosed,
+      });
+    const v4 = this.v4;
+    // Without a v4 stack every connection is v3 from its first byte, as before.
+    const connection: ServedConnection =
+      v4 === undefined
+        ? v3(socket, (c) => this.forget(c))
+        : new SniffingConnection(socket, remote, {
+            log,
+            clock,
+            v3: this.v3Enabled ? (s, onClosed) => v3(s, onClosed) : undefined,
+            v4: (s, onClosed) => v4(s, remote, log, clock, onClosed),
+            onClosed: (c) => this.forget(c),
+          });
     this.connections.add(connection);
     log.debug({ port: socket.remotePort }, 'connection opened');
   }
@@ -210,8 +233,8 @@ class Server implements SftServer {
    * or an answer owed).
    */
   private evictIdlest(): boolean {
-    let idlest: Connection | undefined;
-    let stalled: Connection | undefined;
+    let idlest: ServedConnection | undefined;
+    let stalled: ServedConnection | undefined;
     for (const c of this.connections) {
       if (c.quiet) {
         if (idlest === undefined || c.lastRequestAt < idlest.lastRequestAt) idlest = c;
@@ -232,7 +255,7 @@ class Server implements SftServer {
     return true;
   }
 
-  private forget(connection: Connection): void {
+  private forget(connection: ServedConnection): void {
     if (!this.connections.delete(connection)) return;
     const remote = connection.remoteAddress;
     const left = (this.perIp.get(remote) ?? 1) - 1;

@@ -7,12 +7,12 @@ import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import {
   IdentityStatus,
   MAX_CHUNK_SIZE,
-  MIGRATION_CONTEXT,
   MIN_CHUNK_SIZE,
   PROTOCOL_VERSION_4,
   ResponseCode,
   Size,
 } from '../../../protocol/v4/constants';
+import { migrationStatement } from '../../../protocol/v4/migration';
 import type { Hello, Migrate, Register, Registered, Welcome } from '../../../protocol/v4/messages';
 import { clientIdToHex } from '../../../shared/client-id';
 import { v4Error, type V4Context } from './context';
@@ -149,30 +149,6 @@ export async function register(
     response: { code: ResponseCode.REGISTERED, clientId: id },
     bound: { clientId: id, clientIdHex: clientIdToHex(id), name: req.name, fingerprint },
   };
-}
-
-/**
- * The statement a migrating v3 client signs with its RSA key (docs/protocol-v4.md §5.3): the
- * context string, the TLS exporter value (so it is good on this connection only), the server's
- * challenge, the client id, the name and the fingerprint of the certificate taking over.
- */
-export function migrationStatement(
-  exporter: Buffer,
-  challenge: Buffer,
-  clientId: Buffer,
-  name: string,
-  fingerprint: string,
-): Buffer {
-  const nameBytes = Buffer.from(name, 'utf8');
-  return Buffer.concat([
-    Buffer.from(MIGRATION_CONTEXT, 'latin1'),
-    exporter,
-    challenge,
-    clientId,
-    Buffer.from([nameBytes.length]),
-    nameBytes,
-    Buffer.from(fingerprint, 'latin1'),
-  ]);
 }
 
 function rsaKeyOf(spki: Buffer): KeyObject | undefined {

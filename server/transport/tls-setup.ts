@@ -1,0 +1,93 @@
+/**
+ * Start-up of the version-4 stack for a data directory (docs/protocol-v4.md §2, §5.5): the
+ * server identity in `<data-dir>/identity/` (made on first start, 0600), the fingerprint
+ * bindings beside the catalog, the partial uploads and their age sweep (`--partial-ttl`).
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { loadOrCreateIdentity, type Identity } from '../../shared/identity';
+import type { V4Store } from '../session/v4/context';
+import { createDiskPartialStore } from '../storage/disk/v4-partials';
+import { createMemoryV4Store } from '../storage/memory/v4-store';
+import { openSqliteV4Store } from '../storage/sqlite/v4-store';
+import type { V4Options } from './tls-v4';
+
+export const IDENTITY_DIR = 'identity';
+export const DEFAULT_PARTIAL_TTL_MS = 24 * 3600 * 1000;
+/** The sweep runs this often at most, and at least four times per TTL. */
+const MAX_SWEEP_INTERVAL_MS = 3600 * 1000;
+
+export function identityPaths(dataDir: string): { key: string; cert: string } {
+  return {
+    key: join(dataDir, IDENTITY_DIR, 'identity.key'),
+    cert: join(dataDir, IDENTITY_DIR, 'identity.crt'),
+  };
+}
+
+/** The server's identity, made and saved if the data directory has none yet. */
+export async function serverIdentity(
+  dataDir: string,
+  now: () => number = Date.now,
+): Promise<Identity & { readonly created: boolean }> {
+  return loadOrCreateIdentity(identityPaths(dataDir), 'sft-server', { now, random: randomBytes });
+}
+
+export interface V4SetupOptions {
+  readonly logger: Logger;
+  /** `sqlite` (the default) or `memory`, matching the catalog's backend. */
+  readonly database?: string;
+  readonly partialTtlMs?: number;
+  readonly checkpointIntervalMs?: number;
+  readonly now?: () => number;
+}
+
+export interface V4Setup {
+  readonly options: V4Options;
+  readonly fingerprint: string;
+  close(): Promise<void>;
+}
+
+export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4Setup> {
+  const now = setup.now ?? Date.now;
+  const log = setup.logger;
+  const identity = await serverIdentity(dataDir, now);
+  log.info(
+    { fingerprint: identity.fingerprint, created: identity.created },
+    identity.created ? 'v4 identity created' : 'v4 identity loaded',
+  );
+  const identities: V4Store =
+    setup.database === 'memory' ? createMemoryV4Store() : await openSqliteV4Store(dataDir);
+  const partials = createDiskPartialStore(dataDir, now);
+  const ttl = setup.partialTtlMs ?? DEFAULT_PARTIAL_TTL_MS;
+  const sweep = async (): Promise<void> => {
+    try {
+      const removed = await partials.sweep(now() - ttl);
+      if (removed > 0)
+        log.info({ removed, ttlMs: ttl }, 'removed partial uploads past --partial-ttl');
+    } catch (err) {
+      log.error({ err }, 'could not sweep partial uploads');
+    }
+  };
+  await sweep();
+  const timer = setInterval(
+    () => void sweep(),
+    Math.min(MAX_SWEEP_INTERVAL_MS, Math.max(1000, ttl / 4)),
+  );
+  timer.unref();
+  return {
+    fingerprint: identity.fingerprint,
+    options: {
+      identity,
+      identities,
+      partials,
+      ...(setup.checkpointIntervalMs === undefined
+        ? {}
+        : { checkpointIntervalMs: setup.checkpointIntervalMs }),
+    },
+    async close() {
+      clearInterval(timer);
+      await identities.close();
+    },
+  };
+}
