@@ -18,7 +18,7 @@ const opened: PostgresBackend[] = [];
 let clock = 1_000_000;
 
 async function open(
-  extra: { masterKey?: Buffer; readOnly?: boolean } = {},
+  extra: { masterKey?: Buffer; readOnly?: boolean; onBatch?: (size: number) => void } = {},
 ): Promise<PostgresBackend> {
   const backend = await openPostgres({ url: pg.url, now: () => clock, touchFlushMs: 20, ...extra });
   opened.push(backend);
@@ -131,7 +131,8 @@ describe('PostgreSQL catalog', () => {
   });
 
   test('writes of many sessions at once group-commit; one failing write fails alone', async () => {
-    const { catalog } = await open();
+    const batches: number[] = [];
+    const { catalog } = await open({ onBatch: (size) => batches.push(size) });
     await catalog.registerClient(idOf(0x31), 'carol', 1);
     const writes = [];
     for (let n = 0; n < 40; n += 1) {
@@ -160,6 +161,10 @@ describe('PostgreSQL catalog', () => {
     expect(settled.filter((result) => result.status === 'fulfilled')).toHaveLength(40);
     expect(settled[40]).toMatchObject({ status: 'rejected', reason: { code: 'DATABASE' } });
     expect(await catalog.storedBytes(idOf(0x31))).toBe(40);
+    // The registration alone, then the 41 writes in far fewer transactions than writes.
+    expect(batches[0]).toBe(1);
+    expect(batches.slice(1).reduce((sum, size) => sum + size, 0)).toBe(41);
+    expect(batches.length).toBeLessThan(20);
     expect(
       (await catalog.queryAudit({})).filter(
         (e) => e.outcome === 'file_stored' && e.clientId?.equals(idOf(0x31)),

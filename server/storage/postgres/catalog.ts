@@ -65,7 +65,7 @@ export interface PostgresCatalogSettings {
   readonly logger?: Logger;
   readonly touchFlushMs?: number;
   readonly readOnly: boolean;
-  /** Group-commit batch sizes (writes and audit rows per commit), for metrics. */
+  /** Group-commit batch sizes (writes per transaction), for metrics. */
   readonly onBatch?: (size: number) => void;
 }
 
@@ -97,6 +97,9 @@ export class PostgresCatalog implements PostgresStore {
   private writeTail: Promise<void> = Promise.resolve();
   /** The connection of the transaction running now, for the write bodies in it. */
   private tx: PoolClient | undefined;
+  /** Writes (savepoints) in the running transaction, for the batch-size metric. */
+  private writesInTx = 0;
+  private readonly onBatch: ((size: number) => void) | undefined;
   private closing: Promise<void> | undefined;
   readonly readOnly: boolean;
 
@@ -112,15 +115,12 @@ export class PostgresCatalog implements PostgresStore {
       flush: () => this.flush(),
       onError: (err) => this.logger?.error({ err }, 'could not write LastSeen updates'),
     });
-    const onBatch = settings.onBatch;
+    this.onBatch = settings.onBatch;
     this.group = new GroupCommit({
       schedule: (job) => void this.schedule(job),
       transaction: (body) => this.transaction(body),
       savepoint: (body) => this.savepoint(body),
-      insertAudits: (entries) => {
-        onBatch?.(entries.length);
-        return this.insertAudits(entries);
-      },
+      insertAudits: (entries) => this.insertAudits(entries),
       isOwnFailure,
     });
   }
@@ -136,7 +136,8 @@ export class PostgresCatalog implements PostgresStore {
   }
 
   private async transaction<T>(body: () => Promise<T>): Promise<T> {
-    return inTransaction(this.pool, async (client) => {
+    this.writesInTx = 0;
+    const result = await inTransaction(this.pool, async (client) => {
       this.tx = client;
       try {
         return await body();
@@ -144,6 +145,9 @@ export class PostgresCatalog implements PostgresStore {
         this.tx = undefined;
       }
     });
+    // A write alone runs without a savepoint.
+    this.onBatch?.(Math.max(1, this.writesInTx));
+    return result;
   }
 
   /** The connection of the running transaction (write bodies run only inside one). */
@@ -156,6 +160,7 @@ export class PostgresCatalog implements PostgresStore {
 
   private async savepoint(body: () => Promise<unknown>): Promise<Outcome> {
     const client = this.txClient();
+    this.writesInTx += 1;
     await run(client, 'cannot begin savepoint', 'SAVEPOINT write');
     try {
       const value = await body();

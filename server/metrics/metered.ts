@@ -1,0 +1,98 @@
+/**
+ * Storage wrapped for metrics: the server's catalog and file store pass through these, so the
+ * sessions stay unaware of metrics. Every request the session audits (docs/protocol.md §9:
+ * each request ends in one audit row) is counted by its code and outcome once the row is
+ * committed; every StorageError is counted by side and code; uploads are timed from their
+ * first bytes to their publication.
+ */
+import type { AuditEntry, Catalog, FileStore, UploadSink } from '../storage/types';
+import { StorageError } from '../storage/types';
+import type { ServerMetrics, StorageSide } from './metrics';
+
+function countFailure(metrics: ServerMetrics, side: StorageSide, err: unknown): void {
+  metrics.storageError(side, err instanceof StorageError ? err.code : 'UNKNOWN');
+}
+
+/** The audit row a call of `method` with `args` writes when `result` says it happened. */
+function auditOf(
+  method: string,
+  args: readonly unknown[],
+  result: unknown,
+): AuditEntry | undefined {
+  switch (method) {
+    case 'audit':
+      return args[0] as AuditEntry;
+    case 'putFile':
+      return args[1] as AuditEntry | undefined;
+    case 'setFileStatus':
+      return result === true ? (args[4] as AuditEntry | undefined) : undefined;
+    case 'restoreVersion':
+      return result === undefined
+        ? undefined
+        : (args[3] as { audit?: AuditEntry } | undefined)?.audit;
+    default:
+      return undefined;
+  }
+}
+
+/** `catalog` with its requests and failures counted. */
+export function meterCatalog<C extends Catalog>(catalog: C, metrics: ServerMetrics): C {
+  return new Proxy(catalog, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (typeof value !== 'function' || typeof property !== 'string') return value;
+      const method = value as (...args: unknown[]) => unknown;
+      return (...args: unknown[]): unknown => {
+        const result = method.apply(target, args);
+        if (!(result instanceof Promise)) return result;
+        return result.then(
+          (resolved: unknown) => {
+            const entry = auditOf(property, args, resolved);
+            if (entry !== undefined) metrics.request(entry.requestCode, entry.outcome);
+            return resolved;
+          },
+          (err: unknown) => {
+            countFailure(metrics, 'database', err);
+            throw err;
+          },
+        );
+      };
+    },
+  });
+}
+
+/** `files` with upload bytes, durations and failures counted; `now` in seconds. */
+export function meterFileStore(
+  files: FileStore,
+  metrics: ServerMetrics,
+  now: () => number,
+): FileStore {
+  const counted = async <T>(work: Promise<T>): Promise<T> => {
+    try {
+      return await work;
+    } catch (err) {
+      countFailure(metrics, 'storage', err);
+      throw err;
+    }
+  };
+  return {
+    async beginUpload(clientIdHex, fileName): Promise<UploadSink> {
+      const sink = await counted(files.beginUpload(clientIdHex, fileName));
+      const started = now();
+      return {
+        async write(data) {
+          await counted(sink.write(data));
+          metrics.received(data.length);
+        },
+        async commit() {
+          const key = await counted(sink.commit());
+          metrics.uploadFinished(now() - started);
+          return key;
+        },
+        abort: () => counted(sink.abort()),
+      };
+    },
+    remove: (clientIdHex, fileName) => counted(files.remove(clientIdHex, fileName)),
+    removeClient: (clientIdHex) => counted(files.removeClient(clientIdHex)),
+  };
+}
