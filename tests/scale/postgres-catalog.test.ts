@@ -71,7 +71,7 @@ describe('PostgreSQL catalog', () => {
   });
 
   test('clients, keys and files round-trip; stored bytes count live files', async () => {
-    const { catalog } = await open();
+    const catalog = await open();
     const id = idOf(0x11);
     const registered = await catalog.registerClient(id, 'alice', 5);
     expect(registered).toMatchObject({ ok: true });
@@ -115,24 +115,24 @@ describe('PostgreSQL catalog', () => {
   test('a name is registered once across instances; a keyless record is replaced', async () => {
     const [a, b] = await Promise.all([open(), open()]);
     const results = await Promise.all([
-      a.catalog.registerClient(idOf(0x21), 'bob', 1),
-      b.catalog.registerClient(idOf(0x22), 'bob', 1),
+      a.registerClient(idOf(0x21), 'bob', 1),
+      b.registerClient(idOf(0x22), 'bob', 1),
     ]);
     expect(results.filter((result) => result.ok)).toHaveLength(1);
     // Keyless: a later registration takes the name over, on either instance.
-    const again = await b.catalog.registerClient(idOf(0x23), 'bob', 2);
+    const again = await b.registerClient(idOf(0x23), 'bob', 2);
     expect(again).toMatchObject({ ok: true });
-    await b.catalog.setPublicKey(idOf(0x23), Buffer.from('k'), aesKeyOf(1), 3);
-    expect(await a.catalog.registerClient(idOf(0x24), 'bob', 4)).toEqual({
+    await b.setPublicKey(idOf(0x23), Buffer.from('k'), aesKeyOf(1), 3);
+    expect(await a.registerClient(idOf(0x24), 'bob', 4)).toEqual({
       ok: false,
       reason: 'name_taken',
     });
-    expect((await a.catalog.findClientByName('bob'))?.id).toEqual(idOf(0x23));
+    expect((await a.findClientByName('bob'))?.id).toEqual(idOf(0x23));
   });
 
   test('writes of many sessions at once group-commit; one failing write fails alone', async () => {
     const batches: number[] = [];
-    const { catalog } = await open({ onBatch: (size) => batches.push(size) });
+    const catalog = await open({ onBatch: (size) => batches.push(size) });
     await catalog.registerClient(idOf(0x31), 'carol', 1);
     const writes = [];
     for (let n = 0; n < 40; n += 1) {
@@ -174,7 +174,7 @@ describe('PostgreSQL catalog', () => {
 
   test('AES keys are sealed with the master key; plain rows are re-sealed on use', async () => {
     const masterKey = randomBytes(32);
-    const { catalog } = await open({ masterKey });
+    const catalog = await open({ masterKey });
     await catalog.registerClient(idOf(0x41), 'dave', 1);
     await catalog.setPublicKey(idOf(0x41), Buffer.from('k'), aesKeyOf(4), 2);
     const [row] = await sql<{ aes_key: Buffer }>('SELECT aes_key FROM clients WHERE id = $1', [
@@ -185,7 +185,7 @@ describe('PostgreSQL catalog', () => {
     expect((await catalog.findClientById(idOf(0x41)))?.aesKey).toEqual(aesKeyOf(4));
     // Another master key cannot open it.
     const other = await open({ masterKey: randomBytes(32) });
-    await expect(other.catalog.findClientById(idOf(0x41))).rejects.toMatchObject({
+    await expect(other.findClientById(idOf(0x41))).rejects.toMatchObject({
       code: 'MASTER_KEY',
     });
     await sql('UPDATE clients SET aes_key = $1 WHERE id = $2', [aesKeyOf(5), idOf(0x41)]);
@@ -201,7 +201,7 @@ describe('PostgreSQL catalog', () => {
   });
 
   test('versions: archive, prune and restore', async () => {
-    const { catalog } = await open();
+    const catalog = await open();
     const id = idOf(0x51);
     await catalog.registerClient(id, 'erin', 1);
     const base = {
@@ -243,11 +243,11 @@ describe('PostgreSQL catalog', () => {
 
   test('LastSeen is written behind and visible to other instances after the flush', async () => {
     const [a, b] = await Promise.all([open(), open()]);
-    await a.catalog.registerClient(idOf(0x61), 'frank', 1);
-    await a.catalog.touch(idOf(0x61), 500);
-    expect((await a.catalog.findClientById(idOf(0x61)))?.lastSeen).toBe(500);
-    await a.catalog.flush();
-    expect((await b.catalog.findClientById(idOf(0x61)))?.lastSeen).toBe(500);
+    await a.registerClient(idOf(0x61), 'frank', 1);
+    await a.touch(idOf(0x61), 500);
+    expect((await a.findClientById(idOf(0x61)))?.lastSeen).toBe(500);
+    await a.flush();
+    expect((await b.findClientById(idOf(0x61)))?.lastSeen).toBe(500);
   });
 
   test('file locks serialize one file name across instances, not different names', async () => {
@@ -278,7 +278,7 @@ describe('PostgreSQL catalog', () => {
   test('a closed catalog refuses work with CLOSED; an unreachable server is DATABASE', async () => {
     const backend = await openPostgres({ url: pg.url, now: () => clock });
     await backend.close();
-    await expect(backend.catalog.findClientById(idOf(1))).rejects.toMatchObject({ code: 'CLOSED' });
+    await expect(backend.findClientById(idOf(1))).rejects.toMatchObject({ code: 'CLOSED' });
     const url = new URL(pg.url);
     url.port = '1';
     await expect(openPostgres({ url: url.toString(), now: () => clock })).rejects.toMatchObject({

@@ -16,6 +16,7 @@
  * Every failure rejects with a StorageError (DATABASE when PostgreSQL failed or is away).
  */
 import type { Pool, PoolClient } from 'pg';
+import type { AdvisoryFileLocks } from './file-locks';
 import type { Logger } from '../../../shared/logger';
 import { GroupCommit, type Outcome, type WriteOptions } from '../group-commit';
 import { DEFAULT_TOUCH_FLUSH_MS, LastSeenWriteBehind } from '../last-seen';
@@ -67,6 +68,8 @@ export interface PostgresCatalogSettings {
   readonly readOnly: boolean;
   /** Group-commit batch sizes (writes per transaction), for metrics. */
   readonly onBatch?: (size: number) => void;
+  /** Per-file locks across instances; closed with the catalog. */
+  readonly fileLocks: AdvisoryFileLocks;
 }
 
 /** The PostgreSQL Catalog, plus a reachability probe for `/readyz`. */
@@ -76,6 +79,8 @@ export interface PostgresStore extends Catalog {
   flush(): Promise<void>;
   /** Resolves when PostgreSQL answers; rejects with a StorageError otherwise. */
   ping(): Promise<void>;
+  /** Serializes changes to one file name across every instance sharing the database. */
+  readonly fileLocks: AdvisoryFileLocks;
 }
 
 /** A failure of the write's own checks or constraints: the savepoint undid it alone. */
@@ -102,6 +107,7 @@ export class PostgresCatalog implements PostgresStore {
   private readonly onBatch: ((size: number) => void) | undefined;
   private closing: Promise<void> | undefined;
   readonly readOnly: boolean;
+  readonly fileLocks: AdvisoryFileLocks;
 
   constructor(
     private readonly pool: Pool,
@@ -110,6 +116,7 @@ export class PostgresCatalog implements PostgresStore {
     this.masterKey = settings.masterKey ? Buffer.from(settings.masterKey) : undefined;
     this.logger = settings.logger;
     this.readOnly = settings.readOnly;
+    this.fileLocks = settings.fileLocks;
     this.lastSeen = new LastSeenWriteBehind({
       flushMs: settings.touchFlushMs ?? DEFAULT_TOUCH_FLUSH_MS,
       flush: () => this.flush(),
@@ -584,14 +591,13 @@ export class PostgresCatalog implements PostgresStore {
           this.logger?.error({ err }, 'could not write LastSeen updates at close');
         });
       }
-    }).finally(() =>
-      this.pool.end().catch((err: unknown) => {
-        this.logger?.warn(
-          { err: databaseError('closing the pool', err) },
-          'pool did not close cleanly',
-        );
-      }),
-    );
+    }).finally(async () => {
+      for (const pool of [this.pool, this.fileLocks]) {
+        await pool.end().catch((err: unknown) => {
+          this.logger?.warn({ err: databaseError('closing a pool', err) }, 'pool did not close');
+        });
+      }
+    });
     this.closing = finalJob;
     return finalJob;
   }

@@ -53,7 +53,8 @@ export class AdvisoryFileLocks {
     });
   }
 
-  close(): Promise<void> {
+  /** Closes the lock pool (after the sections running now end). */
+  end(): Promise<void> {
     return this.pool.end();
   }
 }

@@ -33,10 +33,9 @@ export interface PostgresOptions {
   readonly onBatch?: (size: number) => void;
 }
 
-export interface PostgresBackend {
-  readonly catalog: PostgresStore;
+/** The catalog with the file locks of every instance sharing it; `close` closes both. */
+export interface PostgresBackend extends PostgresStore {
   readonly fileLocks: AdvisoryFileLocks;
-  close(): Promise<void>;
 }
 
 export async function openPostgres(options: PostgresOptions): Promise<PostgresBackend> {
@@ -58,20 +57,13 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresBa
     await pool.end().catch(() => undefined);
     throw err;
   }
-  const catalog = new PostgresCatalog(pool, {
+  const fileLocks = new AdvisoryFileLocks(createPool({ ...settings, max: DEFAULT_LOCK_POOL_SIZE }));
+  return new PostgresCatalog(pool, {
     readOnly: options.readOnly ?? false,
+    fileLocks,
     ...(options.masterKey === undefined ? {} : { masterKey: options.masterKey }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
     ...(options.touchFlushMs === undefined ? {} : { touchFlushMs: options.touchFlushMs }),
     ...(options.onBatch === undefined ? {} : { onBatch: options.onBatch }),
   });
-  const fileLocks = new AdvisoryFileLocks(createPool({ ...settings, max: DEFAULT_LOCK_POOL_SIZE }));
-  return {
-    catalog,
-    fileLocks,
-    async close() {
-      await catalog.close();
-      await fileLocks.close();
-    },
-  };
 }
