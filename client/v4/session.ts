@@ -5,6 +5,7 @@
  * REGISTER. No file byte is sent before the fingerprint check passed.
  */
 import { randomBytes, sign } from 'node:crypto';
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   IdentityStatus,
@@ -91,6 +92,16 @@ function downgrade(options: V4SessionOptions, why: string, reason: string): Erro
           : staleEntryHint(options.configDir, options.server.display),
     },
   );
+}
+
+/** True when the config dir holds a v4 identity key (the client may be known by it). */
+export async function hasV4Identity(configDir: string): Promise<boolean> {
+  try {
+    await access(join(configDir, IDENTITY_KEY_FILE));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export class V4ClientSession {
