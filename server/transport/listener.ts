@@ -29,6 +29,8 @@ export interface ServerOptions {
   readonly v4?: V4Options;
   /** False refuses v3 connections (`--v3 off`); only meaningful with `v4`. Default true. */
   readonly v3?: boolean;
+  /** Per-file locks shared with other servers (a shared database); default: this server's. */
+  readonly fileLocks?: SessionContext['fileLocks'];
 }
 
 /** Counters of everything the server refused or closed; logged with each refusal. */
@@ -104,7 +106,7 @@ class Server implements SftServer {
       sources,
       limits: this.limits,
       registerLimiter: new KeyedRateLimiter(this.limits.registerRate, sources.now),
-      fileLocks: new KeyedLock(),
+      fileLocks: options.fileLocks ?? new KeyedLock(),
       quotaLedger: new QuotaLedger(),
       lockout: new DecryptLockout(this.limits.lockout, sources.now),
       budget: new BufferBudget(this.limits.maxBufferedBytes),
