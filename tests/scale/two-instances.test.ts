@@ -1,0 +1,136 @@
+/**
+ * Two sft-server instances on two ports sharing one PostgreSQL database and one S3 bucket:
+ * a client registered on one reconnects and uploads on the other, `admin files` on either
+ * lists everything, the stored objects are byte-identical to what was sent, the quota holds
+ * across instances, and each instance answers /metrics and /readyz.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { usePostgres } from '../helpers/postgres';
+import { useS3 } from '../helpers/s3';
+import { runClient } from '../v4/helpers';
+import {
+  getOps,
+  objectSha256,
+  runAdmin,
+  sha256,
+  startInstance,
+  stopInstance,
+  type Instance,
+  type SharedBackends,
+} from './instances';
+
+const pg = usePostgres();
+const s3 = useS3();
+const QUOTA = 300 * 1024;
+
+let shared: SharedBackends;
+let a: Instance;
+let b: Instance;
+let work: string;
+
+beforeAll(async () => {
+  shared = { databaseUrl: pg.url, s3Endpoint: s3.endpoint, bucket: s3.bucket, prefix: 'two/' };
+  a = await startInstance(shared, { args: ['--quota', String(QUOTA)] });
+  b = await startInstance(shared, { args: ['--quota', String(QUOTA)], identityFrom: a });
+  work = await mkdtemp(join(tmpdir(), 'sft-scale-client-'));
+}, 60_000);
+
+afterAll(async () => {
+  for (const instance of [a, b]) if (instance !== undefined) await stopInstance(instance);
+  await rm(work, { recursive: true, force: true });
+});
+
+async function fileOf(name: string, size: number): Promise<{ path: string; data: Buffer }> {
+  const data = randomBytes(size);
+  const path = join(work, name);
+  await writeFile(path, data);
+  return { path, data };
+}
+
+function configDir(name: string): Promise<string> {
+  return mkdtemp(join(work, `config-${name}-`));
+}
+
+function send(instance: Instance, dir: string, name: string, files: readonly string[]) {
+  return runClient(dir, [
+    '--protocol',
+    'v3',
+    '--server',
+    `127.0.0.1:${instance.port}`,
+    '--name',
+    name,
+    ...files,
+  ]);
+}
+
+describe('two instances, one database, one bucket', () => {
+  test('register on one, reconnect and upload on the other; admin on either lists all', async () => {
+    const dir = await configDir('alice');
+    const first = await fileOf('first.bin', 70_000);
+    const second = await fileOf('second.bin', 90_000);
+    const onA = await send(a, dir, 'alice', [first.path]);
+    expect(onA.json).toMatchObject({ ok: true, registered: true });
+    const onB = await send(b, dir, 'alice', [second.path]);
+    expect(onB.json).toMatchObject({ ok: true, registered: false });
+    expect(onB.json?.files).toEqual([expect.objectContaining({ verified: true })]);
+
+    const clientHex = onA.json?.clientId as string;
+    expect(await objectSha256(shared, `${clientHex}/first.bin`)).toBe(sha256(first.data));
+    expect(await objectSha256(shared, `${clientHex}/second.bin`)).toBe(sha256(second.data));
+
+    // On either instance's machine (its own data directory), the same shared listing.
+    for (const instance of [a, b]) {
+      const admin = await runAdmin(shared, ['files', '--json', '--data-dir', instance.dataDir]);
+      expect(admin.stderr).not.toContain('sft-server admin:');
+      expect(admin.code).toBe(0);
+      const listed = JSON.parse(admin.stdout) as unknown[];
+      const text = JSON.stringify(listed);
+      expect(text).toContain('first.bin');
+      expect(text).toContain('second.bin');
+      expect(text).toContain(clientHex);
+    }
+  });
+
+  test('a name registered on one instance is taken on the other', async () => {
+    const onA = await send(a, await configDir('bob'), 'bob', [(await fileOf('b.bin', 10)).path]);
+    expect(onA.json).toMatchObject({ ok: true, registered: true });
+    const onB = await send(b, await configDir('bob2'), 'bob', [(await fileOf('c.bin', 10)).path]);
+    expect(onB.json?.ok).toBe(false);
+    expect(onB.code).not.toBe(0);
+  });
+
+  test('the quota counts what every instance stored', async () => {
+    const dir = await configDir('carol');
+    const big = await fileOf('big.bin', 200 * 1024);
+    const more = await fileOf('more.bin', 150 * 1024);
+    const stored = await send(a, dir, 'carol', [big.path]);
+    expect(stored.json).toMatchObject({ ok: true });
+    const refused = await send(b, dir, 'carol', [more.path]);
+    expect(refused.json?.ok).toBe(false);
+    const clientHex = stored.json?.clientId as string;
+    expect(await objectSha256(shared, `${clientHex}/more.bin`)).toBeUndefined();
+    // Under the quota it still works on either instance.
+    const small = await fileOf('small.bin', 50 * 1024);
+    expect((await send(b, dir, 'carol', [small.path])).json).toMatchObject({ ok: true });
+  });
+
+  test('each instance answers /healthz, /readyz and /metrics with its own counts', async () => {
+    for (const instance of [a, b]) {
+      expect(await getOps(instance, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
+      expect(await getOps(instance, '/readyz')).toEqual({
+        status: 200,
+        body: 'database: ok\nstorage: ok\n',
+      });
+      const metrics = await getOps(instance, '/metrics');
+      expect(metrics.status).toBe(200);
+      expect(metrics.body).toMatch(
+        /^sft_requests_total\{code="1028",result="file_stored"\} [1-9]/m,
+      );
+      expect(metrics.body).toMatch(/^sft_upload_duration_seconds_count [1-9]/m);
+      expect(metrics.body).toMatch(/^sft_connections_accepted_total [1-9]/m);
+    }
+  });
+});
