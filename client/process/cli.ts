@@ -12,6 +12,9 @@ import { ClientErrorCode, clientError, isClientError } from '../errors';
 
 export const DEFAULT_CONNECT_TIMEOUT_S = 10;
 export const DEFAULT_RESPONSE_TIMEOUT_S = 60;
+export const DEFAULT_PARALLEL = 4;
+/** More connections than this only queue at the server's per-address limit. */
+export const MAX_PARALLEL = 32;
 /** setTimeout's limit (2^31 - 1 ms), in seconds. */
 const MAX_TIMEOUT_S = 2_147_483;
 const MS_PER_S = 1000;
@@ -28,6 +31,8 @@ export interface SendFlags {
   readonly json: boolean;
   readonly connectTimeoutMs: number;
   readonly responseTimeoutMs: number;
+  /** Connections to send files over at once. */
+  readonly parallel: number;
 }
 
 export type CommandLine =
@@ -69,6 +74,12 @@ const OPTIONS = {
     default: String(DEFAULT_RESPONSE_TIMEOUT_S),
     describe: 'seconds to wait for each answer, or for the server to take more data',
   },
+  parallel: {
+    type: 'string',
+    requiresArg: true,
+    default: String(DEFAULT_PARALLEL),
+    describe: 'connections to send files over at once (1: one connection, files in turn)',
+  },
   quiet: { alias: 'q', type: 'boolean', default: false, describe: 'print nothing but errors' },
   verbose: { alias: 'v', type: 'boolean', default: false, describe: 'debug log on stderr' },
   json: { type: 'boolean', default: false, describe: 'print one JSON summary on stdout' },
@@ -86,7 +97,8 @@ transfer.info in the config directory, and flags override them:
                   exists the client reconnects instead of registering
   priv.key        the same private key (both written with mode 0600)
 
-Files given as arguments are sent instead of line 3.`;
+Files given as arguments are sent instead of line 3, several at once over --parallel
+connections; the summary lists them in the order given.`;
 
 const CLIENT_EXIT_CODES = [
   ExitCode.OK,
@@ -119,6 +131,17 @@ function parseSeconds(flag: string, text: string): number {
     );
   }
   return value * MS_PER_S;
+}
+
+function parseConnections(text: string): number {
+  const value = /^\d+$/.test(text.trim()) ? Number(text) : NaN;
+  if (!(value >= 1 && value <= MAX_PARALLEL)) {
+    throw clientError(
+      ClientErrorCode.USAGE,
+      `--parallel must be a whole number from 1 to ${MAX_PARALLEL}, got "${text}"`,
+    );
+  }
+  return value;
 }
 
 /** yargs names unknown flags without dashes ("Unknown argument: bogus"); say what was typed. */
@@ -190,6 +213,7 @@ function sendFlags(args: ParsedArgs): SendFlags {
       'response-timeout',
       text('response-timeout') ?? String(DEFAULT_RESPONSE_TIMEOUT_S),
     ),
+    parallel: parseConnections(text('parallel') ?? String(DEFAULT_PARALLEL)),
   };
 }
 

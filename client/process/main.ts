@@ -12,7 +12,8 @@ import { connectTransport } from '../transport/connection';
 import { ClientErrorCode, ExitCode, clientError, toClientError, type ClientError } from '../errors';
 import { parseCommandLine, type CommandLine } from './cli';
 import { chooseMode, createOutput, type OutputStreams, type RunSummary } from './output';
-import { Session, silentLog, type ClientLog, type UploadResult } from '../session/session';
+import { sendInParallel } from '../session/parallel';
+import { silentLog, type ClientLog, type UploadResult } from '../session/types';
 import { prepareUploads } from '../session/upload-plan';
 
 /** Shell convention: 128 + signal number. */
@@ -76,7 +77,6 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
   }
   const log = await createLog(flags.verbose);
   const files: UploadResult[] = [];
-  let session: Session | undefined;
   let summary: Omit<RunSummary, 'exitCode' | 'files'> = {};
   try {
     const config = await resolveConfig({
@@ -99,27 +99,37 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
       connectTimeoutMs: flags.connectTimeoutMs,
       responseTimeoutMs: flags.responseTimeoutMs,
     };
-    session = new Session({
-      connect: () => connectTransport(config.server, timeouts),
-      identity: config.identity,
-      registerName: config.registerName,
-      saveIdentity: (identity) => saveIdentity(config.configDir, identity),
-      events: output.events,
-      log,
+    output.begin(plans);
+    await sendInParallel({
+      session: {
+        connect: () => connectTransport(config.server, timeouts),
+        identity: config.identity,
+        registerName: config.registerName,
+        saveIdentity: (identity) => saveIdentity(config.configDir, identity),
+        events: output.events,
+        log,
+      },
+      plans,
+      connections: flags.parallel,
+      onOpen: (identity, registered) => {
+        summary = {
+          ...summary,
+          clientId: clientIdToHex(identity.clientId),
+          name: identity.name,
+          registered,
+        };
+      },
+      onResult: (result) => {
+        files.push(result);
+        output.fileDone(result);
+      },
+      onDegraded: ({ asked, refused, used, reason }) => {
+        output.warn(
+          `the server refused ${refused} of ${asked - 1} extra connections (${reason}); ` +
+            `the files went over ${used} connection${used === 1 ? '' : 's'}`,
+        );
+      },
     });
-    const identity = await session.open();
-    summary = {
-      ...summary,
-      clientId: clientIdToHex(identity.clientId),
-      name: identity.name,
-      registered: session.registered,
-    };
-    for (const plan of plans) {
-      const result = await session.upload(plan);
-      files.push(result);
-      output.fileDone(result);
-    }
-    session.close();
     const failed = files.filter((f) => !f.verified);
     if (failed.length > 0) {
       throw clientError(
@@ -136,7 +146,6 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
     output.finish({ ...summary, files, exitCode: ExitCode.OK });
     return ExitCode.OK;
   } catch (err) {
-    session?.close();
     const ce: ClientError = toClientError(err);
     if (ce.code === ClientErrorCode.INTERNAL) {
       log.debug({ stack: (err as Error)?.stack }, 'internal error');

@@ -36,7 +36,14 @@ export interface RunSummary {
 
 export interface Output {
   readonly events: Partial<SessionEvents>;
+  /**
+   * The files of the run, before the first is sent. On a terminal, several files share one
+   * progress bar (they may go over several connections at once), and their result lines
+   * follow it at the end.
+   */
+  begin(plans: readonly UploadPlan[]): void;
   warn(message: string): void;
+  /** One file's result; called in argument order. */
   fileDone(result: UploadResult): void;
   /** Prints a fatal error to stderr (message, then what to do). */
   fatal(err: ClientError): void;
@@ -111,6 +118,27 @@ export async function createOutput(
     bar?.bar.stop();
     bar = undefined;
   };
+  /** Set by begin() for several files on a terminal: one bar over all of their bytes. */
+  let combined:
+    | {
+        readonly total: number;
+        readonly label: string;
+        readonly started: number;
+        /** Bytes sent of each file's current upload. */
+        readonly sent: Map<UploadPlan, number>;
+        /** Result lines, printed once the bar is done. */
+        readonly lines: string[];
+      }
+    | undefined;
+  const showCombined = (): void => {
+    if (!combined || !makeBar) return;
+    let bytes = 0;
+    for (const b of combined.sent.values()) bytes += b;
+    // A message on stderr stops the bar (see complain); the next progress draws a new one.
+    bar ??= { bar: makeBar(combined.total, combined.label), started: combined.started };
+    const seconds = (now() - combined.started) / 1000;
+    bar.bar.update(bytes, { sent: formatBytes(bytes), rate: rate(bytes, seconds) });
+  };
   const complain = (line: string): void => {
     stopBar();
     streams.stderr.write(`${line}\n`);
@@ -133,6 +161,11 @@ export async function createOutput(
       say(`the server does not know this client; registering anew as "${name}"`);
     },
     uploadStarted(plan: UploadPlan, attempt: number) {
+      if (combined) {
+        combined.sent.set(plan, 0);
+        showCombined();
+        return;
+      }
       const again = attempt > 1 ? ` (upload ${attempt})` : '';
       if (makeBar) {
         stopBar();
@@ -141,7 +174,12 @@ export async function createOutput(
         say(`sending ${plan.fileName} (${formatBytes(plan.size)})${again}`);
       }
     },
-    uploadProgress(_plan, bytes) {
+    uploadProgress(plan, bytes) {
+      if (combined) {
+        combined.sent.set(plan, bytes);
+        showCombined();
+        return;
+      }
       if (!bar) return;
       const seconds = (now() - bar.started) / 1000;
       bar.bar.update(bytes, { sent: formatBytes(bytes), rate: rate(bytes, seconds) });
@@ -158,20 +196,36 @@ export async function createOutput(
 
   return {
     events,
+    begin(plans) {
+      if (!makeBar || plans.length < 2) return;
+      let total = 0;
+      for (const plan of plans) total += plan.size;
+      combined = {
+        total,
+        label: `${plans.length} files`,
+        started: now(),
+        sent: new Map(),
+        lines: [],
+      };
+    },
     warn(message) {
       if (mode === 'quiet') return;
       complain(`${PROGRAM}: warning: ${message}`);
     },
     fileDone(result) {
-      stopBar();
       const status = result.verified
         ? 'verified'
         : `NOT verified: cksum still differs after ${result.uploads} uploads`;
-      say(
+      const line =
         `${result.verified ? 'sent' : 'failed'} ${result.fileName}: ${formatBytes(result.bytes)} ` +
-          `in ${result.seconds.toFixed(2)} s ${rate(result.bytes, result.seconds)}, ` +
-          `cksum ${result.cksum}, ${status}`,
-      );
+        `in ${result.seconds.toFixed(2)} s ${rate(result.bytes, result.seconds)}, ` +
+        `cksum ${result.cksum}, ${status}`;
+      if (combined) {
+        combined.lines.push(line);
+        return;
+      }
+      stopBar();
+      say(line);
     },
     fatal(err) {
       complain(`${PROGRAM}: error: ${err.message}`);
@@ -182,6 +236,8 @@ export async function createOutput(
     },
     finish(summary) {
       stopBar();
+      for (const line of combined?.lines ?? []) say(line);
+      combined = undefined;
       if (mode !== 'json') return;
       const doc = {
         ok: summary.exitCode === 0,

