@@ -33,6 +33,8 @@ import type { V4Session } from '../session/v4/session';
 import type { CloseReason } from './connection';
 
 const MS_PER_SECOND = 1000;
+/** Received bytes held while a frame is served before the socket pauses (a few DATA frames). */
+const HOLD_HIGH_WATER = 8 * 1024 * 1024;
 /** The exporter's context is empty (docs/protocol-v4.md §5.3). */
 const NO_CONTEXT = Buffer.alloc(0);
 
@@ -76,8 +78,11 @@ export class V4Connection {
   private session: V4Session | undefined;
   private framer: Framer | undefined;
   private busy = false;
+  /** Bytes received while a frame was being served, since the last release. */
+  private heldBytes = 0;
+  /** No more frames are served: a framing error or a fatal answer ended the stream. */
+  private stopped = false;
   private closed = false;
-  private closing = false;
   private closeReason: CloseReason | undefined;
   /** Bytes of the frame now arriving, and since when: for the trickle check. */
   private frameBytes = 0;
@@ -104,7 +109,6 @@ export class V4Connection {
     this.tls.on('error', (err) => this.onError(err));
     this.tls.on('close', () => this.onClose());
     this.tls.on('end', () => this.tls.end());
-    raw.on('close', () => this.tls.destroy());
   }
 
   get active(): boolean {
@@ -157,7 +161,6 @@ export class V4Connection {
   close(reason: CloseReason): void {
     if (this.closed) return;
     this.closeReason ??= reason;
-    this.closing = true;
     this.tls.destroy();
   }
 
@@ -217,7 +220,12 @@ export class V4Connection {
 
   private onData(chunk: Buffer): void {
     const framer = this.framer;
-    if (!framer || this.closing) return;
+    if (!framer || this.stopped) return;
+    if (this.busy) {
+      // Frames wait in the framer while one is served; past a bound the socket pauses.
+      this.heldBytes += chunk.length;
+      if (this.heldBytes > HOLD_HIGH_WATER) this.tls.pause();
+    }
     if (this.frameStartedAt === undefined) this.frameStartedAt = this.options.clock();
     this.frameBytes += chunk.length;
     try {
@@ -229,20 +237,20 @@ export class V4Connection {
   }
 
   private framingError(err: unknown): void {
+    this.stopped = true;
     const text = err instanceof Error ? err.message : String(err);
     this.options.log.warn({ reason: text }, 'v4 framing error: closing');
     this.closeReason ??= 'framing';
     this.send({ code: ResponseCode.ERROR, error: WireErrorCode.FRAMING, fatal: true, text }, true);
   }
 
-  /** Serves one request; later frames wait in the framer and the socket pauses meanwhile. */
+  /** Serves one request; later frames wait in the framer until it is done. */
   private serve(request: Request): void {
     const session = this.session;
     const framer = this.framer;
     if (!session || !framer) return;
     this.busy = true;
     framer.hold();
-    this.tls.pause();
     session
       .handle(request)
       .then((response) => {
@@ -255,26 +263,38 @@ export class V4Connection {
       })
       .finally(() => {
         this.busy = false;
-        if (this.closed) {
-          this.finish();
-          return;
-        }
-        if (this.closing) return;
-        try {
-          framer.release(this.sink);
-        } catch (err) {
-          this.framingError(err);
-          return;
-        }
-        if (!this.busy) this.tls.resume();
+        this.continueHeld();
       });
+  }
+
+  /**
+   * Walks the frames that arrived meanwhile. After the peer closed they are still served (DATA
+   * goes to the partial, so a cut upload keeps every byte that arrived); then the connection
+   * finishes.
+   */
+  private continueHeld(): void {
+    const framer = this.framer;
+    if (framer && !this.stopped) {
+      this.heldBytes = 0;
+      try {
+        framer.release(this.sink);
+      } catch (err) {
+        if (!this.closed) this.framingError(err);
+      }
+    }
+    if (this.busy) return;
+    if (this.closed) {
+      this.finish();
+      return;
+    }
+    if (this.tls.isPaused() && !this.stopped) this.tls.resume();
   }
 
   private send(response: Response, thenClose: boolean): void {
     if (this.tls.destroyed || !this.tls.writable) return;
     this.tls.write(encodeResponse(response));
     if (thenClose) {
-      this.closing = true;
+      this.stopped = true;
       this.tls.end(() => this.tls.destroy());
     }
   }
@@ -287,9 +307,8 @@ export class V4Connection {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
-    this.closing = true;
     this.options.log.debug({ reason: this.closeReason ?? 'peer' }, 'v4 connection closed');
-    if (!this.busy) this.finish();
+    if (!this.busy) this.continueHeld();
   }
 
   private finishing = false;

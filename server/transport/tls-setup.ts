@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { loadOrCreateIdentity, type Identity } from '../../shared/identity';
 import type { V4Store } from '../session/v4/context';
+import { createDiskV4Store } from '../storage/disk/v4-identities';
 import { createDiskPartialStore } from '../storage/disk/v4-partials';
 import { createMemoryV4Store } from '../storage/memory/v4-store';
-import { openSqliteV4Store } from '../storage/sqlite/v4-store';
 import type { V4Options } from './tls-v4';
 
 export const IDENTITY_DIR = 'identity';
@@ -35,7 +35,7 @@ export async function serverIdentity(
 
 export interface V4SetupOptions {
   readonly logger: Logger;
-  /** `sqlite` (the default) or `memory`, matching the catalog's backend. */
+  /** The catalog's backend: `memory` keeps bindings in memory too, anything else on disk. */
   readonly database?: string;
   readonly partialTtlMs?: number;
   readonly checkpointIntervalMs?: number;
@@ -56,8 +56,11 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
     { fingerprint: identity.fingerprint, created: identity.created },
     identity.created ? 'v4 identity created' : 'v4 identity loaded',
   );
+  // A memory catalog forgets its clients on restart; its bindings go with it.
   const identities: V4Store =
-    setup.database === 'memory' ? createMemoryV4Store() : await openSqliteV4Store(dataDir);
+    setup.database === 'memory'
+      ? createMemoryV4Store()
+      : createDiskV4Store(join(dataDir, IDENTITY_DIR));
   const partials = createDiskPartialStore(dataDir, now);
   const ttl = setup.partialTtlMs ?? DEFAULT_PARTIAL_TTL_MS;
   const sweep = async (): Promise<void> => {

@@ -120,8 +120,8 @@ export class TestProxy {
       s.on('error', () => undefined);
       s.on('close', () => {
         this.sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
+        if (s === upstream) client.destroy();
+        else if (!upstream.writableEnded) upstream.destroy();
       });
     }
     upstream.on('data', (chunk: Buffer) => client.write(chunk));
@@ -133,7 +133,8 @@ export class TestProxy {
       if (first && cutAfter !== undefined && before + data.length >= cutAfter) {
         data = data.subarray(0, Math.max(0, cutAfter - before));
         this.upstreamBytes[index] = before + data.length;
-        upstream.end(data, () => upstream.destroy());
+        // A FIN after the last byte, as when the network stops: what arrived stays readable.
+        upstream.end(data);
         client.destroy();
         return;
       }

@@ -17,7 +17,7 @@ export interface V4Identity {
   readonly via: 'register' | 'migrate';
 }
 
-/** Fingerprint bindings. Backends: storage/sqlite/v4-store.ts, storage/memory/v4-store.ts. */
+/** Fingerprint bindings. Backends: storage/disk/v4-identities.ts, storage/memory/v4-store.ts. */
 export interface V4Store {
   findByFingerprint(fingerprint: string): Promise<V4Identity | undefined>;
   findByClientId(clientId: Buffer): Promise<V4Identity | undefined>;

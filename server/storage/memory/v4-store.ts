@@ -1,4 +1,4 @@
-/** V4Store in memory, for tests and the memory backend (same rules as sqlite/v4-store.ts). */
+/** V4Store in memory, for tests and the memory backend (same rules as disk/v4-identities.ts). */
 import type { V4Identity, V4Store } from '../../session/v4/context';
 
 export function createMemoryV4Store(): V4Store {
