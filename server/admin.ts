@@ -1,19 +1,44 @@
 /**
- * `sft-server admin clients|files|audit`: read `defensive.db` and print what a person
- * needs to see without the sqlite3 shell. Opens the store read-only (no schema change, no
- * write, no key re-sealing) so it is safe next to a running server (WAL readers never block).
- * Key material is never read out: clients show only whether they have keys.
+ * `sft-server admin clients|files|audit|versions|restore`: read the catalog and print what a
+ * person needs to see without the sqlite3 shell, and bring back kept versions of files.
+ *
+ * Listings open the backends read-only (no schema change, no write, no key re-sealing), so they
+ * are safe next to a running server (WAL readers never block). `restore` writes: it brings a
+ * kept version back as the live file (docs/protocol.md §9, an upload never destroys a verified
+ * file), the current one becoming a version, with an audit row `file_restored`. Key material
+ * is never read out: clients show only whether they have keys.
  */
-import * as path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { ExitCode } from '../shared/exit-codes';
-import { escapeControlCharacters } from '../shared/validators';
-import { DATABASE_FILE_NAME, openSqliteStore, type SqliteStore } from './storage/sqlite-store';
-import type { AuditEntry, FileRecord } from './storage/types';
-import { StorageError } from './storage/types';
+import { assertNever } from '../protocol/errors';
+import {
+  AdminUsageError,
+  formatTable,
+  hexOrDash,
+  iso,
+  parseSince,
+  printable,
+  write,
+} from './admin-format';
+import { DEFAULT_KEEP_VERSIONS } from './storage/file-vault';
+import { openBackends, type Backends } from './storage/open-backends';
+import {
+  StorageError,
+  StorageErrorCode,
+  type AdminQueries,
+  type ClientSummary,
+  type FileRecord,
+  type FileVersion,
+} from './storage/types';
 
-export const ADMIN_SUBJECTS = ['clients', 'files', 'audit'] as const;
+export { AdminUsageError, formatTable, parseSince, printable } from './admin-format';
+
+export const ADMIN_SUBJECTS = ['clients', 'files', 'audit', 'versions', 'restore'] as const;
 export type AdminSubject = (typeof ADMIN_SUBJECTS)[number];
+
+/** The request code of audit rows written by the admin command (no protocol request). */
+export const ADMIN_REQUEST_CODE = 0;
+/** The remote address of audit rows written by the admin command. */
+export const ADMIN_REMOTE_ADDRESS = 'admin';
 
 export interface AdminOptions {
   readonly what: AdminSubject;
@@ -24,105 +49,40 @@ export interface AdminOptions {
   /** Audit only: the newest N entries (after `since`). */
   readonly limit?: number;
   readonly json?: boolean;
+  /** versions/restore: a client id (32 hex digits) or name. */
+  readonly client?: string;
+  /** versions/restore: a file name of that client. */
+  readonly name?: string;
+  /** restore: the version to bring back (default the newest). */
+  readonly version?: number;
+  /** restore: versions kept per file name (as the server's `--keep-versions`). */
+  readonly keepVersions?: number;
+  /** The server's `--database`, `--storage` and `--s3-endpoint` (default: the data directory). */
+  readonly backends?: { database?: string; storage?: string; s3Endpoint?: string };
 }
 
 export interface AdminIo {
   readonly out: NodeJS.WritableStream;
   readonly err: NodeJS.WritableStream;
-  /** The clock for relative `--since` (injected in tests). */
+  /** The clock for relative `--since` and restore times (injected in tests). */
   readonly now: () => number;
   /** Receives the exit code of a command run through yargs; default sets process.exitCode. */
   readonly setExitCode: (code: number) => void;
 }
 
-/** The shared table's codes under the names admin's callers use. */
-export const EXIT_OK = ExitCode.OK;
-export const EXIT_FAILURE = ExitCode.FAILURE;
-export const EXIT_USAGE = ExitCode.USAGE;
-
-const UNIT_MS: Readonly<Record<string, number>> = {
-  s: 1000,
-  m: 60 * 1000,
-  h: 60 * 60 * 1000,
-  d: 24 * 60 * 60 * 1000,
-  w: 7 * 24 * 60 * 60 * 1000,
-};
-const RELATIVE = /^(\d+)\s*([smhdw])$/;
-
-export class AdminUsageError extends Error {
-  override readonly name = 'AdminUsageError';
-}
-
-/** `--since` as milliseconds since the epoch. */
-export function parseSince(text: string, now: number): number {
-  const trimmed = text.trim();
-  const relative = RELATIVE.exec(trimmed);
-  if (relative) {
-    const [, amount, unit] = relative;
-    return now - Number(amount) * (UNIT_MS[unit as string] as number);
-  }
-  // Date.parse also takes loose formats; insist on something that starts like ISO 8601.
-  const time = /^\d{4}-\d{2}-\d{2}/.test(trimmed) ? Date.parse(trimmed) : Number.NaN;
-  if (Number.isNaN(time)) {
-    throw new AdminUsageError(
-      `--since ${JSON.stringify(text)}: give an ISO time (2024-05-01T12:00:00Z) or an age ` +
-        'like 30s, 15m, 1h, 2d, 1w',
-    );
-  }
-  return time;
-}
-
-/**
- * Makes text safe for a terminal: names and details come from the network, and a control
- * character (an ANSI escape) must not reach the admin's terminal as such.
- */
-export function printable(text: string): string {
-  return escapeControlCharacters(text);
-}
-
-function iso(ms: number): string {
-  const date = new Date(ms);
-  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString();
-}
-
-function hexOrDash(id: Buffer | null): string {
-  return id ? id.toString('hex') : '-';
-}
-
-/** Left-aligned columns separated by two spaces; numbers right-aligned. */
-export function formatTable(
-  headers: readonly string[],
-  rows: ReadonlyArray<ReadonlyArray<string | number>>,
-): string {
-  const cells = rows.map((row) =>
-    row.map((cell) => (typeof cell === 'number' ? String(cell) : printable(cell))),
-  );
-  const widths = headers.map((header, column) =>
-    Math.max(header.length, ...cells.map((row) => (row[column] ?? '').length)),
-  );
-  const numeric = headers.map((_, column) => rows.every((row) => typeof row[column] === 'number'));
-  const line = (row: readonly string[]): string =>
-    row
-      .map((cell, column) => {
-        const width = widths[column] ?? 0;
-        const last = column === row.length - 1;
-        if (numeric[column] && rows.length > 0) return cell.padStart(width);
-        return last ? cell : cell.padEnd(width);
-      })
-      .join('  ')
-      .trimEnd();
-  return [line([...headers]), ...cells.map(line)].join('\n') + '\n';
-}
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
 
 interface Listing {
-  readonly json: unknown[];
+  readonly json: unknown;
   readonly headers: readonly string[];
   readonly rows: ReadonlyArray<ReadonlyArray<string | number>>;
-  /** Singular and plural, for the count line. */
-  readonly noun: readonly [string, string];
+  /** Singular and plural, for the count line; none for a single result. */
+  readonly noun?: readonly [string, string];
 }
 
-async function listClients(store: SqliteStore, since: number | undefined): Promise<Listing> {
+async function listClients(store: AdminQueries, since: number | undefined): Promise<Listing> {
   const clients = (await store.listClientSummaries()).filter(
     (client) => since === undefined || client.lastSeen >= since,
   );
@@ -147,21 +107,26 @@ async function listClients(store: SqliteStore, since: number | undefined): Promi
   };
 }
 
-async function listFiles(store: SqliteStore, since: number | undefined): Promise<Listing> {
+async function ownerNames(store: AdminQueries): Promise<(id: Buffer) => string> {
   const owners = new Map(
     (await store.listClientSummaries()).map((client) => [client.id.toString('hex'), client.name]),
   );
+  return (id) => owners.get(id.toString('hex')) ?? '';
+}
+
+async function listFiles(store: AdminQueries, since: number | undefined): Promise<Listing> {
+  const ownerName = await ownerNames(store);
   const files = (await store.listFiles()).filter(
     (file: FileRecord) => since === undefined || file.updatedAt >= since,
   );
-  const ownerName = (file: FileRecord): string => owners.get(file.clientId.toString('hex')) ?? '';
   return {
     noun: ['file', 'files'],
     json: files.map((file) => ({
       clientId: file.clientId.toString('hex'),
-      owner: ownerName(file),
+      owner: ownerName(file.clientId),
       fileName: file.fileName,
-      pathName: file.pathName,
+      // The §7 column name: where the bytes are, relative to the data directory on disk.
+      pathName: file.objectKey,
       size: file.size,
       cksum: file.cksum,
       status: file.status,
@@ -171,9 +136,9 @@ async function listFiles(store: SqliteStore, since: number | undefined): Promise
     headers: ['OWNER ID', 'OWNER', 'FILE', 'PATH', 'SIZE', 'CKSUM', 'STATUS', 'UPDATED'],
     rows: files.map((file) => [
       file.clientId.toString('hex'),
-      ownerName(file),
+      ownerName(file.clientId),
       file.fileName,
-      file.pathName,
+      file.objectKey,
       file.size,
       file.cksum,
       file.status,
@@ -183,7 +148,7 @@ async function listFiles(store: SqliteStore, since: number | undefined): Promise
 }
 
 async function listAudit(
-  store: SqliteStore,
+  store: AdminQueries,
   since: number | undefined,
   limit: number | undefined,
 ): Promise<Listing> {
@@ -193,7 +158,7 @@ async function listAudit(
   const entries = await store.queryAudit(query);
   return {
     noun: ['audit entry', 'audit entries'],
-    json: entries.map((entry: AuditEntry & { id: number }) => ({
+    json: entries.map((entry) => ({
       id: entry.id,
       time: iso(entry.time),
       remoteAddress: entry.remoteAddress,
@@ -216,14 +181,148 @@ async function listAudit(
   };
 }
 
-function write(stream: NodeJS.WritableStream, text: string): Promise<void> {
-  return new Promise((resolve) => {
-    if (stream.write(text)) resolve();
-    else stream.once('drain', () => resolve());
-  });
+/** The client named by `text`: its id in hex, or its name. NOT_FOUND when there is none. */
+async function findClient(store: AdminQueries, text: string): Promise<ClientSummary> {
+  const clients = await store.listClientSummaries();
+  const wanted = text.toLowerCase();
+  const found =
+    clients.find((client) => client.id.toString('hex') === wanted) ??
+    clients.find((client) => client.name === text);
+  if (found === undefined) {
+    throw new StorageError(
+      StorageErrorCode.NOT_FOUND,
+      `no client with the id or name ${JSON.stringify(printable(text))}`,
+    );
+  }
+  return found;
 }
 
-/** Runs one admin listing; returns the exit code. Errors go to `io.err`, never a stack. */
+function versionJson(version: FileVersion, owner: string): Record<string, unknown> {
+  return {
+    clientId: version.clientId.toString('hex'),
+    owner,
+    fileName: version.fileName,
+    version: version.version,
+    objectKey: version.objectKey,
+    size: version.size,
+    cksum: version.cksum,
+    status: version.status,
+    updatedAt: iso(version.updatedAt),
+    archivedAt: iso(version.archivedAt),
+  };
+}
+
+async function listVersions(
+  store: AdminQueries,
+  options: AdminOptions,
+  since: number | undefined,
+): Promise<Listing> {
+  const client = options.client === undefined ? undefined : await findClient(store, options.client);
+  const ownerName = await ownerNames(store);
+  const versions = (
+    await store.listVersions({
+      ...(client === undefined ? {} : { clientId: client.id }),
+      ...(options.name === undefined ? {} : { fileName: options.name }),
+    })
+  ).filter((version) => since === undefined || version.archivedAt >= since);
+  return {
+    noun: ['version', 'versions'],
+    json: versions.map((version) => versionJson(version, ownerName(version.clientId))),
+    headers: ['OWNER ID', 'OWNER', 'FILE', 'VERSION', 'SIZE', 'CKSUM', 'STATUS', 'STORED', 'KEPT'],
+    rows: versions.map((version) => [
+      version.clientId.toString('hex'),
+      ownerName(version.clientId),
+      version.fileName,
+      version.version,
+      version.size,
+      version.cksum,
+      version.status,
+      iso(version.updatedAt),
+      iso(version.archivedAt),
+    ]),
+  };
+}
+
+async function restore(backends: Backends, options: AdminOptions, now: number): Promise<Listing> {
+  if (options.client === undefined || options.name === undefined) {
+    throw new AdminUsageError('restore needs a client (id or name) and a file name');
+  }
+  const client = await findClient(backends.catalog, options.client);
+  const result = await backends.files.restore(client.id, options.name, {
+    ...(options.version === undefined ? {} : { version: options.version }),
+    audit: {
+      time: now,
+      remoteAddress: ADMIN_REMOTE_ADDRESS,
+      clientId: client.id,
+      name: client.name,
+      requestCode: ADMIN_REQUEST_CODE,
+      outcome: 'file_restored',
+      detail: `${options.name}: version ${options.version ?? 'newest'}`,
+    },
+  });
+  const keptAs = result.archived?.version;
+  return {
+    json: {
+      restored: versionJson(result.restored, client.name),
+      previousKeptAs: keptAs ?? null,
+    },
+    headers: ['OWNER', 'FILE', 'RESTORED VERSION', 'PREVIOUS FILE KEPT AS'],
+    rows: [
+      [
+        client.name,
+        options.name,
+        result.restored.version,
+        keptAs === undefined ? '-' : `version ${keptAs}`,
+      ],
+    ],
+  };
+}
+
+function checkOptions(options: AdminOptions): void {
+  if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 0)) {
+    throw new AdminUsageError('--limit must be a whole number of entries');
+  }
+  if (
+    options.version !== undefined &&
+    !(Number.isSafeInteger(options.version) && options.version >= 1)
+  ) {
+    throw new AdminUsageError('--version must be a version number (1 or more)');
+  }
+  const keep = options.keepVersions;
+  if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 0)) {
+    throw new AdminUsageError('--keep-versions must be a whole number');
+  }
+  if (options.what !== 'versions' && options.what !== 'restore') {
+    if (options.client !== undefined || options.name !== undefined) {
+      throw new AdminUsageError(`${options.what} takes no client or file name`);
+    }
+  }
+}
+
+async function run(
+  backends: Backends,
+  options: AdminOptions,
+  since: number | undefined,
+  now: number,
+): Promise<Listing> {
+  const store = backends.catalog;
+  switch (options.what) {
+    case 'clients':
+      return listClients(store, since);
+    case 'files':
+      return listFiles(store, since);
+    case 'audit':
+      return listAudit(store, since, options.limit);
+    case 'versions':
+      return listVersions(store, options, since);
+    case 'restore':
+      return restore(backends, options, now);
+    default:
+      return assertNever(options.what, 'admin subject');
+  }
+}
+
+/** Runs one admin command; returns the exit code. Errors go to `io.err`, never a stack. */
 export async function runAdmin(
   options: AdminOptions,
   out: NodeJS.WritableStream,
@@ -234,42 +333,29 @@ export async function runAdmin(
   let since: number | undefined;
   try {
     since = options.since === undefined ? undefined : parseSince(options.since, now());
-    if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 0)) {
-      throw new AdminUsageError('--limit must be a whole number of entries');
-    }
+    checkOptions(options);
   } catch (error) {
     await write(err, `sft-server admin: ${(error as Error).message}\n`);
     return EXIT_USAGE;
   }
-  let store: SqliteStore | undefined;
+  let backends: Backends | undefined;
   try {
-    store = await openSqliteStore({
-      path: path.join(path.resolve(options.dataDir), DATABASE_FILE_NAME),
-      readOnly: true,
-      quickCheck: false,
+    backends = await openBackends({
+      dataDir: options.dataDir,
+      readOnly: options.what !== 'restore',
+      keepVersions: options.keepVersions ?? DEFAULT_KEEP_VERSIONS,
+      now,
+      ...options.backends,
     });
-    let listing: Listing;
-    switch (options.what) {
-      case 'clients':
-        listing = await listClients(store, since);
-        break;
-      case 'files':
-        listing = await listFiles(store, since);
-        break;
-      case 'audit':
-        listing = await listAudit(store, since, options.limit);
-        break;
-      default: {
-        const never: never = options.what;
-        throw new AdminUsageError(`unknown listing ${String(never)}`);
-      }
-    }
+    const listing = await run(backends, options, since, now());
     if (options.json) {
       await write(out, JSON.stringify(listing.json, null, 2) + '\n');
     } else {
       await write(out, formatTable(listing.headers, listing.rows));
-      const [one, many] = listing.noun;
-      await write(out, `${listing.rows.length} ${listing.rows.length === 1 ? one : many}\n`);
+      if (listing.noun !== undefined) {
+        const [one, many] = listing.noun;
+        await write(out, `${listing.rows.length} ${listing.rows.length === 1 ? one : many}\n`);
+      }
     }
     return EXIT_OK;
   } catch (error) {
@@ -279,29 +365,44 @@ export async function runAdmin(
     }
     throw error;
   } finally {
-    await store?.close().catch(() => undefined);
+    await backends?.close().catch(() => undefined);
   }
 }
 
 interface AdminArgs {
   readonly what: AdminSubject;
+  readonly client?: string;
+  readonly name?: string;
   readonly 'data-dir': string;
   readonly since?: string;
   readonly limit?: number;
+  readonly version?: number;
+  readonly 'keep-versions': number;
   readonly json: boolean;
+  readonly database?: string;
+  readonly storage?: string;
+  readonly 's3-endpoint'?: string;
 }
 
 /** The yargs command; `io` lets tests capture output without spawning a process. */
 export function createAdminCommand(io: Partial<AdminIo> = {}): CommandModule<object, AdminArgs> {
   return {
-    command: 'admin <what>',
-    describe: 'List clients, received files or the audit trail from defensive.db',
+    command: 'admin <what> [client] [name]',
+    describe: 'List clients, files, versions or the audit trail; restore a kept version',
     builder: (yargs: Argv<object>): Argv<AdminArgs> =>
       yargs
         .positional('what', {
           choices: ADMIN_SUBJECTS,
-          describe: 'what to list',
+          describe: 'what to list, or restore',
           demandOption: true,
+        })
+        .positional('client', {
+          type: 'string',
+          describe: 'versions/restore: client id (hex) or name',
+        })
+        .positional('name', {
+          type: 'string',
+          describe: 'versions/restore: file name',
         })
         .option('data-dir', {
           type: 'string',
@@ -317,24 +418,51 @@ export function createAdminCommand(io: Partial<AdminIo> = {}): CommandModule<obj
           type: 'number',
           describe: 'audit: only the newest N entries',
         })
+        .version(false)
+        .option('version', {
+          type: 'number',
+          describe: 'restore: the version to bring back (default the newest)',
+        })
+        .option('keep-versions', {
+          type: 'number',
+          default: DEFAULT_KEEP_VERSIONS,
+          describe: 'restore: versions kept per file name (as the server runs with)',
+        })
         .option('json', {
           type: 'boolean',
           default: false,
           describe: 'print JSON instead of a table',
         })
+        .option('database', {
+          type: 'string',
+          describe: "the server's --database (default sqlite)",
+        })
+        .option('storage', { type: 'string', describe: "restore: the server's --storage" })
+        .option('s3-endpoint', { type: 'string', describe: "restore: the server's --s3-endpoint" })
         .example('$0 admin clients', 'who registered, and whether they have keys')
         .example('$0 admin audit --since 1h', 'the last hour of the audit trail')
+        .example('$0 admin versions alice notes.txt', 'kept versions of one file')
+        .example('$0 admin restore alice notes.txt --version 2', 'bring version 2 back')
         .example(
           '$0 admin files --json --data-dir /var/lib/sft',
           'received files as JSON',
-        ) as Argv<AdminArgs>,
+        ) as unknown as Argv<AdminArgs>,
     handler: async (args): Promise<void> => {
       const options: AdminOptions = {
         what: args.what,
         dataDir: args['data-dir'],
         json: args.json,
+        keepVersions: args['keep-versions'],
+        ...(args.client === undefined ? {} : { client: args.client }),
+        ...(args.name === undefined ? {} : { name: args.name }),
         ...(args.since === undefined ? {} : { since: args.since }),
         ...(args.limit === undefined ? {} : { limit: args.limit }),
+        ...(args.version === undefined ? {} : { version: args.version }),
+        backends: {
+          ...(args.database === undefined ? {} : { database: args.database }),
+          ...(args.storage === undefined ? {} : { storage: args.storage }),
+          ...(args['s3-endpoint'] === undefined ? {} : { s3Endpoint: args['s3-endpoint'] }),
+        },
       };
       const code = await runAdmin(options, io.out ?? process.stdout, io);
       (io.setExitCode ?? ((exit: number) => (process.exitCode = exit)))(code);

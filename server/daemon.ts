@@ -1,16 +1,20 @@
 /**
- * The server with its real storage: opens `defensive.db` and the file store in the data
- * directory, clears temp files a crash left, listens, and shuts down in order (listener,
- * connections, database). main.ts wraps this in a CLI; tests start it in-process.
+ * The server with its storage: opens the backends (open-backends.ts: `defensive.db` and the
+ * files in the data directory by default), clears writes a crash left unfinished, listens, and
+ * shuts down in order (listener, connections, database). main.ts wraps this in a CLI; tests
+ * start it in-process.
  */
 import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { ServerLimits } from './transport/limits';
 import { createServer, type SftServer } from './transport/listener';
 import type { Sources } from './session/sources';
-import { createFileStore } from './storage/file-store';
-import { DATABASE_FILE_NAME, openSqliteStore, type SqliteStore } from './storage/sqlite-store';
+import { DEFAULT_KEEP_VERSIONS, type FileVault } from './storage/file-vault';
+import { openBackends } from './storage/open-backends';
+import type { Catalog } from './storage/types';
+import { openV4, type V4Setup } from './transport/tls-setup';
+import { createOperations, type MetricsSettings } from './metrics/operations';
 
 export interface DaemonOptions {
   readonly dataDir: string;
@@ -22,14 +26,36 @@ export interface DaemonOptions {
   readonly limits?: Partial<ServerLimits>;
   readonly masterKey?: Buffer;
   readonly sources?: Sources;
+  /** Verified versions kept per file name when uploads replace it (`--keep-versions`). */
+  readonly keepVersions?: number;
+  /** Database backend: `sqlite` (default) or `memory` (open-backends.ts). */
+  readonly database?: string;
+  /** Byte backend: `disk` (default) or `memory`. */
+  readonly storage?: string;
+  /** Endpoint of an S3-compatible store for `s3://` storage (`--s3-endpoint`). */
+  readonly s3Endpoint?: string;
+  /** `/metrics`, `/healthz`, `/readyz` on this port (`--metrics-port`); absent: none. */
+  readonly metrics?: MetricsSettings;
+  /** Protocol version 4 on the same port (docs/protocol-v4.md); absent: v3 only. */
+  readonly v4?: {
+    /** Age after which partial uploads are removed (`--partial-ttl`). */
+    readonly partialTtlMs?: number;
+    /** False refuses v3 connections (`--v3 off`). */
+    readonly v3?: boolean;
+    readonly checkpointIntervalMs?: number;
+  };
 }
 
 export interface Daemon {
   readonly port: number;
   readonly host: string;
   readonly server: SftServer;
-  readonly store: SqliteStore;
+  readonly store: Catalog;
+  /** The files of clients, with their kept versions. */
+  readonly files: FileVault;
   readonly dataDir: string;
+  /** Where the metrics endpoint listens, when it is on. */
+  readonly metrics: { readonly port: number; readonly host: string } | undefined;
   /** Graceful stop: no new connections, uploads in flight get the grace period, DB closed. */
   close(graceMs?: number): Promise<void>;
 }
@@ -38,38 +64,69 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { logger } = options;
   const dataDir = resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const store = await openSqliteStore({
-    path: join(dataDir, DATABASE_FILE_NAME),
-    masterKey: options.masterKey,
+  const ops = createOperations(options.metrics, {
     logger,
+    clockMs: options.sources?.now ?? Date.now,
   });
+  const backends = await openBackends({
+    dataDir,
+    keepVersions: options.keepVersions ?? DEFAULT_KEEP_VERSIONS,
+    now: options.sources?.now ?? Date.now,
+    logger,
+    ...(options.database === undefined ? {} : { database: options.database }),
+    ...(options.storage === undefined ? {} : { storage: options.storage }),
+    ...(options.masterKey === undefined ? {} : { masterKey: options.masterKey }),
+    ...(options.s3Endpoint === undefined ? {} : { s3Endpoint: options.s3Endpoint }),
+    ...(ops.onBatch === undefined ? {} : { onBatch: ops.onBatch }),
+  });
+  const { catalog: store, files } = backends;
   let server: SftServer | undefined;
+  let v4: V4Setup | undefined;
   try {
-    const files = createFileStore(dataDir);
-    const removed = await files.sweepTemp();
+    if (options.v4) {
+      v4 = await openV4(dataDir, {
+        logger,
+        now: options.sources?.now ?? Date.now,
+        ...(options.database === undefined ? {} : { database: options.database }),
+        ...(options.v4.partialTtlMs === undefined ? {} : { partialTtlMs: options.v4.partialTtlMs }),
+        ...(options.v4.checkpointIntervalMs === undefined
+          ? {}
+          : { checkpointIntervalMs: options.v4.checkpointIntervalMs }),
+      });
+    }
+    const removed = await backends.bytes.sweepIncomplete();
     if (removed > 0) logger.info({ removed }, 'removed temp files of interrupted uploads');
+    const metered = ops.wrap(store, files);
     server = createServer({
-      store,
-      files,
+      store: metered.catalog,
+      files: metered.files,
+      ...(store.fileLocks === undefined ? {} : { fileLocks: store.fileLocks }),
       sources: options.sources,
       logger,
       limits: options.limits,
+      ...(v4 ? { v4: v4.options, v3: options.v4?.v3 ?? true } : {}),
     });
     const address = await server.listen(options.port, options.host);
+    await ops.start(server, store, backends.bytes);
     // The contract with scripts and tests: this line, with a numeric `port` (docs/protocol.md §7).
     logger.info({ port: address.port, host: address.address, dataDir }, 'listening');
     let closing: Promise<void> | undefined;
     const running = server;
+    const v4Stack = v4;
     return {
       port: address.port,
       host: address.address,
       server: running,
       store,
+      files,
       dataDir,
+      metrics: ops.address,
       close(graceMs?: number) {
         closing ??= (async () => {
           await running.close(graceMs);
-          await store.close();
+          await ops.close();
+          await v4Stack?.close();
+          await backends.close();
           logger.info('stopped');
         })();
         return closing;
@@ -77,7 +134,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     };
   } catch (err) {
     await server?.close(0).catch(() => undefined);
-    await store.close().catch(() => undefined);
+    await ops.close().catch(() => undefined);
+    await v4?.close().catch(() => undefined);
+    await backends.close().catch(() => undefined);
     throw err;
   }
 }

@@ -1,7 +1,16 @@
 /**
- * The storage boundary of the server: the session state machine talks only to these
- * interfaces, so tests can inject a failing store and the session imports no SQLite and no fs.
- * Implementations: sqlite-store.ts (database, docs/protocol.md §7) and file-store.ts (received files).
+ * The storage boundary of the server. Sessions talk only to these interfaces, so tests inject an
+ * in-memory or failing backend and the session imports no database driver and no fs.
+ *
+ * Four concerns, each an interface a backend implements (docs/protocol.md §7):
+ * - ClientStore: client and key records.
+ * - FileCatalog: file metadata, kept versions and the audit trail; a change and its audit row
+ *   commit in one transaction.
+ * - ByteStore: file bytes under opaque keys (object-keys.ts), shaped to fit an object store.
+ * - AdminQueries: the read-only listings of `sft-server admin`.
+ * A database backend (sqlite/, memory/) provides a Catalog (the first two plus AdminQueries); a
+ * byte backend (disk/, memory/) a ByteStore; open-backends.ts chooses them. FileStore is what
+ * sessions use for bytes: file-vault.ts builds it from a FileCatalog and a ByteStore.
  */
 import { CodedError } from '../../shared/coded-error';
 
@@ -21,8 +30,11 @@ export type FileStatus = 'received' | 'verified' | 'failed';
 export interface FileRecord {
   readonly clientId: Buffer;
   readonly fileName: string;
-  /** Path relative to the data directory: `<client-id-hex>/<file name>` (§7). */
-  readonly pathName: string;
+  /**
+   * Where the bytes are in the ByteStore: an opaque key (`<client-id-hex>/<file name>` for the
+   * live file, object-keys.ts). Stored in the §7 `PathName` column.
+   */
+  readonly objectKey: string;
   readonly verified: boolean;
   readonly status: FileStatus;
   /** Plaintext bytes. */
@@ -30,6 +42,45 @@ export interface FileRecord {
   readonly cksum: number;
   /** Milliseconds since the epoch. */
   readonly updatedAt: number;
+}
+
+/** A file row as written by `putFile`: status 'received' until the client confirms (§5.5). */
+export type NewFile = Omit<FileRecord, 'verified' | 'status'>;
+
+/** An earlier content of a file name, kept when an upload or a restore replaced it (§9). */
+export interface FileVersion {
+  readonly clientId: Buffer;
+  readonly fileName: string;
+  /** 1, 2, … per (client, name), never reused while a row of that name exists. */
+  readonly version: number;
+  readonly objectKey: string;
+  /** The status the file had when it was replaced. */
+  readonly status: FileStatus;
+  readonly size: number;
+  readonly cksum: number;
+  /** When that content was stored (ms since the epoch). */
+  readonly updatedAt: number;
+  /** When it was replaced and became a version. */
+  readonly archivedAt: number;
+}
+
+/** Which file a version is made from, and under what number and key. */
+export interface ArchiveAs {
+  readonly version: number;
+  readonly objectKey: string;
+  readonly archivedAt: number;
+}
+
+export interface ArchiveResult {
+  /** The version made; undefined when there was nothing to keep (no row, or not verified). */
+  readonly archived: FileVersion | undefined;
+  /** Versions dropped to keep at most `keep`: their bytes are the caller's to remove. */
+  readonly pruned: readonly FileVersion[];
+}
+
+export interface VersionFilter {
+  readonly clientId?: Buffer;
+  readonly fileName?: string;
 }
 
 /** Outcomes recorded in the audit trail (table auth_log). */
@@ -49,7 +100,15 @@ export type AuditOutcome =
   | 'checksum_ok'
   | 'checksum_retry'
   | 'checksum_failed'
-  | 'quota_exceeded';
+  | 'quota_exceeded'
+  /** A request that needs a bound connection (docs/protocol.md §9) came without one. */
+  | 'unbound_request'
+  /** An upload failed to decrypt (bad padding or size mismatch): counted for lockout. */
+  | 'decrypt_failed'
+  /** 1027/1028 refused: too many decrypt failures for this id from this address. */
+  | 'locked_out'
+  /** An administrator brought back a kept version of a file (`sft-server admin restore`). */
+  | 'file_restored';
 
 export interface AuditEntry {
   /** Milliseconds since the epoch. */
@@ -64,6 +123,8 @@ export interface AuditEntry {
   readonly detail?: string;
 }
 
+export type StoredAuditEntry = AuditEntry & { readonly id: number };
+
 export type RegisterResult =
   | {
       readonly ok: true;
@@ -73,25 +134,30 @@ export type RegisterResult =
     }
   | { readonly ok: false; readonly reason: 'name_taken' };
 
-/** Client and file records. All methods reject with a StorageError on I/O or SQL failure. */
+/** Client and key records. All methods reject with a StorageError on failure. */
 export interface ClientStore {
   findClientById(id: Buffer): Promise<ClientRecord | undefined>;
   findClientByName(name: string): Promise<ClientRecord | undefined>;
   /**
    * Registers `name` under `id`. A record with that name but no public key is replaced (its
-   * files and row go, §5.1); a record with a key makes this fail with `name_taken`.
+   * files, versions and row go, §5.1); a record with a key makes this fail with `name_taken`.
    */
   registerClient(id: Buffer, name: string, now: number): Promise<RegisterResult>;
   /** Sets the key once (§5.2): false if the client is unknown or already has a key. */
   setPublicKey(id: Buffer, publicKeyDer: Buffer, aesKey: Buffer, now: number): Promise<boolean>;
   setAesKey(id: Buffer, aesKey: Buffer, now: number): Promise<void>;
-  /** Updates LastSeen. */
+  /** Updates LastSeen (a backend may write it behind). */
   touch(id: Buffer, now: number): Promise<void>;
-  /**
-   * Inserts or replaces the row of (clientId, fileName) with status 'received', Verified = 0.
-   * `audit`, if given, is written in the same transaction: both or neither.
-   */
-  putFile(file: Omit<FileRecord, 'verified' | 'status'>, audit?: AuditEntry): Promise<void>;
+  listClients(): Promise<ClientRecord[]>;
+}
+
+/**
+ * File rows, kept versions and the audit trail. Every change that takes an `audit` entry
+ * writes it in the same transaction: both commit, or neither.
+ */
+export interface FileCatalog {
+  /** Inserts or replaces the row of (clientId, fileName) with status 'received'. */
+  putFile(file: NewFile, audit?: AuditEntry): Promise<void>;
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined>;
   /** False if there is no such row; `audit` is written with the change, and only with it. */
   setFileStatus(
@@ -101,48 +167,140 @@ export interface ClientStore {
     now: number,
     audit?: AuditEntry,
   ): Promise<boolean>;
-  /** Bytes of plaintext stored for a client (for quotas). */
+  /** Bytes of plaintext stored for a client in live files (for quotas). */
   storedBytes(clientId: Buffer): Promise<number>;
-  listClients(): Promise<ClientRecord[]>;
   listFiles(): Promise<FileRecord[]>;
+  /**
+   * Keeps the current row of (clientId, fileName) as version `as.version` if it is verified,
+   * then drops the oldest versions beyond `keep`. One transaction.
+   */
+  archiveFile(
+    clientId: Buffer,
+    fileName: string,
+    as: ArchiveAs,
+    keep: number,
+  ): Promise<ArchiveResult>;
+  /**
+   * Makes version `version` the live row again, its bytes now under `objectKey` (status and
+   * sizes as kept, `now` as its time); the live row, unless failed, becomes version `current`
+   * first when `current` is given. The restored version stays. Drops the oldest versions
+   * beyond `keep`; `audit` commits with it. Undefined if there is no such version.
+   */
+  restoreVersion(
+    clientId: Buffer,
+    fileName: string,
+    version: number,
+    options: {
+      readonly objectKey: string;
+      readonly current?: ArchiveAs;
+      readonly keep: number;
+      readonly now: number;
+      readonly audit?: AuditEntry;
+    },
+  ): Promise<ArchiveResult | undefined>;
+  /** Versions, oldest first (by client, name, number). */
+  listVersions(filter?: VersionFilter): Promise<FileVersion[]>;
+  /** Appends an audit row on its own (group-committed with other writes). */
   audit(entry: AuditEntry): Promise<void>;
-  listAudit(since?: number): Promise<Array<AuditEntry & { readonly id: number }>>;
+  listAudit(since?: number): Promise<StoredAuditEntry[]>;
+}
+
+/** A client row without key material, for listings (the admin command). */
+export interface ClientSummary {
+  readonly id: Buffer;
+  readonly name: string;
+  readonly hasPublicKey: boolean;
+  readonly hasAesKey: boolean;
+  /** True when the stored AES key is sealed under a master key (master-key.ts). */
+  readonly aesKeySealed: boolean;
+  readonly lastSeen: number;
+}
+
+/** The read-only listings of `sft-server admin`. */
+export interface AdminQueries {
+  listClientSummaries(): Promise<ClientSummary[]>;
+  listFiles(): Promise<FileRecord[]>;
+  listVersions(filter?: VersionFilter): Promise<FileVersion[]>;
+  /** Audit entries from `since` (inclusive), oldest first; with `limit`, the newest `limit`. */
+  queryAudit(options: { since?: number; limit?: number }): Promise<StoredAuditEntry[]>;
+  /**
+   * The backend's own consistency check: `['ok']` when sound, else its findings; undefined
+   * when the backend has no such check.
+   */
+  integrityCheck(): Promise<readonly string[] | undefined>;
+}
+
+/** What a database backend provides. */
+export interface Catalog extends ClientStore, FileCatalog, AdminQueries {
+  /** Per-file locks across every server sharing this database; absent: one server owns it. */
+  readonly fileLocks?: { run<T>(key: string, work: () => Promise<T>): Promise<T> };
+  /** Writes anything written behind (LastSeen) now. */
+  flush(): Promise<void>;
+  /** Flushes, then closes; later calls reject with CLOSED. */
   close(): Promise<void>;
 }
 
-/** A temp file receiving one upload's plaintext; visible under its name only after `commit`. */
-export interface UploadSink {
-  /** Appends bytes; resolves when the OS took them (backpressure for the connection). */
+/** Bytes of one object being written; nothing is visible under its key before `commit`. */
+export interface ObjectWriter {
+  /** Appends bytes; resolves when the backend took them (backpressure for the connection). */
   write(data: Buffer): Promise<void>;
-  /** fsyncs, renames over `<client-id-hex>/<file name>`; returns the relative path (§7). */
-  commit(): Promise<string>;
-  /** Removes the temp file; safe to call more than once and after a failed write. */
+  /** Durable, atomic publish: the key then holds exactly the bytes written, or the old object. */
+  commit(): Promise<void>;
+  /** Drops what was written; safe to call more than once, after a failed write or a commit. */
   abort(): Promise<void>;
 }
 
-/** Received files under the data directory. Rejects with a StorageError on failure. */
+/**
+ * File bytes under opaque keys (object-keys.ts). A backend refuses keys outside that grammar
+ * with PATH_ESCAPE and never stores anything outside its own root.
+ */
+export interface ByteStore {
+  begin(key: string): Promise<ObjectWriter>;
+  /** The object's bytes as a stream, or undefined when there is none. */
+  read(key: string): Promise<NodeJS.ReadableStream | undefined>;
+  /** Publishes a copy of `from` under `to`, atomically; false when `from` does not exist. */
+  copy(from: string, to: string): Promise<boolean>;
+  /** No error when there is nothing under `key`. */
+  remove(key: string): Promise<void>;
+  /** Removes every object whose key starts with `prefix` (which ends in `/`). */
+  removePrefix(prefix: string): Promise<void>;
+  /** Drops writes a crash left unfinished; called once at start. Returns how many. */
+  sweepIncomplete(): Promise<number>;
+}
+
+/** One upload's bytes as the session sees them; visible under the file's name after commit. */
+export interface UploadSink {
+  write(data: Buffer): Promise<void>;
+  /** Publishes (keeping the verified file it replaces as a version); returns the object key. */
+  commit(): Promise<string>;
+  abort(): Promise<void>;
+}
+
+/** The files of clients as sessions use them (file-vault.ts over a ByteStore). */
 export interface FileStore {
-  /** Opens a temp file for `fileName` (already a checked base name, §9) of client `clientIdHex`. */
+  /** Starts an upload of `fileName` (already a checked base name, §9). */
   beginUpload(clientIdHex: string, fileName: string): Promise<UploadSink>;
-  /** Removes a stored file (1031, or a replaced registration); no error if it is gone. */
+  /** Removes the live bytes of a file (1031, a failed store); kept versions stay. */
   remove(clientIdHex: string, fileName: string): Promise<void>;
-  /** Removes a client's folder and everything in it. */
+  /** Removes everything of a client: live files and versions (a replaced registration). */
   removeClient(clientIdHex: string): Promise<void>;
-  /** Deletes temp files left by a crash; called once at start. Returns how many it removed. */
-  sweepTemp(): Promise<number>;
 }
 
 export const StorageErrorCode = {
-  /** SQLite failed (locked, corrupt, read-only, full). */
+  /** The database failed (locked, corrupt, read-only, full). */
   DATABASE: 'DATABASE',
-  /** The file system failed (full disk, permissions). */
+  /** The file system or object store failed (full disk, permissions). */
   FILESYSTEM: 'FILESYSTEM',
-  /** A path would leave the data directory; never expected after §9 validation. */
+  /** A key would leave the storage root; never expected after §9 validation. */
   PATH_ESCAPE: 'PATH_ESCAPE',
   /** The store was closed. */
   CLOSED: 'CLOSED',
   /** The master key is malformed or does not decrypt a stored key. */
   MASTER_KEY: 'MASTER_KEY',
+  /** A file or version asked for does not exist. */
+  NOT_FOUND: 'NOT_FOUND',
+  /** A backend choice (`--database`, `--storage`) names no backend this server has. */
+  BACKEND: 'BACKEND',
 } as const;
 export type StorageErrorCode = (typeof StorageErrorCode)[keyof typeof StorageErrorCode];
 

@@ -9,7 +9,7 @@
  */
 import { cksum } from '../../shared/cksum';
 import { Code, Reply, checksum, fileReceived, uploadPackets } from '../helpers/raw-client';
-import { memoryStores } from '../helpers/memory-store';
+import { memoryBackends } from '../../server/storage/memory';
 import { patternBytes } from '../helpers/hardening-server';
 import { registerWithKey, startServer, type TestServer } from '../server/harness';
 
@@ -40,8 +40,8 @@ async function turns(n: number): Promise<void> {
  * when that call arrives. Every other call passes straight through.
  */
 async function startHeld() {
-  const stores = memoryStores();
-  const { store, files } = stores;
+  const stores = memoryBackends();
+  const { store, files, bytes } = stores;
   const hold = gate();
   const entered = gate();
   let armed = false;
@@ -59,6 +59,7 @@ async function startHeld() {
     s: server,
     store,
     files,
+    bytes,
     hold,
     entered: entered.promise,
     arm: () => (armed = true),
@@ -67,7 +68,7 @@ async function startHeld() {
 
 describe('a file given up with 1031', () => {
   it('cannot be verified by a later 1029: 1607, and the row stays failed (its bytes are gone)', async () => {
-    const { s, store, files } = await startHeld();
+    const { s, store, bytes } = await startHeld();
     const c = await s.connect();
     const me = await registerWithKey(c, 'gave-up');
     const r = await c.request(uploadPackets(me.id, FILE, me.aesKey, patternBytes(1000, 5)));
@@ -78,7 +79,7 @@ describe('a file given up with 1031', () => {
     expect((await other.request(checksum(Code.CRC_OK, me.id, FILE))).code).toBe(Reply.ERROR);
     expect((await c.request(checksum(Code.CRC_OK, me.id, FILE))).code).toBe(Reply.ERROR);
     const key = `${me.id.toString('hex')}/${FILE}`;
-    expect({ status: store.files.get(key)?.status, onDisk: files.files.has(key) }).toEqual({
+    expect({ status: store.files.get(key)?.status, onDisk: bytes.objects.has(key) }).toEqual({
       status: 'failed',
       onDisk: false,
     });
@@ -92,7 +93,7 @@ describe('a file given up with 1031', () => {
 
 describe('one stored file changed from two connections at once', () => {
   it('a 1031 arriving while an upload of that name commits: row and file still agree', async () => {
-    const { s, store, files, hold, entered, arm } = await startHeld();
+    const { s, store, bytes, hold, entered, arm } = await startHeld();
     const a = await s.connect();
     const me = await registerWithKey(a, 'racer');
     const first = await a.request(uploadPackets(me.id, FILE, me.aesKey, patternBytes(2000, 1)));
@@ -123,12 +124,12 @@ describe('one stored file changed from two connections at once', () => {
     // "received" for a file the 1031 had just deleted.
     expect({
       status: store.files.get(key)?.status,
-      onDisk: files.files.has(key),
+      onDisk: bytes.objects.has(key),
     }).toEqual({ status: 'failed', onDisk: false });
   });
 
   it('two uploads of one name from two connections: the row describes the file on disk', async () => {
-    const { s, store, files, hold, entered, arm } = await startHeld();
+    const { s, store, files, bytes, hold, entered, arm } = await startHeld();
     const a = await s.connect();
     const me = await registerWithKey(a, 'twice');
     const b = await s.connect();
@@ -154,7 +155,7 @@ describe('one stored file changed from two connections at once', () => {
     expect(fileReceived(await b.next()).cksum).toBe(cksum(fromB));
     const key = `${me.id.toString('hex')}/${FILE}`;
     const row = store.files.get(key);
-    const onDisk = files.files.get(key) ?? Buffer.alloc(0);
+    const onDisk = bytes.objects.get(key) ?? Buffer.alloc(0);
     expect({ size: row?.size, cksum: row?.cksum }).toEqual({
       size: onDisk.length,
       cksum: cksum(onDisk),

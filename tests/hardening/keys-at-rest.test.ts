@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DATABASE_FILE_NAME } from '../../server/storage/sqlite-store';
+import { DATABASE_FILE_NAME } from '../../server/storage/sqlite';
 import { MASTER_KEY_ENV } from '../../server/storage/master-key';
 import { RawClient, Reply, reconnect } from '../helpers/raw-client';
 import type { ServerProcess } from '../helpers/server-process';

@@ -11,8 +11,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AsyncDatabase, OPEN_READWRITE } from '../../server/storage/sqlite-async';
-import { DATABASE_FILE_NAME } from '../../server/storage/sqlite-store';
+import { AsyncDatabase, OPEN_READWRITE } from '../../server/storage/sqlite/async';
+import { DATABASE_FILE_NAME } from '../../server/storage/sqlite';
 import { Code, RawClient, Reply, checksum, uploadPackets } from '../helpers/raw-client';
 import type { ServerProcess } from '../helpers/server-process';
 import {

@@ -15,23 +15,25 @@ import {
   type RawClient,
 } from '../helpers/raw-client';
 import {
-  memoryStores,
-  type MemoryClientStore,
-  type MemoryFileStore,
+  memoryBackends,
   type FailureInjector,
-} from '../helpers/memory-store';
+  type MemoryByteStore,
+  type MemoryCatalog,
+} from '../../server/storage/memory';
+import type { FileStore } from '../../server/storage/types';
 import { registerWithKey, startServer, type Registered, type TestServer } from './harness';
 
 let server: TestServer;
-let store: MemoryClientStore;
-let files: MemoryFileStore;
+let store: MemoryCatalog;
+let files: FileStore;
+let bytes: MemoryByteStore;
 let faults: FailureInjector;
 let client: RawClient;
 let me: Registered;
 let logLines: Array<{ level: number; msg: string; reason?: string; err?: unknown }>;
 
 beforeEach(async () => {
-  ({ store, files, faults } = memoryStores());
+  ({ store, files, bytes, faults } = memoryBackends());
   logLines = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -57,9 +59,9 @@ async function uploadOk(name = 'ok.bin'): Promise<void> {
 }
 
 function expectNothingStored(name: string): void {
-  expect(files.files.has(`${me.id.toString('hex')}/${name}`)).toBe(false);
+  expect(bytes.objects.has(`${me.id.toString('hex')}/${name}`)).toBe(false);
   expect(store.files.has(`${me.id.toString('hex')}/${name}`)).toBe(false);
-  expect(files.temps.size).toBe(0);
+  expect(bytes.temps.size).toBe(0);
 }
 
 describe('injected storage failures', () => {
@@ -71,7 +73,7 @@ describe('injected storage failures', () => {
   });
 
   it('the temp file cannot be created: one 1607 for the upload, then a retry succeeds', async () => {
-    faults.fail('beginUpload');
+    faults.fail('begin');
     await client.write(uploadPackets(me.id, 'f.bin', me.aesKey, data));
     expect((await client.next()).code).toBe(Reply.ERROR);
     expectNothingStored('f.bin');
@@ -80,7 +82,7 @@ describe('injected storage failures', () => {
   });
 
   it('a write fails mid-upload (disk full): one 1607, temp file removed, no row', async () => {
-    faults.fail('sink.write');
+    faults.fail('writer.write');
     await client.write(uploadPackets(me.id, 'w.bin', me.aesKey, data));
     expect((await client.next()).code).toBe(Reply.ERROR);
     expectNothingStored('w.bin');
@@ -89,7 +91,7 @@ describe('injected storage failures', () => {
   });
 
   it('the commit (fsync + rename) fails: 1607, temp file removed, no row', async () => {
-    faults.fail('sink.commit');
+    faults.fail('writer.commit');
     expect((await client.request(uploadPackets(me.id, 'c.bin', me.aesKey, data))).code).toBe(
       Reply.ERROR,
     );
@@ -142,7 +144,7 @@ describe('injected storage failures', () => {
   it('other clients are served while one keeps failing', async () => {
     const other = await server.connect();
     const them = await registerWithKey(other, 'healthy');
-    faults.fail('sink.write', { times: 1000 });
+    faults.fail('writer.write', { times: 1000 });
     await client.write(uploadPackets(me.id, 'x.bin', me.aesKey, data));
     expect((await client.next()).code).toBe(Reply.ERROR);
     faults.clear();
@@ -154,7 +156,7 @@ describe('injected storage failures', () => {
     const packets = uploadPackets(me.id, 'drop.bin', me.aesKey, data);
     await client.write(packets.slice(0, 5));
     // Wait until the upload is open (a temp file exists), then vanish.
-    while (files.temps.size === 0) await new Promise((r) => setTimeout(r, 5));
+    while (bytes.temps.size === 0) await new Promise((r) => setTimeout(r, 5));
     client.destroy();
     while (server.server.connectionCount > 0) await new Promise((r) => setTimeout(r, 5));
     expectNothingStored('drop.bin');

@@ -250,7 +250,7 @@ describe('§5.4 upload and §5.5 confirm', () => {
     });
     expectBytes(await storedFile(me.id, 'hello.txt'), data);
     expect(await server.store.findFile(me.id, 'hello.txt')).toMatchObject({
-      pathName: `${me.id.toString('hex')}/hello.txt`,
+      objectKey: `${me.id.toString('hex')}/hello.txt`,
       verified: false,
       size: data.length,
     });

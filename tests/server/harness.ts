@@ -16,13 +16,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { startDaemon, type Daemon } from '../../server/daemon';
-import { createFileStore } from '../../server/storage/file-store';
 import type { ServerLimits } from '../../server/transport/limits';
 import { silentLogger } from '../../shared/logger';
 import { createServer, type SftServer } from '../../server/transport/listener';
 import type { Sources } from '../../server/session/sources';
-import type { ClientStore, FileStore } from '../../server/storage/types';
-import { memoryStores, type FailureInjector } from '../helpers/memory-store';
+import type { Catalog, FileStore } from '../../server/storage/types';
+import { memoryBackends, type FailureInjector } from '../../server/storage/memory';
 import { RawClient, Reply, register, sendPublicKey } from '../helpers/raw-client';
 
 /** Ids and keys handed out in order (the recorded ones), then random ones; a settable clock. */
@@ -62,7 +61,7 @@ export const TEST_LIMITS: Partial<ServerLimits> = {
 export interface TestServer {
   readonly server: SftServer;
   readonly port: number;
-  readonly store: ClientStore;
+  readonly store: Catalog;
   readonly files: FileStore;
   readonly faults: FailureInjector | undefined;
   readonly sources: QueuedSources;
@@ -72,14 +71,14 @@ export interface TestServer {
 
 export async function startServer(
   options: {
-    store?: ClientStore;
+    store?: Catalog;
     files?: FileStore;
     sources?: QueuedSources;
     limits?: Partial<ServerLimits>;
     logger?: Logger;
   } = {},
 ): Promise<TestServer> {
-  const memory = memoryStores();
+  const memory = memoryBackends();
   const store = options.store ?? memory.store;
   const files = options.files ?? memory.files;
   const sources = options.sources ?? new QueuedSources();
@@ -174,7 +173,7 @@ export async function startRealServer(
     server: daemon.server,
     port: daemon.port,
     store: daemon.store,
-    files: createFileStore(dataDir),
+    files: daemon.files,
     faults: undefined,
     sources,
     async connect(localAddress?: string) {

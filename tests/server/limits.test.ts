@@ -11,7 +11,7 @@ import {
   uploadPackets,
   Code,
 } from '../helpers/raw-client';
-import { memoryStores } from '../helpers/memory-store';
+import { memoryBackends } from '../../server/storage/memory';
 import { registerWithKey, startServer, type TestServer } from './harness';
 import type { ServerLimits } from '../../server/transport/limits';
 
@@ -22,7 +22,7 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function start(limits: Partial<ServerLimits>, stores = memoryStores()): Promise<TestServer> {
+async function start(limits: Partial<ServerLimits>, stores = memoryBackends()): Promise<TestServer> {
   server = await startServer({ ...stores, limits });
   return server;
 }
@@ -72,7 +72,7 @@ describe('connection limits', () => {
   });
 
   it('--max-connections: with no connection idle, the new one is refused', async () => {
-    const stores = memoryStores();
+    const stores = memoryBackends();
     const s = await start({ maxConnections: 2 }, stores);
     // Both connections are in the middle of an upload (packet 1 of 3 sent).
     const busy = [await s.connect(), await s.connect()];
@@ -80,7 +80,7 @@ describe('connection limits', () => {
       const me = await registerWithKey(c, `busy-${i}`);
       await c.write(uploadPackets(me.id, 'part', me.aesKey, Buffer.alloc(3000))[0]);
     }
-    await until(() => stores.files.temps.size === 2);
+    await until(() => stores.bytes.temps.size === 2);
     const refused = await s.connect();
     await refused.closed;
     expect(s.server.stats.refusedFull).toBe(1);
@@ -138,7 +138,7 @@ describe('connection limits', () => {
 
 describe('abuse limits', () => {
   it('--register-rate: over the burst → 1601 and a rate_limited audit row; other addresses unaffected', async () => {
-    const stores = memoryStores();
+    const stores = memoryBackends();
     // The injected clock stands still, so the bucket never refills during the test.
     const s = await start({ registerRate: { perSecond: 1, burst: 3 } }, stores);
     const c = await s.connect();
@@ -153,7 +153,7 @@ describe('abuse limits', () => {
   });
 
   it('--max-file-size: 1607 on packet 1 before anything is written; the rest is dropped', async () => {
-    const stores = memoryStores();
+    const stores = memoryBackends();
     const s = await start({ maxFileSize: 4096 }, stores);
     const c = await s.connect();
     const me = await registerWithKey(c, 'big');
@@ -172,7 +172,7 @@ describe('abuse limits', () => {
   });
 
   it('--quota: a client cannot store more than its quota; replacing a file counts once', async () => {
-    const stores = memoryStores();
+    const stores = memoryBackends();
     const s = await start({ quota: 10_000 }, stores);
     const c = await s.connect();
     const me = await registerWithKey(c, 'quota');
@@ -183,12 +183,12 @@ describe('abuse limits', () => {
     expect(await up('a', 9000)).toBe(Reply.FILE_RECEIVED); // replaces the 6000 bytes
     expect(await up('b', 1000)).toBe(Reply.FILE_RECEIVED);
     expect(await up('c', 1)).toBe(Reply.ERROR);
-    expect(stores.files.files.has(`${me.id.toString('hex')}/c`)).toBe(false);
+    expect(stores.bytes.objects.has(`${me.id.toString('hex')}/c`)).toBe(false);
     expect(stores.store.auditLog.filter((e) => e.outcome === 'quota_exceeded').length).toBe(2);
   });
 
   it('--quota: uploads in flight on other connections of the same client count too', async () => {
-    const stores = memoryStores();
+    const stores = memoryBackends();
     const s = await start({ quota: 10_000 }, stores);
     const first = await s.connect();
     const second = await s.connect();
@@ -196,7 +196,7 @@ describe('abuse limits', () => {
     const a = uploadPackets(me.id, 'a', me.aesKey, Buffer.alloc(6000, 1));
     // All of 'a' but its last packet: the upload stays open on the first connection.
     await first.write(a.slice(0, -1));
-    await until(() => stores.files.temps.size === 1);
+    await until(() => stores.bytes.temps.size === 1);
     const b = (size: number) => uploadPackets(me.id, 'b', me.aesKey, Buffer.alloc(size, 2));
     expect((await second.request(b(5000))).code).toBe(Reply.ERROR);
     expect((await first.request(a.slice(-1))).code).toBe(Reply.FILE_RECEIVED);
@@ -206,15 +206,15 @@ describe('abuse limits', () => {
   });
 
   it('--quota: an abandoned upload gives its reservation back', async () => {
-    const stores = memoryStores();
+    const stores = memoryBackends();
     const s = await start({ quota: 10_000 }, stores);
     const first = await s.connect();
     const me = await registerWithKey(first, 'quota-dropped');
     const a = uploadPackets(me.id, 'a', me.aesKey, Buffer.alloc(9000, 1));
     await first.write(a.slice(0, -1));
-    await until(() => stores.files.temps.size === 1);
+    await until(() => stores.bytes.temps.size === 1);
     first.destroy();
-    await until(() => stores.files.temps.size === 0);
+    await until(() => stores.bytes.temps.size === 0);
     const second = await s.connect();
     const b = uploadPackets(me.id, 'b', me.aesKey, Buffer.alloc(10_000, 2));
     expect((await second.request(b)).code).toBe(Reply.FILE_RECEIVED);

@@ -8,7 +8,7 @@ import { RawClient, Reply, type RawResponse } from '../helpers/raw-client';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { memoryStores } from '../helpers/memory-store';
+import { memoryBackends } from '../../server/storage/memory';
 import { CAPTURE_NAMES, hex, loadCapture, type Capture } from './captures';
 import {
   expectBytes,
@@ -97,12 +97,12 @@ interface Backend {
 
 const BACKENDS: Record<string, (sources: QueuedSources) => Promise<Backend>> = {
   'memory store': async (sources) => {
-    const stores = memoryStores();
+    const stores = memoryBackends();
     const server = await startServer({ ...stores, sources });
     return {
       server,
-      stored: async (path) => stores.files.files.get(path),
-      temps: async () => stores.files.temps.size,
+      stored: async (path) => stores.bytes.objects.get(path),
+      temps: async () => stores.bytes.temps.size,
       close: () => server.close(),
     };
   },
@@ -150,7 +150,7 @@ describe.each(Object.keys(BACKENDS))('replay of real-client captures (%s)', (bac
     expectBytes(await b.stored(path), capture.input);
     const row = await b.server.store.findFile(hex(want.owner_client_id), want.file_name);
     expect(row).toMatchObject({
-      pathName: path,
+      objectKey: path,
       verified: want.verified,
       size: capture.input.length,
       cksum: capture.manifest.input_file.cksum,

@@ -11,7 +11,7 @@ import {
   runAdmin,
   type AdminOptions,
 } from '../../server/admin';
-import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite-store';
+import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
 import { aesKeyOf, idOf, tempDirs } from './temp-dir';
 
 const dirs = tempDirs('admin');
@@ -38,7 +38,7 @@ async function seeded(): Promise<string> {
     store.putFile({
       clientId: id,
       fileName: name,
-      pathName: `${id.toString('hex')}/${name}`,
+      objectKey: `${id.toString('hex')}/${name}`,
       size,
       cksum,
       updatedAt: at,

@@ -3,15 +3,15 @@
  * on stdout (as the server would answer 1600 after the commit), with an upload in progress,
  * until the parent kills it with SIGKILL.
  */
-import { createFileStore } from '../../server/storage/file-store';
-import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite-store';
+import { createDiskByteStore } from '../../server/storage/disk/byte-store';
+import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
 import * as path from 'node:path';
 
 async function main(dataDir: string): Promise<void> {
   const store = await openSqliteStore({ path: path.join(dataDir, DATABASE_FILE_NAME) });
-  const files = createFileStore(dataDir);
-  const sink = await files.beginUpload('cc'.repeat(16), 'partial.bin');
-  await sink.write(Buffer.alloc(256 * 1024, 0xcc));
+  const bytes = createDiskByteStore(dataDir);
+  const writer = await bytes.begin(`${'cc'.repeat(16)}/partial.bin`);
+  await writer.write(Buffer.alloc(256 * 1024, 0xcc));
   for (let i = 0; ; i += 1) {
     const id = Buffer.alloc(16);
     id.writeUInt32BE(i);

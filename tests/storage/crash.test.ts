@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { createFileStore, INCOMING_DIR } from '../../server/storage/file-store';
-import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite-store';
+import { createDiskByteStore, INCOMING_DIR } from '../../server/storage/disk/byte-store';
+import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
 import { tempDirs } from './temp-dir';
 
 const dirs = tempDirs('crash');
@@ -42,7 +42,7 @@ it('keeps every confirmed commit and a sound database after SIGKILL, and sweeps 
   expect(confirmed.length).toBeGreaterThanOrEqual(200);
 
   expect(await readdir(path.join(dataDir, INCOMING_DIR))).toHaveLength(1);
-  expect(await createFileStore(dataDir).sweepTemp()).toBe(1);
+  expect(await createDiskByteStore(dataDir).sweepIncomplete()).toBe(1);
   expect(await readdir(path.join(dataDir, INCOMING_DIR))).toEqual([]);
   expect(await readdir(dataDir)).not.toContain('cc'.repeat(16));
 

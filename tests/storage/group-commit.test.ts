@@ -3,11 +3,7 @@
  * for speed: neither may change what a caller observes.
  */
 import * as path from 'node:path';
-import {
-  DATABASE_FILE_NAME,
-  openSqliteStore,
-  type SqliteStore,
-} from '../../server/storage/sqlite-store';
+import { DATABASE_FILE_NAME, openSqliteStore, type SqliteStore } from '../../server/storage/sqlite';
 import { StorageErrorCode, type AuditEntry } from '../../server/storage/types';
 import { aesKeyOf, idOf, tempDirs } from './temp-dir';
 

@@ -8,12 +8,8 @@ import {
   SEALED_AES_KEY_BYTES,
   SEALED_FORMAT_V1,
 } from '../../server/storage/master-key';
-import { AsyncDatabase, OPEN_READWRITE } from '../../server/storage/sqlite-async';
-import {
-  DATABASE_FILE_NAME,
-  openSqliteStore,
-  type SqliteStore,
-} from '../../server/storage/sqlite-store';
+import { AsyncDatabase, OPEN_READWRITE } from '../../server/storage/sqlite/async';
+import { DATABASE_FILE_NAME, openSqliteStore, type SqliteStore } from '../../server/storage/sqlite';
 import { StorageError, StorageErrorCode } from '../../server/storage/types';
 import { idOf, tempDirs } from './temp-dir';
 

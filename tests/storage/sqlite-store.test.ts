@@ -1,12 +1,8 @@
 import { chmod, readdir, stat, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { AsyncDatabase, OPEN_CREATE, OPEN_READWRITE } from '../../server/storage/sqlite-async';
-import { SCHEMA_VERSION } from '../../server/storage/schema';
-import {
-  DATABASE_FILE_NAME,
-  openSqliteStore,
-  type SqliteStore,
-} from '../../server/storage/sqlite-store';
+import { AsyncDatabase, OPEN_CREATE, OPEN_READWRITE } from '../../server/storage/sqlite/async';
+import { SCHEMA_VERSION } from '../../server/storage/sqlite/schema';
+import { DATABASE_FILE_NAME, openSqliteStore, type SqliteStore } from '../../server/storage/sqlite';
 import { StorageError, StorageErrorCode, type AuditEntry } from '../../server/storage/types';
 import { aesKeyOf, idOf, runningAsRoot, tempDirs } from './temp-dir';
 
@@ -134,7 +130,7 @@ describe('schema (PROTOCOL.md §7)', () => {
     await store.putFile({
       clientId: idOf(3),
       fileName: 'a.txt',
-      pathName: 'x/a.txt',
+      objectKey: 'x/a.txt',
       size: 9,
       cksum: 1,
       updatedAt: 6,
@@ -163,7 +159,7 @@ describe('clients', () => {
     await store.putFile({
       clientId: idOf(1),
       fileName: 'f',
-      pathName: `${idOf(1).toString('hex')}/f`,
+      objectKey: `${idOf(1).toString('hex')}/f`,
       size: 3,
       cksum: 7,
       updatedAt: 1001,
@@ -259,7 +255,7 @@ describe('clients', () => {
     await store.putFile({
       clientId: idOf(1),
       fileName: 'a.bin',
-      pathName: `${idOf(1).toString('hex')}/a.bin`,
+      objectKey: `${idOf(1).toString('hex')}/a.bin`,
       size: 100,
       cksum: 42,
       updatedAt: 1600,
@@ -296,14 +292,14 @@ describe('files', () => {
 
   it('upserts a file row as received and unverified, resetting a verified one', async () => {
     const store = await storeWithClient();
-    const base = { clientId: idOf(1), fileName: 'a', pathName: `${hex}/a`, cksum: 1 };
+    const base = { clientId: idOf(1), fileName: 'a', objectKey: `${hex}/a`, cksum: 1 };
     await store.putFile({ ...base, size: 10, updatedAt: 2000 });
     expect(await store.setFileStatus(idOf(1), 'a', 'verified', 2100)).toBe(true);
     await store.putFile({ ...base, size: 20, cksum: 2, updatedAt: 2200 });
     expect(await store.findFile(idOf(1), 'a')).toEqual({
       clientId: idOf(1),
       fileName: 'a',
-      pathName: `${hex}/a`,
+      objectKey: `${hex}/a`,
       verified: false,
       status: 'received',
       size: 20,
@@ -319,7 +315,7 @@ describe('files', () => {
       await store.putFile({
         clientId: idOf(1),
         fileName: name,
-        pathName: `${hex}/${name}`,
+        objectKey: `${hex}/${name}`,
         size: 1,
         cksum: 1,
         updatedAt: 2000,
@@ -342,7 +338,7 @@ describe('files', () => {
       store.putFile({
         clientId: id,
         fileName: name,
-        pathName: `${id.toString('hex')}/${name}`,
+        objectKey: `${id.toString('hex')}/${name}`,
         size,
         cksum: 0,
         updatedAt: 2000,
@@ -363,7 +359,7 @@ describe('files', () => {
       .putFile({
         clientId: idOf(9),
         fileName: 'a',
-        pathName: 'x/a',
+        objectKey: 'x/a',
         size: 1,
         cksum: 1,
         updatedAt: 1,
@@ -384,7 +380,7 @@ describe('files', () => {
       outcome,
       detail: 'a',
     });
-    const file = { fileName: 'a', pathName: `${hex}/a`, size: 1, cksum: 1, updatedAt: 1 };
+    const file = { fileName: 'a', objectKey: `${hex}/a`, size: 1, cksum: 1, updatedAt: 1 };
     await store.putFile({ ...file, clientId: idOf(1) }, audit('file_stored'));
     // An unknown client breaks the row's foreign key: the audit row goes with it.
     await expect(
@@ -415,7 +411,7 @@ describe('files', () => {
     const file = (name: string, clientId = idOf(1)) => ({
       clientId,
       fileName: name,
-      pathName: `${hex}/${name}`,
+      objectKey: `${hex}/${name}`,
       size: 1,
       cksum: 1,
       updatedAt: 1,

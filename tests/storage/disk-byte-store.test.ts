@@ -1,14 +1,37 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
-import { createFileStore, INCOMING_DIR, TEMP_SUFFIX } from '../../server/storage/file-store';
-import { StorageError, StorageErrorCode } from '../../server/storage/types';
+import {
+  createDiskByteStore,
+  INCOMING_DIR,
+  TEMP_SUFFIX,
+} from '../../server/storage/disk/byte-store';
+import { DEFAULT_KEEP_VERSIONS, FileVault } from '../../server/storage/file-vault';
+import { MemoryCatalog } from '../../server/storage/memory';
+import { StorageError, StorageErrorCode, type FileStore } from '../../server/storage/types';
 import { runningAsRoot, tempDirs } from './temp-dir';
 
 const dirs = tempDirs('files');
 afterEach(() => dirs.cleanup());
 
 const HEX = '0123456789abcdef0123456789abcdef';
+
+/** The disk ByteStore as sessions use it: through a FileVault (with an empty catalog). */
+function createFileStore(data: string): FileStore & { sweepTemp(): Promise<number> } {
+  const bytes = createDiskByteStore(data);
+  const vault = new FileVault({
+    bytes,
+    catalog: new MemoryCatalog(),
+    keepVersions: DEFAULT_KEEP_VERSIONS,
+    now: () => 0,
+  });
+  return {
+    beginUpload: (hex, name) => vault.beginUpload(hex, name),
+    remove: (hex, name) => vault.remove(hex, name),
+    removeClient: (hex) => vault.removeClient(hex),
+    sweepTemp: () => bytes.sweepIncomplete(),
+  };
+}
 
 /** Every path under `root`, relative, sorted (symlinks listed, never followed). */
 async function tree(root: string): Promise<string[]> {

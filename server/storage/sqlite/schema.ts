@@ -1,16 +1,18 @@
 /**
- * The schema of `defensive.db` (PROTOCOL.md §7) and its migrations, versioned with
+ * The schema of `defensive.db` (docs/protocol.md §7) and its migrations, versioned with
  * `PRAGMA user_version`. The §7 tables and column names are kept as other implementations of
  * the protocol use them; our extra columns only add to them.
  *
  * Version 0 → 1 either creates the schema in an empty file, or adopts the tables of another §7
  * server (clients and files with the §7 columns and no version) by adding the missing columns.
+ * Version 1 → 2 adds `file_versions`: earlier contents of a file name kept when an upload or a
+ * restore replaced a verified file (§9: an upload never destroys a verified file).
  * A later version appends a step to MIGRATIONS; a database newer than this code is refused.
  */
-import type { AsyncDatabase } from './sqlite-async';
-import { StorageError, StorageErrorCode } from './types';
+import type { AsyncDatabase } from './async';
+import { StorageError, StorageErrorCode } from '../types';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const CREATE_CLIENTS = `
 CREATE TABLE IF NOT EXISTS clients (
@@ -44,6 +46,20 @@ CREATE TABLE IF NOT EXISTS auth_log (
   RequestCode INTEGER NOT NULL,
   Outcome TEXT NOT NULL,
   Detail TEXT
+)`;
+
+const CREATE_FILE_VERSIONS = `
+CREATE TABLE IF NOT EXISTS file_versions (
+  ID BLOB NOT NULL REFERENCES clients (ID) ON DELETE CASCADE,
+  FileName TEXT NOT NULL,
+  Version INTEGER NOT NULL CHECK (Version >= 1),
+  ObjectKey TEXT NOT NULL,
+  Status TEXT NOT NULL CHECK (Status IN ('received', 'verified', 'failed')),
+  Size INTEGER NOT NULL,
+  Cksum INTEGER NOT NULL,
+  UpdatedAt INTEGER NOT NULL,
+  ArchivedAt INTEGER NOT NULL,
+  PRIMARY KEY (ID, FileName, Version)
 )`;
 
 const CREATE_INDICES = [
@@ -109,7 +125,14 @@ async function migrateTo1(db: AsyncDatabase, path: string): Promise<void> {
   for (const sql of CREATE_INDICES) await db.run(sql);
 }
 
-const MIGRATIONS: ReadonlyArray<(db: AsyncDatabase, path: string) => Promise<void>> = [migrateTo1];
+async function migrateTo2(db: AsyncDatabase): Promise<void> {
+  await db.run(CREATE_FILE_VERSIONS);
+}
+
+const MIGRATIONS: ReadonlyArray<(db: AsyncDatabase, path: string) => Promise<void>> = [
+  migrateTo1,
+  migrateTo2,
+];
 
 export async function readSchemaVersion(db: AsyncDatabase): Promise<number> {
   const row = await db.get<{ user_version: number }>('PRAGMA user_version');

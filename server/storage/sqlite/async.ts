@@ -4,7 +4,7 @@
  * bound parameters, so no key material can reach an error text.
  */
 import sqlite3 from 'sqlite3';
-import { StorageError, StorageErrorCode } from './types';
+import { StorageError, StorageErrorCode } from '../types';
 
 export type SqlValue = string | number | bigint | Buffer | null;
 export type SqlParams = readonly SqlValue[];
