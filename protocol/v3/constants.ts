@@ -59,6 +59,31 @@ export const Size = {
   SEND_FILE_FIXED: 4 + 4 + 2 + 2 + 255,
 } as const;
 
+/** Byte offsets inside a request header (§1). */
+export const RequestHeaderAt = {
+  CLIENT_ID: 0,
+  VERSION: Size.CLIENT_ID,
+  CODE: Size.CLIENT_ID + Size.VERSION,
+  PAYLOAD_SIZE: Size.CLIENT_ID + Size.VERSION + Size.CODE,
+} as const;
+
+/** Byte offsets inside a response header (§1). */
+export const ResponseHeaderAt = {
+  VERSION: 0,
+  CODE: Size.VERSION,
+  PAYLOAD_SIZE: Size.VERSION + Size.CODE,
+} as const;
+
+/** Byte offsets of the fixed 1028 fields inside its payload (§3). */
+export const SendFileAt = {
+  CONTENT_SIZE: 0,
+  ORIG_SIZE: 4,
+  PACKET_NUMBER: 8,
+  TOTAL_PACKETS: 10,
+  FILE_NAME: 12,
+  CONTENT: Size.SEND_FILE_FIXED,
+} as const;
+
 /** Exact payload sizes of the fixed-size requests (§3). */
 export const REQUEST_PAYLOAD_SIZE = {
   [RequestCode.REGISTER]: Size.STRING255,

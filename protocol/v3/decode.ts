@@ -1,17 +1,15 @@
 /**
- * Request and response decoders: frames (frame-decoder.ts) turned into validated messages.
- * A bad message inside a well-framed packet fails that message only; a framing error fails
- * the decoder (§9).
+ * Frames turned into validated messages (§2, §3, §4). A bad message inside a well-framed packet
+ * fails that message only (§9); framing itself is protocol/framer.ts with the layouts of
+ * frame-layouts.ts, and the incremental decoders are request-decoder.ts and response-decoder.ts.
  */
 import {
-  DEFAULT_MAX_CHUNK,
-  DEFAULT_RESPONSE_PAYLOAD_LIMIT,
-  DEFAULT_UNKNOWN_PAYLOAD_LIMIT,
   MAX_U32,
   REQUEST_PAYLOAD_SIZE,
   RESPONSE_PAYLOAD_SIZE,
   RequestCode,
   ResponseCode,
+  SendFileAt,
   Size,
   isRequestCode,
   isResponseCode,
@@ -24,7 +22,6 @@ import {
   protocolError,
 } from '../errors';
 import { decodeFileName, decodeString255, paddedLength } from './fields';
-import { FrameDecoder, type FrameLayout } from '../frame-decoder';
 import type {
   Request,
   RequestFrame,
@@ -36,34 +33,6 @@ import type {
 } from './messages';
 
 // ---------------------------------------------------------------- requests
-
-export interface RequestLimits {
-  /** Largest 1028 content (bytes after the 267 fixed bytes) accepted. Default 64 KiB. */
-  readonly maxChunk: number;
-  /** Largest payload an unknown code may declare and still be skipped with 1607. */
-  readonly unknownPayload: number;
-}
-
-export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
-  maxChunk: DEFAULT_MAX_CHUNK,
-  unknownPayload: DEFAULT_UNKNOWN_PAYLOAD_LIMIT,
-};
-
-/** Per-code payload limit: fixed-size requests their exact size, 1028 fixed part plus a chunk. */
-export function requestPayloadLimit(code: number, limits: RequestLimits): number {
-  if (!isRequestCode(code)) return limits.unknownPayload;
-  if (code === RequestCode.SEND_FILE) return Size.SEND_FILE_FIXED + limits.maxChunk;
-  return REQUEST_PAYLOAD_SIZE[code];
-}
-
-function readRequestHeader(buf: Buffer, offset: number): RequestHeader {
-  return {
-    clientId: buf.subarray(offset, offset + Size.CLIENT_ID),
-    version: buf.readUInt8(offset + Size.CLIENT_ID),
-    code: buf.readUInt16LE(offset + Size.CLIENT_ID + Size.VERSION),
-    payloadSize: buf.readUInt32LE(offset + Size.CLIENT_ID + Size.VERSION + Size.CODE),
-  };
-}
 
 function checkPayloadSize(frame: { code: number; payload: Buffer }, expected: number): void {
   if (frame.payload.length !== expected) {
@@ -85,11 +54,11 @@ function decodeSendFile(frame: RequestFrame): SendFileRequest {
       code,
     );
   }
-  const contentSize = p.readUInt32LE(0);
-  const origSize = p.readUInt32LE(4);
-  const packetNumber = p.readUInt16LE(8);
-  const totalPackets = p.readUInt16LE(10);
-  const fileName = decodeFileName(p, 12, code);
+  const contentSize = p.readUInt32LE(SendFileAt.CONTENT_SIZE);
+  const origSize = p.readUInt32LE(SendFileAt.ORIG_SIZE);
+  const packetNumber = p.readUInt16LE(SendFileAt.PACKET_NUMBER);
+  const totalPackets = p.readUInt16LE(SendFileAt.TOTAL_PACKETS);
+  const fileName = decodeFileName(p, SendFileAt.FILE_NAME, code);
   const expectedContent = paddedLength(origSize);
   if (expectedContent > MAX_U32 || contentSize !== expectedContent) {
     throw protocolError(
@@ -113,7 +82,7 @@ function decodeSendFile(frame: RequestFrame): SendFileRequest {
     packetNumber,
     totalPackets,
     fileName,
-    content: p.subarray(Size.SEND_FILE_FIXED),
+    content: p.subarray(SendFileAt.CONTENT),
   };
 }
 
@@ -180,51 +149,7 @@ export function decodeRequestFrame(header: RequestHeader, payload: Buffer): Deco
     : { ok: false, header, error: decoded.error, payload };
 }
 
-/** Server-side incremental decoder: TCP chunks in, validated requests out, in order. */
-export class RequestDecoder {
-  private readonly frames: FrameDecoder<RequestHeader>;
-
-  constructor(limits: Partial<RequestLimits> = {}) {
-    const full: RequestLimits = { ...DEFAULT_REQUEST_LIMITS, ...limits };
-    const layout: FrameLayout<RequestHeader> = {
-      headerSize: Size.REQUEST_HEADER,
-      readHeader: readRequestHeader,
-      payloadLimit: (code) => requestPayloadLimit(code, full),
-    };
-    this.frames = new FrameDecoder(layout);
-  }
-
-  get failed(): boolean {
-    return this.frames.failed;
-  }
-
-  /** True while a request has started arriving but is not complete. */
-  get inFrame(): boolean {
-    return this.frames.inFrame;
-  }
-
-  get bufferedBytes(): number {
-    return this.frames.bufferedBytes;
-  }
-
-  /**
-   * Feeds one chunk; `onRequest` gets every request in order, valid or not. Throws a fatal
-   * ProtocolError (PAYLOAD_TOO_LARGE) on a framing error. Views die when `onRequest` returns.
-   */
-  push(chunk: Buffer, onRequest: (result: DecodedRequest) => void): void {
-    this.frames.push(chunk, (header, payload) => onRequest(decodeRequestFrame(header, payload)));
-  }
-}
-
 // ---------------------------------------------------------------- responses
-
-function readResponseHeader(buf: Buffer, offset: number): ResponseHeader {
-  return {
-    version: buf.readUInt8(offset),
-    code: buf.readUInt16LE(offset + Size.VERSION),
-    payloadSize: buf.readUInt32LE(offset + Size.VERSION + Size.CODE),
-  };
-}
 
 /** Validates a response frame (§4). Throws a non-fatal ProtocolError for a bad message. */
 export function decodeResponse(frame: ResponseFrame): Response {
@@ -264,81 +189,10 @@ export type DecodedResponse =
   | { readonly ok: true; readonly header: ResponseHeader; readonly response: Response }
   | { readonly ok: false; readonly header: ResponseHeader; readonly error: ProtocolError };
 
-export interface ResponseDecoderOptions {
-  /** Largest payload any response may declare; past it the stream is treated as broken. */
-  readonly maxPayload?: number;
-}
-
-/**
- * Client-side incremental decoder. Tolerates the server quirks of §9: a 1600 that declares
- * payload 0 and sends the 16-byte id anyway, and undeclared bytes after a 1604 (see
- * `skipIfNext`).
- */
-export class ResponseDecoder {
-  private readonly frames: FrameDecoder<ResponseHeader>;
-  private junk: Buffer | undefined;
-  private junkMatched = 0;
-
-  constructor(options: ResponseDecoderOptions = {}) {
-    const maxPayload = options.maxPayload ?? DEFAULT_RESPONSE_PAYLOAD_LIMIT;
-    this.frames = new FrameDecoder<ResponseHeader>({
-      headerSize: Size.RESPONSE_HEADER,
-      readHeader: readResponseHeader,
-      payloadLimit: () => maxPayload,
-      wirePayloadSize: (h) =>
-        h.code === ResponseCode.REGISTERED && h.payloadSize === 0 ? Size.CLIENT_ID : h.payloadSize,
-      skipBetweenFrames: (buf, offset) => this.skipJunk(buf, offset),
-    });
-  }
-
-  get failed(): boolean {
-    return this.frames.failed;
-  }
-
-  get inFrame(): boolean {
-    return this.frames.inFrame;
-  }
-
-  /** Bytes held for an incomplete response (at most one frame). */
-  get bufferedBytes(): number {
-    return this.frames.bufferedBytes;
-  }
-
-  /**
-   * Some servers follow a 1604 with an undeclared copy of the request's file-name field (§9).
-   * Call this from the 1604's callback (or after it, before the next push): from the next frame
-   * boundary on, bytes equal to a prefix of `bytes` are dropped, also when they arrived in the
-   * same chunk as the 1604 or are split over later chunks; the first byte that differs ends the
-   * skipping. A real header starts with the version byte, which no file name can start with
-   * (control character), so real responses are never eaten.
-   */
-  skipIfNext(bytes: Buffer): void {
-    this.junk = bytes;
-    this.junkMatched = 0;
-  }
-
-  /** Drops the expected junk at `offset` (called at frame boundaries); returns where to go on. */
-  private skipJunk(buf: Buffer, offset: number): number {
-    const junk = this.junk;
-    if (!junk) return offset;
-    let i = offset;
-    while (i < buf.length && this.junkMatched < junk.length && buf[i] === junk[this.junkMatched]) {
-      i++;
-      this.junkMatched++;
-    }
-    // Keep skipping into the next chunk only if this one ended while still matching.
-    if (this.junkMatched >= junk.length || i < buf.length) this.junk = undefined;
-    return i;
-  }
-
-  push(chunk: Buffer, onResponse: (result: DecodedResponse) => void): void {
-    this.frames.push(chunk, (header, payload) => {
-      const decoded = attempt(() => decodeResponse({ ...header, payload }));
-      onResponse(
-        decoded.ok
-          ? { ok: true, header, response: decoded.value }
-          : { ok: false, header, error: decoded.error },
-      );
-    });
-  }
+/** Decodes one complete response frame, like `decodeRequestFrame`. */
+export function decodeResponseFrame(header: ResponseHeader, payload: Buffer): DecodedResponse {
+  const decoded = attempt(() => decodeResponse({ ...header, payload }));
+  return decoded.ok
+    ? { ok: true, header, response: decoded.value }
+    : { ok: false, header, error: decoded.error };
 }

@@ -2,16 +2,18 @@
  * Encoders: every message to an exact-size buffer. The 1028 prefix encoder writes header and
  * fixed fields only, so a sender can place ciphertext after it without an extra copy.
  */
-import { PROTOCOL_VERSION, RequestCode, ResponseCode, Size } from './constants';
+import {
+  PROTOCOL_VERSION,
+  RequestCode,
+  RequestHeaderAt,
+  ResponseCode,
+  ResponseHeaderAt,
+  SendFileAt,
+  Size,
+} from './constants';
 import { assertNever, protocolError, ProtocolErrorCode } from '../errors';
 import { encodeString255 } from './fields';
 import type { Request, Response, SendFileFields } from './messages';
-
-const OFFSET = {
-  VERSION: Size.CLIENT_ID,
-  CODE: Size.CLIENT_ID + Size.VERSION,
-  PAYLOAD_SIZE: Size.CLIENT_ID + Size.VERSION + Size.CODE,
-} as const;
 
 function checkClientId(clientId: Buffer): void {
   if (clientId.length !== Size.CLIENT_ID) {
@@ -33,9 +35,9 @@ export function encodeRequestHeader(
 ): Buffer {
   checkClientId(clientId);
   clientId.copy(target, offset);
-  target.writeUInt8(version, offset + OFFSET.VERSION);
-  target.writeUInt16LE(code, offset + OFFSET.CODE);
-  target.writeUInt32LE(payloadSize, offset + OFFSET.PAYLOAD_SIZE);
+  target.writeUInt8(version, offset + RequestHeaderAt.VERSION);
+  target.writeUInt16LE(code, offset + RequestHeaderAt.CODE);
+  target.writeUInt32LE(payloadSize, offset + RequestHeaderAt.PAYLOAD_SIZE);
   return target;
 }
 
@@ -60,13 +62,25 @@ export function encodeSendFilePrefix(
     target,
     offset,
   );
-  let at = offset + Size.REQUEST_HEADER;
-  at = target.writeUInt32LE(fields.contentSize, at);
-  at = target.writeUInt32LE(fields.origSize, at);
-  at = target.writeUInt16LE(fields.packetNumber, at);
-  at = target.writeUInt16LE(fields.totalPackets, at);
-  encodeString255(fields.fileName, target, at, RequestCode.SEND_FILE);
+  const at = offset + Size.REQUEST_HEADER;
+  target.writeUInt32LE(fields.contentSize, at + SendFileAt.CONTENT_SIZE);
+  target.writeUInt32LE(fields.origSize, at + SendFileAt.ORIG_SIZE);
+  target.writeUInt16LE(fields.packetNumber, at + SendFileAt.PACKET_NUMBER);
+  target.writeUInt16LE(fields.totalPackets, at + SendFileAt.TOTAL_PACKETS);
+  encodeString255(fields.fileName, target, at + SendFileAt.FILE_NAME, RequestCode.SEND_FILE);
   return target;
+}
+
+/**
+ * Rewrites the packet number of the 1028 frame whose header starts at `offset` of `target`:
+ * a sender copies one encoded prefix per packet and changes only this field.
+ */
+export function encodeSendFilePacketNumber(
+  target: Buffer,
+  offset: number,
+  packetNumber: number,
+): void {
+  target.writeUInt16LE(packetNumber, offset + Size.REQUEST_HEADER + SendFileAt.PACKET_NUMBER);
 }
 
 /** Encodes a whole request (§3) into a new buffer of exactly its size. */
@@ -124,9 +138,9 @@ export function encodeRequest(request: Request): Buffer {
 
 function responseBuffer(code: ResponseCode, payloadSize: number): Buffer {
   const out = Buffer.alloc(Size.RESPONSE_HEADER + payloadSize);
-  out.writeUInt8(PROTOCOL_VERSION, 0);
-  out.writeUInt16LE(code, Size.VERSION);
-  out.writeUInt32LE(payloadSize, Size.VERSION + Size.CODE);
+  out.writeUInt8(PROTOCOL_VERSION, ResponseHeaderAt.VERSION);
+  out.writeUInt16LE(code, ResponseHeaderAt.CODE);
+  out.writeUInt32LE(payloadSize, ResponseHeaderAt.PAYLOAD_SIZE);
   return out;
 }
 

@@ -19,7 +19,14 @@ import {
   isResponseCode,
 } from '../../protocol';
 import { clientId, cuts, request, response } from './arbitraries';
-import { copyRequest, runRequestDecoder, runResponseDecoder, splitAt } from './support';
+import {
+  IGNORE_REQUESTS,
+  requests,
+  copyRequest,
+  runRequestDecoder,
+  runResponseDecoder,
+  splitAt,
+} from './support';
 
 const REQUEST_BUFFER_BOUND = Size.REQUEST_HEADER + Size.SEND_FILE_FIXED + DEFAULT_MAX_CHUNK;
 // The 1600 quirk reads 16 undeclared bytes, so a response frame may exceed its declared size.
@@ -118,17 +125,20 @@ describe('RequestDecoder on arbitrary input', () => {
         const decoder = new RequestDecoder();
         for (const chunk of chunks) {
           try {
-            decoder.push(chunk, (r) => {
-              if (r.ok) expect(isRequestCode(r.request.code)).toBe(true);
-              else expect([isProtocolError(r.error), r.error.fatal]).toEqual([true, false]);
-            });
+            decoder.push(
+              chunk,
+              requests((r) => {
+                if (r.ok) expect(isRequestCode(r.request.code)).toBe(true);
+                else expect([isProtocolError(r.error), r.error.fatal]).toEqual([true, false]);
+              }),
+            );
           } catch (err) {
             if (!isProtocolError(err)) throw err;
             expect(err.fatal).toBe(true);
             expect(decoder.failed).toBe(true);
             let again: unknown;
             try {
-              decoder.push(Buffer.alloc(1), () => undefined);
+              decoder.push(Buffer.alloc(1), IGNORE_REQUESTS);
             } catch (e) {
               again = e;
             }

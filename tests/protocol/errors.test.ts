@@ -15,6 +15,7 @@ import {
   protocolError,
 } from '../../protocol';
 import {
+  IGNORE_REQUESTS,
   catchProtocolError,
   rawRequest,
   rawSendFilePayload,
@@ -43,9 +44,9 @@ const producers: Record<ProtocolErrorCode, () => { code: string; fatal: boolean 
   DECODER_FAILED: () => {
     const decoder = new RequestDecoder();
     catchProtocolError(() =>
-      decoder.push(rawRequest(9999, Buffer.alloc(0), { declaredSize: 1 << 20 }), () => undefined),
+      decoder.push(rawRequest(9999, Buffer.alloc(0), { declaredSize: 1 << 20 }), IGNORE_REQUESTS),
     );
-    return catchProtocolError(() => decoder.push(Buffer.alloc(1), () => undefined));
+    return catchProtocolError(() => decoder.push(Buffer.alloc(1), IGNORE_REQUESTS));
   },
   BAD_SIZE: () => firstRequestError(rawRequest(RequestCode.CHECKSUM_OK, Buffer.alloc(10))),
   BAD_STRING: () => firstRequestError(rawRequest(RequestCode.REGISTER, Buffer.alloc(255))),

@@ -5,7 +5,7 @@
 import {
   DEFAULT_MAX_CHUNK,
   DEFAULT_UNKNOWN_PAYLOAD_LIMIT,
-  FrameDecoder,
+  Framer,
   ProtocolErrorCode,
   RequestCode,
   RequestDecoder,
@@ -14,6 +14,8 @@ import {
 } from '../../protocol';
 import { loadHexFixture } from '../helpers/hex-fixture';
 import {
+  IGNORE_REQUESTS,
+  requests,
   byteByByte,
   catchProtocolError,
   fingerprint,
@@ -114,11 +116,17 @@ describe('RequestDecoder on a multi-frame stream', () => {
   it('holds an incomplete frame until the rest arrives, reporting inFrame', () => {
     const decoder = new RequestDecoder();
     const got: number[] = [];
-    decoder.push(stream.subarray(0, 30), (r) => got.push(r.header.code));
+    decoder.push(
+      stream.subarray(0, 30),
+      requests((r) => got.push(r.header.code)),
+    );
     expect(got).toEqual([]);
     expect(decoder.inFrame).toBe(true);
     expect(decoder.bufferedBytes).toBe(30);
-    decoder.push(stream.subarray(30, frames[0].length), (r) => got.push(r.header.code));
+    decoder.push(
+      stream.subarray(30, frames[0].length),
+      requests((r) => got.push(r.header.code)),
+    );
     expect(got).toEqual([1025]);
     expect(decoder.inFrame).toBe(false);
     expect(decoder.bufferedBytes).toBe(0);
@@ -132,11 +140,14 @@ describe('zero-copy views', () => {
 
   it('hands out 1028 content and client id as views into the chunk when the frame is whole', () => {
     const seen: { content: Buffer; clientId: Buffer }[] = [];
-    new RequestDecoder().push(chunk, (r) => {
-      if (r.ok && r.request.code === RequestCode.SEND_FILE) {
-        seen.push({ content: r.request.content, clientId: r.request.clientId });
-      }
-    });
+    new RequestDecoder().push(
+      chunk,
+      requests((r) => {
+        if (r.ok && r.request.code === RequestCode.SEND_FILE) {
+          seen.push({ content: r.request.content, clientId: r.request.clientId });
+        }
+      }),
+    );
     expect(seen).toHaveLength(3);
     let frameStart = 0;
     const sendFileStarts: number[] = [];
@@ -156,9 +167,12 @@ describe('zero-copy views', () => {
     const kept: Request[] = [];
     const own = Buffer.alloc(frames[0].length + frames[1].length);
     Buffer.concat(frames.slice(0, 2)).copy(own);
-    new RequestDecoder().push(own, (r) => {
-      if (r.ok) kept.push(r.request);
-    });
+    new RequestDecoder().push(
+      own,
+      requests((r) => {
+        if (r.ok) kept.push(r.request);
+      }),
+    );
     own.fill(0);
     expect(kept.map((r) => r.clientId.toString('hex'))).toEqual([
       '30303030303030303030303030303030',
@@ -168,23 +182,23 @@ describe('zero-copy views', () => {
     expect(key?.subarray(0, 3).toString('hex')).toBe('30819d');
   });
 
-  it('FrameDecoder hands out the payload of a whole frame as a view of the chunk', () => {
+  it('the framer hands out a whole frame as (chunk, offset), with no copy', () => {
     // A toy layout (1-byte code, 1-byte size) to look at the framing layer alone.
-    const decoder = new FrameDecoder<{ code: number; payloadSize: number }>({
+    const framer = new Framer({
       headerSize: 2,
-      readHeader: (buf, at) => ({ code: buf[at], payloadSize: buf[at + 1] }),
+      readCode: (buf, at) => buf[at],
+      readPayloadSize: (buf, at) => buf[at + 1],
       payloadLimit: () => 10,
     });
     const toy = Buffer.alloc(9);
     Buffer.from([1, 3, 0xa, 0xb, 0xc, 2, 2, 0xd, 0xe]).copy(toy);
-    const got: { code: number; payload: Buffer }[] = [];
-    decoder.push(toy, (h, payload) => got.push({ code: h.code, payload }));
-    expect(got.map((g) => g.payload.buffer === toy.buffer)).toEqual([true, true]);
-    expect(
-      got.map((g) => [g.code, g.payload.byteOffset - toy.byteOffset, g.payload.length]),
-    ).toEqual([
-      [1, 2, 3],
-      [2, 7, 2],
+    const got: [boolean, number, number, number][] = [];
+    framer.push(toy, {
+      frame: (buf, offset, code, payloadSize) => got.push([buf === toy, offset, code, payloadSize]),
+    });
+    expect(got).toEqual([
+      [true, 0, 1, 3],
+      [true, 5, 2, 2],
     ]);
   });
 });
@@ -194,22 +208,22 @@ describe('limits are checked when the header completes, before any payload', () 
 
   it('fails on a bare 23-byte 1028 header declaring a huge payload', () => {
     const decoder = new RequestDecoder();
-    const err = catchProtocolError(() => decoder.push(huge, () => undefined));
+    const err = catchProtocolError(() => decoder.push(huge, IGNORE_REQUESTS));
     expect(err.code).toBe(ProtocolErrorCode.PAYLOAD_TOO_LARGE);
     expect(err.fatal).toBe(true);
     expect(err.messageCode).toBe(RequestCode.SEND_FILE);
     expect(decoder.failed).toBe(true);
     expect(decoder.bufferedBytes).toBe(0);
-    const again = catchProtocolError(() => decoder.push(Buffer.from([1]), () => undefined));
+    const again = catchProtocolError(() => decoder.push(Buffer.from([1]), IGNORE_REQUESTS));
     expect(again.code).toBe(ProtocolErrorCode.DECODER_FAILED);
     expect(again.fatal).toBe(true);
   });
 
   it('fails the moment the header completes when it arrives in pieces', () => {
     const decoder = new RequestDecoder();
-    decoder.push(huge.subarray(0, 22), () => undefined);
+    decoder.push(huge.subarray(0, 22), IGNORE_REQUESTS);
     expect(decoder.failed).toBe(false);
-    const err = catchProtocolError(() => decoder.push(huge.subarray(22), () => undefined));
+    const err = catchProtocolError(() => decoder.push(huge.subarray(22), IGNORE_REQUESTS));
     expect(err.code).toBe(ProtocolErrorCode.PAYLOAD_TOO_LARGE);
     expect(decoder.failed).toBe(true);
   });
@@ -229,12 +243,12 @@ describe('limits are checked when the header completes, before any payload', () 
       declaredSize: 267 + 65552,
     });
     const decoder = new RequestDecoder();
-    decoder.push(atLimit, () => undefined);
+    decoder.push(atLimit, IGNORE_REQUESTS);
     expect(decoder.failed).toBe(false);
     expect(decoder.bufferedBytes).toBe(Size.REQUEST_HEADER);
 
     const over = rawRequest(RequestCode.SEND_FILE, Buffer.alloc(0), { declaredSize: 267 + 65553 });
-    const err = catchProtocolError(() => new RequestDecoder().push(over, () => undefined));
+    const err = catchProtocolError(() => new RequestDecoder().push(over, IGNORE_REQUESTS));
     expect(err.code).toBe(ProtocolErrorCode.PAYLOAD_TOO_LARGE);
   });
 
@@ -264,7 +278,7 @@ describe('limits are checked when the header completes, before any payload', () 
     'fixed-size %i: one byte over %i is fatal, one under is BAD_SIZE and the stream goes on',
     (code, size) => {
       const header = rawRequest(code, Buffer.alloc(0), { declaredSize: size + 1 });
-      const over = catchProtocolError(() => new RequestDecoder().push(header, () => undefined));
+      const over = catchProtocolError(() => new RequestDecoder().push(header, IGNORE_REQUESTS));
       expect(over.code).toBe(ProtocolErrorCode.PAYLOAD_TOO_LARGE);
       expect(over.messageCode).toBe(code);
 

@@ -5,6 +5,8 @@
 import {
   ProtocolError,
   RequestDecoder,
+  type DecodedRequest,
+  type RequestSink,
   ResponseDecoder,
   isProtocolError,
   type ProtocolErrorCode,
@@ -14,6 +16,14 @@ import {
   type Response,
   type ResponseHeader,
 } from '../../protocol';
+
+/** A request sink that hands every decoded request to `onRequest` (no fast path). */
+export function requests(onRequest: (decoded: DecodedRequest) => void): RequestSink {
+  return { request: onRequest };
+}
+
+/** A request sink that drops everything: for pushes whose outcome is the thrown error. */
+export const IGNORE_REQUESTS: RequestSink = requests(() => undefined);
 
 /** mulberry32: a small seeded PRNG, so "random" chunkings replay identically. */
 export function seededRandom(seed: number): () => number {
@@ -94,14 +104,17 @@ export function runRequestDecoder(
   const outcomes: RequestOutcome[] = [];
   try {
     for (const chunk of chunks) {
-      decoder.push(chunk, (r) => {
-        const header = copyRequestHeader(r.header);
-        outcomes.push(
-          r.ok
-            ? { ok: true, header, request: copyRequest(r.request) }
-            : { ok: false, header, code: r.error.code, fatal: r.error.fatal },
-        );
-      });
+      decoder.push(
+        chunk,
+        requests((r) => {
+          const header = copyRequestHeader(r.header);
+          outcomes.push(
+            r.ok
+              ? { ok: true, header, request: copyRequest(r.request) }
+              : { ok: false, header, code: r.error.code, fatal: r.error.fatal },
+          );
+        }),
+      );
     }
   } catch (err) {
     if (!isProtocolError(err)) throw err;
