@@ -33,6 +33,8 @@ export interface SendFlags {
   readonly responseTimeoutMs: number;
   /** Connections to send files over at once. */
   readonly parallel: number;
+  /** Send the files below directory arguments. */
+  readonly recursive: boolean;
 }
 
 export type CommandLine =
@@ -80,6 +82,12 @@ const OPTIONS = {
     default: String(DEFAULT_PARALLEL),
     describe: 'connections to send files over at once (1: one connection, files in turn)',
   },
+  recursive: {
+    alias: 'r',
+    type: 'boolean',
+    default: false,
+    describe: 'send the files below directories given as arguments',
+  },
   quiet: { alias: 'q', type: 'boolean', default: false, describe: 'print nothing but errors' },
   verbose: { alias: 'v', type: 'boolean', default: false, describe: 'debug log on stderr' },
   json: { type: 'boolean', default: false, describe: 'print one JSON summary on stdout' },
@@ -98,7 +106,8 @@ transfer.info in the config directory, and flags override them:
   priv.key        the same private key (both written with mode 0600)
 
 Files given as arguments are sent instead of line 3, several at once over --parallel
-connections; the summary lists them in the order given.`;
+connections; the summary lists them in the order given. With -r, a directory stands for the
+files below it; the server keeps base names only, so files of one name are refused.`;
 
 const CLIENT_EXIT_CODES = [
   ExitCode.OK,
@@ -214,6 +223,7 @@ function sendFlags(args: ParsedArgs): SendFlags {
       text('response-timeout') ?? String(DEFAULT_RESPONSE_TIMEOUT_S),
     ),
     parallel: parseConnections(text('parallel') ?? String(DEFAULT_PARALLEL)),
+    recursive: flag('recursive'),
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ME_INFO, PRIV_KEY } from '../config/config-files';
 import { clientIdToHex } from '../../shared/client-id';
 import { saveIdentity } from '../config/identity';
 import { resolveConfig } from '../config/transfer-info';
@@ -12,6 +13,7 @@ import { connectTransport } from '../transport/connection';
 import { ClientErrorCode, ExitCode, clientError, toClientError, type ClientError } from '../errors';
 import { parseCommandLine, type CommandLine } from './cli';
 import { chooseMode, createOutput, type OutputStreams, type RunSummary } from './output';
+import { expandDirectories } from '../session/file-list';
 import { sendInParallel } from '../session/parallel';
 import { silentLog, type ClientLog, type UploadResult } from '../session/types';
 import { prepareUploads } from '../session/upload-plan';
@@ -93,7 +95,14 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
           'under the new name)',
       );
     }
-    const plans = await prepareUploads(config.files);
+    const expanded = await expandDirectories(config.files, {
+      recursive: flags.recursive,
+      exclude: [join(config.configDir, ME_INFO), join(config.configDir, PRIV_KEY)],
+    });
+    if (expanded.skipped.length > 0) {
+      output.warn(`not sending ${expanded.skipped.join(', ')}: it holds this client's private key`);
+    }
+    const plans = await prepareUploads(expanded.files);
     log.debug({ server: config.server.display, files: plans.length }, 'starting');
     const timeouts = {
       connectTimeoutMs: flags.connectTimeoutMs,

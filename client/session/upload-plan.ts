@@ -107,7 +107,9 @@ function unreadable(file: FileArgument, why: string, hint?: string): ClientError
 async function checkReadable(file: FileArgument): Promise<number> {
   try {
     const info = await stat(file.path);
-    if (info.isDirectory()) throw unreadable(file, 'it is a directory');
+    if (info.isDirectory()) {
+      throw unreadable(file, 'it is a directory', 'add -r to send the files below it');
+    }
     if (!info.isFile()) throw unreadable(file, 'it is not a regular file');
     const fh = await open(file.path, fsConstants.O_RDONLY);
     await fh.close();
@@ -127,7 +129,8 @@ async function checkReadable(file: FileArgument): Promise<number> {
  * Checks every file before connecting: readable regular file, sendable name and size. Files
  * are checked several at a time (one by one, each would wait for its own thread-pool round trip;
  * all at once could run out of file descriptors); the first problem in argument order is the
- * one reported.
+ * one reported. Then names: the server stores base names only (§7), so two files of one name
+ * would overwrite each other; every such clash is listed.
  */
 export async function prepareUploads(files: readonly FileArgument[]): Promise<UploadPlan[]> {
   const sizes: PromiseSettledResult<number>[] = [];
@@ -136,23 +139,48 @@ export async function prepareUploads(files: readonly FileArgument[]): Promise<Up
       ...(await Promise.allSettled(files.slice(at, at + CHECK_CONCURRENCY).map(checkReadable))),
     );
   }
-  const plans: UploadPlan[] = [];
-  const byName = new Map<string, string>();
-  files.forEach((file, i) => {
+  const plans = files.map((file, i) => {
     const size = sizes[i];
     if (size.status === 'rejected') throw size.reason;
-    const plan = planUpload(file.path, size.value, file.location);
-    const earlier = byName.get(plan.fileName);
-    if (earlier !== undefined) {
-      throw clientError(
-        ClientErrorCode.DUPLICATE_FILE_NAME,
-        `${earlier} and ${file.path} have the same name "${plan.fileName}"; the server keeps ` +
-          'one file per name, so the second would replace the first',
-        { hint: 'send them in separate runs or rename one' },
-      );
-    }
-    byName.set(plan.fileName, file.path);
-    plans.push(plan);
+    return planUpload(file.path, size.value, file.location);
   });
+  const clashes = nameClashes(plans);
+  if (clashes.length === 1 && clashes[0].paths.length === 2) {
+    const [{ fileName, paths }] = clashes;
+    throw clientError(
+      ClientErrorCode.DUPLICATE_FILE_NAME,
+      `${paths[0]} and ${paths[1]} have the same name "${fileName}"; the server keeps ` +
+        'one file per name, so the second would replace the first',
+      { hint: 'send them in separate runs or rename one' },
+    );
+  }
+  if (clashes.length > 0) {
+    const lines = clashes.map((c) => `\n  same name "${c.fileName}": ${c.paths.join(', ')}`);
+    throw clientError(
+      ClientErrorCode.DUPLICATE_FILE_NAME,
+      `${clashes.length} names are shared by several files; the server keeps one file per ` +
+        `name, so nothing was sent:${lines.join('')}`,
+      { hint: 'send them in separate runs or rename them' },
+    );
+  }
   return plans;
+}
+
+export interface NameClash {
+  readonly fileName: string;
+  /** Every path with that name, in argument order. */
+  readonly paths: readonly string[];
+}
+
+/** Names that more than one plan would be stored under, in order of first appearance. */
+export function nameClashes(plans: readonly UploadPlan[]): NameClash[] {
+  const byName = new Map<string, string[]>();
+  for (const plan of plans) {
+    const paths = byName.get(plan.fileName);
+    if (paths) paths.push(plan.path);
+    else byName.set(plan.fileName, [plan.path]);
+  }
+  return [...byName]
+    .filter(([, paths]) => paths.length > 1)
+    .map(([fileName, paths]) => ({ fileName, paths }));
 }

@@ -90,6 +90,15 @@ describe('parseCommandLine', () => {
     expect((await flags(['send', 'a', '--', '-b'])).files).toEqual(['a', '-b']);
   });
 
+  it('reads -r / --recursive and --parallel', async () => {
+    expect(await flags(['-r', 'dir'])).toMatchObject({ recursive: true, files: ['dir'] });
+    expect(await flags(['--recursive', '--parallel', '7'])).toMatchObject({
+      recursive: true,
+      parallel: 7,
+    });
+    expect((await flags([])).recursive).toBe(false);
+  });
+
   it('takes the last value of a flag given twice', async () => {
     expect((await flags(['-s', 'a:1', '--server', 'b:2'])).server).toBe('b:2');
   });
