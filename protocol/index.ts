@@ -9,3 +9,4 @@ export * from './v3/decode';
 export * from './v3/frame-layouts';
 export * from './v3/request-decoder';
 export * from './v3/response-decoder';
+export * from './v3/send-file-view';
