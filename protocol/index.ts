@@ -1,6 +1,7 @@
 /** The public surface of protocol/: version 3 bytes, the framer, errors and version dispatch. */
 export * from './errors';
 export * from './framer';
+export * from './version';
 export * from './v3/constants';
 export * from './v3/fields';
 export * from './v3/messages';
