@@ -11,6 +11,7 @@ import type { V4Store } from '../session/v4/context';
 import { createDiskV4Store } from '../storage/disk/v4-identities';
 import { createDiskPartialStore } from '../storage/disk/v4-partials';
 import { createMemoryV4Store } from '../storage/memory/v4-store';
+import { isPostgresUrl, openPostgresV4Store } from '../storage/postgres';
 import type { V4Options } from './tls-v4';
 
 export const IDENTITY_DIR = 'identity';
@@ -60,7 +61,10 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
   const identities: V4Store =
     setup.database === 'memory'
       ? createMemoryV4Store()
-      : createDiskV4Store(join(dataDir, IDENTITY_DIR));
+      : isPostgresUrl(setup.database)
+        ? // Shared by every instance of the database, like the clients themselves.
+          await openPostgresV4Store({ url: setup.database, now, logger: log })
+        : createDiskV4Store(join(dataDir, IDENTITY_DIR));
   const partials = createDiskPartialStore(dataDir, now);
   const ttl = setup.partialTtlMs ?? DEFAULT_PARTIAL_TTL_MS;
   const sweep = async (): Promise<void> => {

@@ -7,7 +7,11 @@
 import { randomBytes } from 'node:crypto';
 import { Client } from 'pg';
 import { sealAesKey } from '../../server/storage/master-key';
-import { openPostgres, type PostgresBackend } from '../../server/storage/postgres';
+import {
+  openPostgres,
+  openPostgresV4Store,
+  type PostgresBackend,
+} from '../../server/storage/postgres';
 import { SCHEMA_VERSION } from '../../server/storage/postgres/schema';
 import type { AuditEntry } from '../../server/storage/types';
 import { usePostgres } from '../helpers/postgres';
@@ -55,7 +59,9 @@ describe('PostgreSQL catalog', () => {
   test('two instances starting at once migrate once; the version is recorded', async () => {
     await Promise.all([open(), open()]);
     const rows = await sql<{ version: number }>('SELECT version FROM schema_version ORDER BY 1');
-    expect(rows.map((row) => row.version)).toEqual([SCHEMA_VERSION]);
+    expect(rows.map((row) => row.version)).toEqual(
+      Array.from({ length: SCHEMA_VERSION }, (_, n) => n + 1),
+    );
   });
 
   test('a database newer than the code is refused', async () => {
@@ -273,6 +279,39 @@ describe('PostgreSQL catalog', () => {
     releaseFirst();
     await Promise.all([first, second]);
     expect(events).toEqual(['a start', 'other', 'a end', 'b start']);
+  });
+
+  test('v4 bindings: a fingerprint and a client bind once across instances', async () => {
+    const [one, two] = await Promise.all([
+      openPostgresV4Store({ url: pg.url, now: () => clock }),
+      openPostgresV4Store({ url: pg.url, now: () => clock }),
+    ]);
+    try {
+      const identity = {
+        clientId: idOf(0x71),
+        fingerprint: 'SHA256:aa',
+        boundAt: 5,
+        via: 'register' as const,
+      };
+      const results = await Promise.all([
+        one.bind(identity),
+        two.bind({ ...identity, boundAt: 6 }),
+      ]);
+      expect(results.sort()).toEqual([false, true]);
+      expect(await two.bind({ ...identity, fingerprint: 'SHA256:bb' })).toBe(false);
+      expect(await two.findByFingerprint('SHA256:aa')).toMatchObject({
+        clientId: idOf(0x71),
+        via: 'register',
+      });
+      expect((await one.findByClientId(idOf(0x71)))?.fingerprint).toBe('SHA256:aa');
+      await one.unbind('SHA256:aa');
+      expect(await two.findByFingerprint('SHA256:aa')).toBeUndefined();
+      expect(await two.bind({ ...identity, fingerprint: 'SHA256:cc', via: 'migrate' })).toBe(true);
+      expect((await one.listIdentities()).map((i) => i.fingerprint)).toEqual(['SHA256:cc']);
+    } finally {
+      await one.close();
+      await two.close();
+    }
   });
 
   test('a closed catalog refuses work with CLOSED; an unreachable server is DATABASE', async () => {

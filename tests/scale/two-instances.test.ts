@@ -94,6 +94,38 @@ describe('two instances, one database, one bucket', () => {
     }
   });
 
+  test('over v4: one server fingerprint on both; registered on one, known on the other', async () => {
+    const fingerprints = [a, b].map(
+      (instance) =>
+        instance.process.lines.find((line) => typeof line.fingerprint === 'string')?.fingerprint,
+    );
+    expect(fingerprints[0]).toMatch(/^SHA256:/);
+    expect(fingerprints[1]).toBe(fingerprints[0]);
+    const dir = await configDir('dora');
+    const one = await fileOf('v4-one.bin', 80_000);
+    const two = await fileOf('v4-two.bin', 60_000);
+    const v4 = (instance: Instance, files: readonly string[]) =>
+      runClient(dir, [
+        '--protocol',
+        'v4',
+        '--server-fingerprint',
+        String(fingerprints[0]),
+        '--server',
+        `127.0.0.1:${instance.port}`,
+        '--name',
+        'dora',
+        ...files,
+      ]);
+    const onA = await v4(a, [one.path]);
+    expect(onA.json).toMatchObject({ ok: true, registered: true });
+    const onB = await v4(b, [two.path]);
+    expect(onB.json).toMatchObject({ ok: true, registered: false });
+    const clientHex = onA.json?.clientId as string;
+    expect(onB.json?.clientId).toBe(clientHex);
+    expect(await objectSha256(shared, `${clientHex}/v4-one.bin`)).toBe(sha256(one.data));
+    expect(await objectSha256(shared, `${clientHex}/v4-two.bin`)).toBe(sha256(two.data));
+  });
+
   test('a name registered on one instance is taken on the other', async () => {
     const onA = await send(a, await configDir('bob'), 'bob', [(await fileOf('b.bin', 10)).path]);
     expect(onA.json).toMatchObject({ ok: true, registered: true });

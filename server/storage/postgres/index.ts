@@ -67,3 +67,10 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresBa
     ...(options.onBatch === undefined ? {} : { onBatch: options.onBatch }),
   });
 }
+
+export { openPostgresV4Store } from './v4-store';
+
+/** True for a `--database` value naming PostgreSQL (`postgres://` or `postgresql://`). */
+export function isPostgresUrl(database: string | undefined): database is string {
+  return database !== undefined && /^postgres(ql)?:\/\//i.test(database);
+}

@@ -9,7 +9,7 @@ import type { Pool } from 'pg';
 import { StorageError, StorageErrorCode } from '../types';
 import { inTransaction, run, type Queryable } from './database';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 /** Advisory lock key of migrations (any constant unlikely to be used by others). */
 const MIGRATION_LOCK = 0x5f7_0001;
 
@@ -57,8 +57,21 @@ const VERSION_1 = [
   'CREATE INDEX auth_log_time ON auth_log (time)',
 ];
 
+/**
+ * Version 2: the bindings of v4 client-certificate fingerprints to client ids
+ * (docs/protocol-v4.md §2), shared by every instance like the clients they belong to.
+ */
+const VERSION_2 = [
+  `CREATE TABLE v4_identities (
+    fingerprint text PRIMARY KEY,
+    client_id bytea NOT NULL UNIQUE CHECK (length(client_id) = 16),
+    bound_at bigint NOT NULL,
+    via text NOT NULL CHECK (via IN ('register', 'migrate'))
+  )`,
+];
+
 /** Step n brings the schema from version n to n + 1. */
-const MIGRATIONS: ReadonlyArray<readonly string[]> = [VERSION_1];
+const MIGRATIONS: ReadonlyArray<readonly string[]> = [VERSION_1, VERSION_2];
 
 function schemaError(message: string): StorageError {
   return new StorageError(StorageErrorCode.DATABASE, message);
