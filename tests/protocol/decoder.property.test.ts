@@ -17,10 +17,17 @@ import {
   isProtocolError,
   isRequestCode,
   isResponseCode,
+  readRequestHeader,
+  decodeRequestFrame,
+  type DecodedRequest,
+  type RequestSink,
 } from '../../protocol';
 import { clientId, cuts, request, response } from './arbitraries';
 import {
   IGNORE_REQUESTS,
+  fingerprint,
+  outcomeOf,
+  type RequestOutcome,
   requests,
   copyRequest,
   runRequestDecoder,
@@ -160,6 +167,50 @@ describe('RequestDecoder on arbitrary input', () => {
         if (run.fatal) expect(run.fatal.fatal).toBe(true);
         expect(run.decoder.bufferedBytes).toBeLessThanOrEqual(REQUEST_BUFFER_BOUND);
       }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('gives the same requests with random holds and a fast path taking random frames', () => {
+    fc.assert(
+      fc.property(
+        chunked(requestSegment),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 16 }),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 16 }),
+        (chunks, takes, holds) => {
+          const plain = runRequestDecoder(chunks);
+          const decoder = new RequestDecoder();
+          const outcomes: RequestOutcome[] = [];
+          const record = (r: DecodedRequest): void => {
+            outcomes.push(outcomeOf(r));
+            // A consumer that serves this request asynchronously holds the rest.
+            if (holds[outcomes.length % holds.length]) decoder.hold();
+          };
+          const sink: RequestSink = {
+            fast(buf, offset, _code, payloadSize) {
+              if (!takes[outcomes.length % takes.length]) return false;
+              // Taken raw: decoded here only to compare with the plain run.
+              const start = offset + Size.REQUEST_HEADER;
+              const payload = buf.subarray(start, start + payloadSize);
+              record(decodeRequestFrame(readRequestHeader(buf, offset), payload));
+              return true;
+            },
+            request: record,
+          };
+          let fatal: string | undefined;
+          try {
+            for (const chunk of chunks) {
+              decoder.push(chunk, sink);
+              while (decoder.pending) decoder.release(sink);
+            }
+          } catch (err) {
+            if (!isProtocolError(err)) throw err;
+            fatal = err.code;
+          }
+          expect(fingerprint(outcomes)).toBe(fingerprint(plain.outcomes));
+          expect(fatal).toBe(plain.fatal?.code);
+        },
+      ),
       { numRuns: 300 },
     );
   });

@@ -88,6 +88,14 @@ export type RequestOutcome =
       readonly fatal: boolean;
     };
 
+/** A decoded request with every view copied, so it outlives the sink call. */
+export function outcomeOf(r: DecodedRequest): RequestOutcome {
+  const header = copyRequestHeader(r.header);
+  return r.ok
+    ? { ok: true, header, request: copyRequest(r.request) }
+    : { ok: false, header, code: r.error.code, fatal: r.error.fatal };
+}
+
 export interface RequestRun {
   readonly outcomes: RequestOutcome[];
   /** The fatal error that stopped the decoder, if any. */
@@ -106,14 +114,7 @@ export function runRequestDecoder(
     for (const chunk of chunks) {
       decoder.push(
         chunk,
-        requests((r) => {
-          const header = copyRequestHeader(r.header);
-          outcomes.push(
-            r.ok
-              ? { ok: true, header, request: copyRequest(r.request) }
-              : { ok: false, header, code: r.error.code, fatal: r.error.fatal },
-          );
-        }),
+        requests((r) => outcomes.push(outcomeOf(r))),
       );
     }
   } catch (err) {
