@@ -10,6 +10,7 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import { assertNever } from '../protocol/errors';
+import { ExitCode } from '../shared/exit-codes';
 import {
   AdminUsageError,
   formatTable,
@@ -70,9 +71,10 @@ export interface AdminIo {
   readonly setExitCode: (code: number) => void;
 }
 
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
+/** The shared table's codes under the names admin's callers use. */
+export const EXIT_OK = ExitCode.OK;
+export const EXIT_FAILURE = ExitCode.FAILURE;
+export const EXIT_USAGE = ExitCode.USAGE;
 
 interface Listing {
   readonly json: unknown;

@@ -129,6 +129,12 @@ export class MemoryCatalog implements Catalog {
 
   async putFile(file: NewFile, audit?: AuditEntry): Promise<void> {
     this.guard('putFile');
+    if (!this.clients.has(hexOf(file.clientId))) {
+      throw new StorageError(
+        StorageErrorCode.DATABASE,
+        `cannot store ${file.fileName}: no client ${hexOf(file.clientId)}`,
+      );
+    }
     this.files.set(fileKey(file.clientId, file.fileName), {
       ...file,
       clientId: Buffer.from(file.clientId),
