@@ -4,11 +4,9 @@
  * payload and fails with a ProtocolError on anything short, long or malformed.
  */
 import { ProtocolErrorCode, protocolError } from '../errors';
+import { CONTROL_CHARACTERS as CONTROL } from '../../shared/validators';
 import { fileNameProblem } from '../v3/fields';
 import { Size } from './constants';
-
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 /** Reads fields of one payload in order; `end()` insists nothing is left over. */
 export class FieldReader {

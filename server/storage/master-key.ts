@@ -9,6 +9,8 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { errnoCode } from '../../shared/errno';
+import { decodeBase64 } from '../../shared/validators';
 import { StorageError, StorageErrorCode } from './types';
 
 export const MASTER_KEY_BYTES = 32;
@@ -24,8 +26,6 @@ const TAG_BYTES = 16;
 export const PLAIN_AES_KEY_BYTES = 32;
 export const SEALED_AES_KEY_BYTES = 1 + NONCE_BYTES + PLAIN_AES_KEY_BYTES + TAG_BYTES;
 
-const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
-
 function masterKeyError(message: string, cause?: unknown): StorageError {
   return new StorageError(StorageErrorCode.MASTER_KEY, message, cause ? { cause } : undefined);
 }
@@ -34,10 +34,8 @@ function masterKeyError(message: string, cause?: unknown): StorageError {
 export function parseMasterKey(text: string, source: string): Buffer {
   const compact = text.replace(/\s+/g, '');
   if (compact.length === 0) throw masterKeyError(`master key from ${source} is empty`);
-  if (!BASE64.test(compact) || compact.length % 4 !== 0) {
-    throw masterKeyError(`master key from ${source} is not valid base64`);
-  }
-  const key = Buffer.from(compact, 'base64');
+  const key = decodeBase64(compact, { requirePadding: true });
+  if (key === undefined) throw masterKeyError(`master key from ${source} is not valid base64`);
   if (key.length !== MASTER_KEY_BYTES) {
     throw masterKeyError(
       `master key from ${source} must decode to ${MASTER_KEY_BYTES} bytes, got ${key.length} ` +
@@ -58,7 +56,7 @@ export function loadMasterKey(options: { file?: string; env?: string }): Buffer 
     try {
       text = readFileSync(options.file, 'utf8');
     } catch (err) {
-      const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+      const reason = errnoCode(err) ?? 'unreadable';
       throw masterKeyError(`cannot read master key file ${options.file}: ${reason}`, err);
     }
     return parseMasterKey(text, `file ${options.file}`);

@@ -5,6 +5,7 @@
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import { errnoCode } from '../../shared/errno';
 import { silentLogger } from '../../shared/logger';
 import { Connection, type CloseReason } from './connection';
 import { SniffingConnection, type ServedConnection } from './tls-sniff';
@@ -129,7 +130,7 @@ class Server implements SftServer {
     try {
       return await this.listenOn(port, '::');
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
+      const code = errnoCode(err);
       if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') throw err;
       this.log.info('IPv6 is not available; listening on IPv4 only');
       return this.listenOn(port, '0.0.0.0');

@@ -10,6 +10,7 @@
  */
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { errnoCode } from '../../../shared/errno';
 import { StorageError, StorageErrorCode } from '../types';
 import { AsyncDatabase, databaseError, OPEN_CREATE, OPEN_READWRITE, sqliteCode } from './async';
 import { checkNotNewer, migrate, readSchemaVersion, SCHEMA_VERSION } from './schema';
@@ -43,7 +44,7 @@ async function prepareDirectory(file: string): Promise<void> {
     await fsp.mkdir(dir, { recursive: true, mode: DATA_DIR_MODE });
     await fsp.access(dir, fsConstants.W_OK);
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? String(err);
+    const reason = errnoCode(err) ?? String(err);
     throw new StorageError(
       StorageErrorCode.DATABASE,
       `data directory ${dir} is not writable (${reason}); the database cannot be opened`,
@@ -70,7 +71,7 @@ async function requireExisting(file: string): Promise<void> {
   } catch (err) {
     throw new StorageError(
       StorageErrorCode.DATABASE,
-      `no database at ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)}); ` +
+      `no database at ${file} (${errnoCode(err) ?? String(err)}); ` +
         'is --data-dir the folder the server uses?',
       { cause: err },
     );
