@@ -14,6 +14,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CodedError } from './coded-error';
 import { writeFileAtomic } from './atomic-file';
+import { isNotFound } from './errno';
 import { fingerprintOfCertificate, fingerprintOfKey } from './fingerprint';
 
 const ALGORITHM = { name: 'Ed25519' } as const;
@@ -132,7 +133,7 @@ async function readIfPresent(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (isNotFound(err)) return undefined;
     throw err;
   }
 }
