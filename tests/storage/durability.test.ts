@@ -11,12 +11,20 @@
  * - the row was written and a COMMIT (with synchronous = FULL) followed it before the answer.
  */
 import { promises as fsp } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import sqlite3 from 'sqlite3';
 import { Cksum } from '../../shared/cksum';
-import { fileReceived, Reply, uploadPackets, type RawClient } from '../helpers/raw-client';
+import { INCOMING_DIR } from '../../server/storage/disk/byte-store';
+import {
+  fileReceived,
+  reconnect,
+  Reply,
+  uploadPackets,
+  type RawClient,
+} from '../helpers/raw-client';
 import {
   registerWithKey,
   removeDir,
@@ -24,6 +32,7 @@ import {
   tempDir,
   type RealServer,
   type Registered,
+  unwrapWith,
 } from '../server/harness';
 
 type Event =
@@ -76,6 +85,10 @@ class Probe {
   private readonly restores: Array<() => void> = [];
   /** Sockets of the test's clients: their writes are requests, not answers. */
   readonly clientSockets = new Set<Socket>();
+  /** Paths handles were opened on. */
+  readonly paths = new WeakMap<FileHandle, string>();
+  /** fsyncs of files whose path this accepts fail with EIO, as a failing disk's would. */
+  failSyncOf: (path: string) => boolean = () => false;
 
   next(): number {
     return ++this.seq;
@@ -132,6 +145,7 @@ async function installProbe(probe: Probe, scratch: string): Promise<void> {
     (original) =>
       async function (this: unknown, ...args: Parameters<typeof fsp.open>) {
         const handle = await original.apply(this, args);
+        probe.paths.set(handle, String(args[0]));
         probe.events.push({ kind: 'open', seq: probe.next(), handle, path: String(args[0]) });
         return handle;
       } as typeof fsp.open,
@@ -160,6 +174,12 @@ async function installProbe(probe: Probe, scratch: string): Promise<void> {
           const record = (ok: boolean): void => {
             probe.events.push({ kind: 'sync', seq, done: probe.next(), handle: this, ok });
           };
+          if (probe.failSyncOf(probe.paths.get(this) ?? '')) {
+            record(false);
+            return Promise.reject(
+              Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }),
+            );
+          }
           return (original.apply(this, args) as Promise<unknown>).then(
             async (value) => {
               // A slow disk: a sync the server starts but does not wait for ends after the answer.
@@ -267,6 +287,12 @@ async function installProbe(probe: Probe, scratch: string): Promise<void> {
         }
         return original.apply(this, args);
       },
+  );
+}
+
+function handlesOpenedOn(probe: Probe, path: string): Set<FileHandle> {
+  return new Set(
+    probe.events.flatMap((e) => (e.kind === 'open' && e.path === path ? [e.handle] : [])),
   );
 }
 
@@ -442,5 +468,64 @@ describe('an answered upload is on stable storage before its 1603', () => {
       ),
     );
     expect(broken).toEqual([]);
+  });
+
+  it('connections of one client that finish together share its folder fsync, each upload durable', async () => {
+    const first = await connected();
+    const me = await registerWithKey(first, 'durable shared folder');
+    const hex = me.id.toString('hex');
+    await upload(first, me, 'opens-the-folder.bin', data(10, 9));
+    const clients = await Promise.all(Array.from({ length: 8 }, () => connected()));
+    // Each connection binds itself (1027) and gets its own session key (§9).
+    const keys = await Promise.all(
+      clients.map(async (c) => {
+        const r = await c.request(reconnect(me.id, me.name));
+        expect(r.code).toBe(Reply.RECONNECTED);
+        return unwrapWith(me.keys, r.payload.subarray(16, 16 + 128));
+      }),
+    );
+    const from = probe.next();
+    const names = clients.map((_, i) => `together-${i}.bin`);
+    await Promise.all(
+      clients.map((c, i) => upload(c, { ...me, aesKey: keys[i] }, names[i], data(50_000, i))),
+    );
+    expect(names.flatMap((name) => brokenRules(probe, server.dataDir, hex, name))).toEqual([]);
+    const folder = handlesOpenedOn(probe, join(server.dataDir, hex));
+    const folderSyncs = probe.events.filter(
+      (e) => e.kind === 'sync' && e.seq > from && folder.has(e.handle),
+    );
+    expect(folderSyncs.length).toBeGreaterThan(0);
+    expect(folderSyncs.length).toBeLessThan(names.length);
+  });
+
+  it('a failing file fsync fails only the upload it belongs to', async () => {
+    const clients = await Promise.all(Array.from({ length: 3 }, () => connected()));
+    const people = await Promise.all(
+      clients.map((c, i) => registerWithKey(c, `durable failing ${i}`)),
+    );
+    const [failing, ...others] = people.map((person) => person.id.toString('hex'));
+    probe.failSyncOf = (path) => path.includes(`${INCOMING_DIR}/${failing}-`);
+    const answers = await Promise.all(
+      clients.map((c, i) =>
+        c.request(uploadPackets(people[i].id, 'batch.bin', people[i].aesKey, data(80_000, i))),
+      ),
+    );
+    expect(answers.map((r) => r.code)).toEqual([
+      Reply.ERROR,
+      Reply.FILE_RECEIVED,
+      Reply.FILE_RECEIVED,
+    ]);
+    expect(others.flatMap((hex) => brokenRules(probe, server.dataDir, hex, 'batch.bin'))).toEqual(
+      [],
+    );
+    // Nothing of the failed upload: no row, no file, no temp file.
+    expect(await server.store.findFile(people[0].id, 'batch.bin')).toBeUndefined();
+    const failedFolder = await readdir(join(server.dataDir, failing)).catch(() => []);
+    expect(failedFolder).toEqual([]);
+    const incoming = await readdir(join(server.dataDir, INCOMING_DIR));
+    expect(incoming.filter((name) => name.startsWith(failing))).toEqual([]);
+    // The disk recovers: the same client's next upload on the same connection is stored.
+    probe.failSyncOf = () => false;
+    await upload(clients[0], people[0], 'batch.bin', data(80_000, 0));
   });
 });

@@ -22,6 +22,7 @@ import {
   ensureOwnDirectory,
   ensureRoot,
   existingOwnDirectory,
+  FolderSyncs,
   syncFolder,
 } from './directories';
 import { escapeError, fsError } from './errors';
@@ -58,6 +59,7 @@ export function createDiskByteStore(
 class DiskByteStore implements ByteStore {
   private readonly incomingDir: string;
   private readonly rootSync: CoalescedDirectorySync;
+  private readonly folderSyncs = new FolderSyncs();
 
   constructor(
     private readonly root: string,
@@ -127,7 +129,7 @@ class DiskByteStore implements ByteStore {
       key,
       tempPath,
       destination: where.file,
-      folder: path.dirname(where.file),
+      syncFolder: () => this.folderSyncs.sync(path.dirname(where.file)),
       prepareFolders: () => this.prepareFolders(where.folders),
     });
   }

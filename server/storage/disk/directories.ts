@@ -68,6 +68,11 @@ export class CoalescedDirectorySync {
 
   constructor(private readonly dir: string) {}
 
+  /** No sync running or waiting. */
+  get idle(): boolean {
+    return this.running === undefined && this.next === undefined;
+  }
+
   sync(): Promise<void> {
     if (this.running === undefined) {
       this.running = this.start();
@@ -88,5 +93,28 @@ export class CoalescedDirectorySync {
     };
     done.then(clear, clear);
     return done;
+  }
+}
+
+/**
+ * A CoalescedDirectorySync per folder, kept while in use: uploads of one client that are
+ * renamed into its folder close together share that folder's fsync instead of paying one each
+ * in a row. A failed sync fails exactly the renames it was to cover.
+ */
+export class FolderSyncs {
+  private readonly byFolder = new Map<string, CoalescedDirectorySync>();
+
+  sync(dir: string): Promise<void> {
+    let folder = this.byFolder.get(dir);
+    if (folder === undefined) {
+      folder = new CoalescedDirectorySync(dir);
+      this.byFolder.set(dir, folder);
+    }
+    const synced = folder.sync();
+    const forget = (): void => {
+      if (folder.idle && this.byFolder.get(dir) === folder) this.byFolder.delete(dir);
+    };
+    synced.then(forget, forget);
+    return synced;
   }
 }

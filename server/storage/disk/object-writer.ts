@@ -6,7 +6,6 @@
  */
 import { promises as fsp, constants as fsConstants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { syncDirectory } from '../../../shared/atomic-file';
 import { isNotFound } from '../../../shared/errno';
 import { StorageError, StorageErrorCode, type ObjectWriter } from '../types';
 import { fsError } from './errors';
@@ -20,8 +19,8 @@ export interface WriterTarget {
   readonly key: string;
   readonly tempPath: string;
   readonly destination: string;
-  /** The folder holding `destination`. */
-  readonly folder: string;
+  /** fsyncs the folder holding `destination` (shared with renames into it close in time). */
+  readonly syncFolder: () => Promise<void>;
   /** Makes the folders down to `folder` (refusing planted symlinks), durable. */
   readonly prepareFolders: () => Promise<void>;
 }
@@ -235,7 +234,7 @@ export class DiskObjectWriter implements ObjectWriter {
     // The data is on disk and named: closing is not on the way to the answer.
     const closed = this.closeHandle().catch(noop);
     try {
-      await syncDirectory(this.target.folder);
+      await this.target.syncFolder();
     } catch (err) {
       // The file is in place and complete; only the durability of its name is in doubt.
       throw fsError(`stored ${this.relativePath} but cannot sync its folder`, err);
