@@ -119,10 +119,16 @@ async function measureScp(
   }
 }
 
-/** Whether the built client takes `--parallel` (its default is then what runs). */
-async function clientHasParallel(work: string): Promise<boolean> {
-  const help = await runClient(['--help'], work);
-  return help.stdout.includes('--parallel');
+interface ClientFeatures {
+  /** It takes `--parallel` (its default is then what runs). */
+  readonly parallel: boolean;
+  /** It takes `--protocol`: the bench asks for v3, the protocol scp is compared on. */
+  readonly protocol: boolean;
+}
+
+async function clientFeatures(work: string): Promise<ClientFeatures> {
+  const help = (await runClient(['--help'], work)).stdout;
+  return { parallel: help.includes('--parallel'), protocol: help.includes('--protocol') };
 }
 
 async function main(): Promise<void> {
@@ -142,7 +148,8 @@ async function main(): Promise<void> {
     );
     const seed = join(work, 'seed.txt');
     writeFileSync(seed, 'register first\n');
-    const parallel = await clientHasParallel(work);
+    const features = await clientFeatures(work);
+    const parallel = features.parallel;
 
     // 0. the anchor: scp to a private sshd, before our server runs
     const anchor = await measureScp(work, bigFile, manySets[0]);
@@ -157,6 +164,7 @@ async function main(): Promise<void> {
       '--name',
       'Bench Client',
       '--quiet',
+      ...(features.protocol ? ['--protocol', 'v3'] : []),
     ];
     const common = clientArgs(server.port);
     // Register once so every timed run reconnects, as a returning user's does.
