@@ -19,6 +19,8 @@ export class V4Upload {
   private received: number;
   private lastCheckpoint: number;
   private done = false;
+  private checkpointing: Promise<void> | undefined;
+  private checkpointFailure: unknown;
 
   private constructor(
     private readonly ctx: V4Context,
@@ -108,10 +110,22 @@ export class V4Upload {
     this.received += data.length;
     await this.partial.write(data);
     const now = this.ctx.base.sources.now();
-    if (now - this.lastCheckpoint >= this.ctx.checkpointIntervalMs) {
+    if (now - this.lastCheckpoint >= this.ctx.checkpointIntervalMs && !this.checkpointing) {
       this.lastCheckpoint = now;
-      await this.partial.checkpoint();
+      // In the background: the data keeps flowing while the disk syncs what came before.
+      this.checkpointing = this.partial
+        .checkpoint()
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            this.checkpointFailure ??= err;
+          },
+        )
+        .finally(() => {
+          this.checkpointing = undefined;
+        });
     }
+    if (this.checkpointFailure !== undefined) throw this.checkpointFailure;
   }
 
   /**
@@ -128,12 +142,14 @@ export class V4Upload {
       await this.discard();
       throw v4Error('DIGEST_MISMATCH', 'SHA-256 of the received bytes differs; nothing stored');
     }
-    await this.partial.checkpoint();
+    // No checkpoint here: the published file is made durable by the file store's commit, and
+    // until then the partial's last checkpoint is what a crash would resume from.
+    await this.checkpointing;
     const { files, store, fileLocks, sources } = this.ctx.base;
     await fileLocks.run(this.key, async () => {
       const sink = await files.beginUpload(client.clientIdHex, this.fileName);
       try {
-        for await (const chunk of this.partial.contents(this.size)) await sink.write(chunk);
+        await this.partial.publish(sink);
         const objectKey = await sink.commit();
         const now = sources.now();
         await store.putFile(
@@ -172,6 +188,7 @@ export class V4Upload {
   /** Deletes the partial and lets go (bad bytes). */
   async discard(): Promise<void> {
     this.done = true;
+    await this.checkpointing;
     try {
       await this.partial.remove();
     } finally {
@@ -183,6 +200,7 @@ export class V4Upload {
   async suspend(): Promise<void> {
     if (this.done) return;
     this.done = true;
+    await this.checkpointing;
     try {
       await this.partial.close();
     } finally {
