@@ -149,6 +149,55 @@ describe('sendInParallel against sft-server', () => {
   });
 });
 
+describe('sendInParallel when an upload fails for good', () => {
+  it('stops every connection and rejects with that error; results before it stay in order', async () => {
+    const data = await newDir();
+    server = await startRealServer(data, ['--max-file-size', '100K']);
+    const files = await makeFiles(12);
+    const plans = await prepareUploads(files.names.map((n) => ({ path: join(files.dir, n) })));
+    const tooBig = plans.findIndex((p) => p.size > 100 * 1024);
+    expect(tooBig).toBeGreaterThan(0);
+    const reported: UploadResult[] = [];
+    const address = parseServerAddress(server.address) as ServerAddress;
+    const failure = await sendInParallel({
+      session: {
+        connect: () =>
+          connectTransport(address, { connectTimeoutMs: 5000, responseTimeoutMs: 20_000 }),
+        registerName: 'Too Big',
+      },
+      plans,
+      connections: 4,
+      onResult: (r) => reported.push(r),
+    }).catch((err: Error & { code?: string }) => err);
+    expect(failure).toMatchObject({ code: 'SERVER_ERROR', exitCode: ExitCode.REJECTED });
+    expect((failure as Error).message).toContain(plans[tooBig].fileName);
+    expect(reported.length).toBeLessThanOrEqual(tooBig);
+    expect(reported.map((r) => r.fileName)).toEqual(
+      plans.slice(0, reported.length).map((p) => p.fileName),
+    );
+  });
+});
+
+describe('sendInParallel against a server that answers 1606 to extra reconnects', () => {
+  it('never registers on an extra connection: it is given up', async () => {
+    const { handler, state } = honest();
+    fake = await FakeServer.start((req, reply) => {
+      if (req.code === RECONNECT && req.connection > 0) {
+        reply.send(responseBytes(1606, req.clientId));
+      } else handler(req, reply);
+    });
+    const files = await makeFiles(3);
+    const plans = await prepareUploads(files.names.map((n) => ({ path: join(files.dir, n) })));
+    const run = await send(fake.address, plans, 3, 'Unknown Elsewhere');
+    expect(run.result.connections).toBe(1);
+    expect(run.degraded).toEqual([
+      expect.objectContaining({ refused: 2, reason: expect.stringMatching(/1606/) }),
+    ]);
+    expect(fake.requests.filter((r) => r.code === 1025)).toHaveLength(1);
+    expect(state.uploads.map((u) => u.fileName)).toEqual(files.names);
+  });
+});
+
 describe('sendInParallel against a server that answers 1607 to extra reconnects', () => {
   it('gives the extra connections up at once, silently, and sends over the first', async () => {
     const { handler, state } = honest();
