@@ -41,6 +41,8 @@ export interface ConfigOverrides {
   readonly name?: string;
   /** File paths from the command line, relative to the working directory. */
   readonly files?: readonly string[];
+  /** A v4 identity exists: the server knows the client by its certificate, no name needed. */
+  readonly nameOptional?: boolean;
 }
 
 export interface ResolvedConfig {
@@ -63,7 +65,8 @@ export async function resolveConfig(overrides: ConfigOverrides): Promise<Resolve
   const transferPath = join(configDir, TRANSFER_INFO);
   const identity = await loadIdentity(configDir);
   const needFiles = !overrides.files || overrides.files.length === 0;
-  const needName = overrides.name === undefined && identity === undefined;
+  const needName =
+    overrides.name === undefined && identity === undefined && !overrides.nameOptional;
   const needServer = overrides.server === undefined;
   const text =
     needFiles || needServer || needName || overrides.name === undefined

@@ -8,6 +8,7 @@
  */
 import yargs, { type Argv, type Options } from 'yargs';
 import { ExitCode, formatExitCodes } from '../../shared/exit-codes';
+import { parseFingerprint } from '../../shared/fingerprint';
 import { ClientErrorCode, clientError, isClientError } from '../errors';
 
 export const DEFAULT_CONNECT_TIMEOUT_S = 10;
@@ -35,6 +36,10 @@ export interface SendFlags {
   readonly parallel: number;
   /** Send the files below directory arguments. */
   readonly recursive: boolean;
+  /** `auto` (v4, else v3 for servers never seen speaking v4), `v4` or `v3`. */
+  readonly protocol: 'auto' | 'v4' | 'v3';
+  /** `--server-fingerprint`: the v4 server key to expect (no trust on first use). */
+  readonly serverFingerprint?: string;
 }
 
 export type CommandLine =
@@ -91,6 +96,21 @@ const OPTIONS = {
   quiet: { alias: 'q', type: 'boolean', default: false, describe: 'print nothing but errors' },
   verbose: { alias: 'v', type: 'boolean', default: false, describe: 'debug log on stderr' },
   json: { type: 'boolean', default: false, describe: 'print one JSON summary on stdout' },
+  protocol: {
+    type: 'string',
+    requiresArg: true,
+    choices: ['auto', 'v4', 'v3'],
+    default: 'auto',
+    describe:
+      'auto: TLS 1.3 (v4), falling back to v3 only for servers never seen speaking v4; ' +
+      'v4: never fall back; v3: the old protocol, for old servers',
+  },
+  'server-fingerprint': {
+    type: 'string',
+    requiresArg: true,
+    describe:
+      'expect this v4 server key (SHA256:…, from sft-server identity) instead of trust on first use',
+  },
 } as const satisfies Record<string, Options>;
 
 const USAGE = `Usage: $0 [options] [file ...]
@@ -116,6 +136,7 @@ const CLIENT_EXIT_CODES = [
   ExitCode.CONNECTION,
   ExitCode.REJECTED,
   ExitCode.CHECKSUM,
+  ExitCode.IDENTITY_MISMATCH,
 ] as const;
 
 const EPILOGUE = `Exit codes:\n${formatExitCodes(CLIENT_EXIT_CODES)}`;
@@ -195,6 +216,17 @@ function buildParser(version: string): Argv {
     });
 }
 
+function serverFingerprintFlag(text: string | undefined): { serverFingerprint?: string } {
+  if (text === undefined) return {};
+  const fingerprint = parseFingerprint(text);
+  if (fingerprint === undefined) {
+    usageError(
+      `--server-fingerprint must look like SHA256: and 43 base64 characters, got "${text}"`,
+    );
+  }
+  return { serverFingerprint: fingerprint };
+}
+
 function sendFlags(args: ParsedArgs): SendFlags {
   // A flag given twice takes the last value (scripts append overrides).
   const last = (key: keyof typeof OPTIONS): Value | undefined => {
@@ -224,6 +256,8 @@ function sendFlags(args: ParsedArgs): SendFlags {
     ),
     parallel: parseConnections(text('parallel') ?? String(DEFAULT_PARALLEL)),
     recursive: flag('recursive'),
+    protocol: (text('protocol') ?? 'auto') as SendFlags['protocol'],
+    ...serverFingerprintFlag(text('server-fingerprint')),
   };
 }
 

@@ -16,7 +16,8 @@ import { chooseMode, createOutput, type OutputStreams, type RunSummary } from '.
 import { expandDirectories } from '../session/file-list';
 import { sendInParallel } from '../session/parallel';
 import { silentLog, type ClientLog, type UploadResult } from '../session/types';
-import { prepareUploads } from '../session/upload-plan';
+import { prepareUploadPlans } from '../v4/plan';
+import { hasV4Identity, V4ClientSession } from '../v4/session';
 
 /** Shell convention: 128 + signal number. */
 const SIGNAL_EXIT_CODES: readonly (readonly [NodeJS.Signals, number])[] = [
@@ -79,6 +80,7 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
   }
   const log = await createLog(flags.verbose);
   const files: UploadResult[] = [];
+  let v4Session: V4ClientSession | undefined;
   let summary: Omit<RunSummary, 'exitCode' | 'files'> = {};
   try {
     const config = await resolveConfig({
@@ -86,6 +88,7 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
       server: flags.server,
       name: flags.name,
       files: flags.files,
+      nameOptional: flags.protocol !== 'v3' && (await hasV4Identity(flags.configDir)),
     });
     summary = { server: config.server.display };
     if (config.identity && flags.name !== undefined && flags.name.trim() !== config.identity.name) {
@@ -102,12 +105,44 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
     if (expanded.skipped.length > 0) {
       output.warn(`not sending ${expanded.skipped.join(', ')}: it holds this client's private key`);
     }
-    const plans = await prepareUploads(expanded.files);
-    log.debug({ server: config.server.display, files: plans.length }, 'starting');
+    const prepared = await prepareUploadPlans(flags.protocol, expanded.files);
+    log.debug({ server: config.server.display, files: prepared.v4.length }, 'starting');
     const timeouts = {
       connectTimeoutMs: flags.connectTimeoutMs,
       responseTimeoutMs: flags.responseTimeoutMs,
     };
+    // Version 4 unless the server speaks only v3 (docs/protocol-v4.md §2.4); exit 6 on a
+    // fingerprint mismatch or a refused downgrade, before any file byte is sent.
+    const v4 = await V4ClientSession.open({
+      configDir: config.configDir,
+      server: config.server,
+      protocol: flags.protocol,
+      serverFingerprint: flags.serverFingerprint,
+      registerName: config.registerName,
+      v3Identity: config.identity,
+      ...timeouts,
+      notice: (line) => output.warn(line),
+      events: output.events,
+      log,
+    });
+    if (v4.kind === 'v4') {
+      v4Session = v4.session;
+      summary = {
+        ...summary,
+        clientId: clientIdToHex(v4Session.clientId),
+        name: v4Session.name,
+        registered: v4Session.registered,
+      };
+      for (const plan of prepared.v4) {
+        const result = await v4Session.upload(plan);
+        files.push(result);
+        output.fileDone(result);
+      }
+      v4Session.close();
+      output.finish({ ...summary, files, exitCode: ExitCode.OK });
+      return ExitCode.OK;
+    }
+    const plans = prepared.v3();
     output.begin(plans);
     await sendInParallel({
       session: {
@@ -155,6 +190,7 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
     output.finish({ ...summary, files, exitCode: ExitCode.OK });
     return ExitCode.OK;
   } catch (err) {
+    v4Session?.close();
     const ce: ClientError = toClientError(err);
     if (ce.code === ClientErrorCode.INTERNAL) {
       log.debug({ stack: (err as Error)?.stack }, 'internal error');

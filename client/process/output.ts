@@ -10,6 +10,7 @@ import type { Identity } from '../config/identity';
 import type { ClientError } from '../errors';
 import type { SessionEvents, UploadResult } from '../session/types';
 import type { UploadPlan } from '../session/upload-plan';
+import { v4ResultFields } from '../v4/upload';
 
 /** The exact line docs/protocol.md §8 asks for. */
 export const SERVER_ERROR_LINE = 'server responded with an error';
@@ -254,6 +255,7 @@ export async function createOutput(
           verified: f.verified,
           uploads: f.uploads,
           seconds: Math.round(f.seconds * 1e6) / 1e6,
+          ...v4ResultFields(f),
         })),
         ...(summary.error
           ? {
