@@ -6,7 +6,8 @@
  * are safe next to a running server (WAL readers never block). `restore` writes: it brings a
  * kept version back as the live file (docs/protocol.md §9, an upload never destroys a verified
  * file), the current one becoming a version, with an audit row `file_restored`. Key material
- * is never read out: clients show only whether they have keys.
+ * is never read out: clients show only whether they have keys. `migrate` copies the data
+ * directory's backends into PostgreSQL + S3 (admin-migrate.ts).
  */
 import type { Argv, CommandModule } from 'yargs';
 import { assertNever } from '../protocol/errors';
@@ -21,6 +22,8 @@ import {
   write,
 } from './admin-format';
 import { DEFAULT_KEEP_VERSIONS } from './storage/file-vault';
+import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
+import { runMigration } from './admin-migrate';
 import { openBackends, type Backends } from './storage/open-backends';
 import {
   StorageError,
@@ -33,7 +36,14 @@ import {
 
 export { AdminUsageError, formatTable, parseSince, printable } from './admin-format';
 
-export const ADMIN_SUBJECTS = ['clients', 'files', 'audit', 'versions', 'restore'] as const;
+export const ADMIN_SUBJECTS = [
+  'clients',
+  'files',
+  'audit',
+  'versions',
+  'restore',
+  'migrate',
+] as const;
 export type AdminSubject = (typeof ADMIN_SUBJECTS)[number];
 
 /** The request code of audit rows written by the admin command (no protocol request). */
@@ -60,6 +70,9 @@ export interface AdminOptions {
   readonly keepVersions?: number;
   /** The server's `--database`, `--storage` and `--s3-endpoint` (default: the data directory). */
   readonly backends?: { database?: string; storage?: string; s3Endpoint?: string };
+  /** migrate: the target database (`--to`) and the master key file of both ends. */
+  readonly migrateTo?: string;
+  readonly masterKeyFile?: string;
 }
 
 export interface AdminIo {
@@ -301,6 +314,15 @@ function checkOptions(options: AdminOptions): void {
   }
 }
 
+/** The source of a migration: the data directory's own backends, with the master key. */
+function migrateSource(options: AdminOptions): { masterKey?: Buffer } {
+  const masterKey = loadMasterKey({
+    file: options.masterKeyFile,
+    env: process.env[MASTER_KEY_ENV],
+  });
+  return masterKey === undefined ? {} : { masterKey };
+}
+
 async function run(
   backends: Backends,
   options: AdminOptions,
@@ -319,6 +341,19 @@ async function run(
       return listVersions(store, options, since);
     case 'restore':
       return restore(backends, options, now);
+    case 'migrate':
+      return runMigration(backends, {
+        dataDir: options.dataDir,
+        keepVersions: options.keepVersions ?? DEFAULT_KEEP_VERSIONS,
+        now: () => now,
+        masterKeyEnv: process.env[MASTER_KEY_ENV],
+        ...(options.migrateTo === undefined ? {} : { to: options.migrateTo }),
+        ...(options.masterKeyFile === undefined ? {} : { masterKeyFile: options.masterKeyFile }),
+        ...options.backends,
+        ...(options.backends?.database === undefined
+          ? {}
+          : { sourceDatabase: options.backends.database }),
+      });
     default:
       return assertNever(options.what, 'admin subject');
   }
@@ -347,7 +382,8 @@ export async function runAdmin(
       readOnly: options.what !== 'restore',
       keepVersions: options.keepVersions ?? DEFAULT_KEEP_VERSIONS,
       now,
-      ...options.backends,
+      // migrate reads the data directory; its --storage names the target (admin-migrate.ts).
+      ...(options.what === 'migrate' ? migrateSource(options) : options.backends),
     });
     const listing = await run(backends, options, since, now());
     if (options.json) {
@@ -384,6 +420,8 @@ interface AdminArgs {
   readonly database?: string;
   readonly storage?: string;
   readonly 's3-endpoint'?: string;
+  readonly to?: string;
+  readonly 'master-key-file'?: string;
 }
 
 /** The yargs command; `io` lets tests capture output without spawning a process. */
@@ -441,6 +479,14 @@ export function createAdminCommand(io: Partial<AdminIo> = {}): CommandModule<obj
         })
         .option('storage', { type: 'string', describe: "restore: the server's --storage" })
         .option('s3-endpoint', { type: 'string', describe: "restore: the server's --s3-endpoint" })
+        .option('to', {
+          type: 'string',
+          describe: 'migrate: the target database (postgres://…); --storage names its bytes',
+        })
+        .option('master-key-file', {
+          type: 'string',
+          describe: `migrate: the master key of both ends (or ${MASTER_KEY_ENV})`,
+        })
         .example('$0 admin clients', 'who registered, and whether they have keys')
         .example('$0 admin audit --since 1h', 'the last hour of the audit trail')
         .example('$0 admin versions alice notes.txt', 'kept versions of one file')
@@ -460,6 +506,10 @@ export function createAdminCommand(io: Partial<AdminIo> = {}): CommandModule<obj
         ...(args.since === undefined ? {} : { since: args.since }),
         ...(args.limit === undefined ? {} : { limit: args.limit }),
         ...(args.version === undefined ? {} : { version: args.version }),
+        ...(args.to === undefined ? {} : { migrateTo: args.to }),
+        ...(args['master-key-file'] === undefined
+          ? {}
+          : { masterKeyFile: args['master-key-file'] }),
         backends: {
           ...(args.database === undefined ? {} : { database: args.database }),
           ...(args.storage === undefined ? {} : { storage: args.storage }),

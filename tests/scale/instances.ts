@@ -98,10 +98,15 @@ export interface AdminRun {
   readonly stderr: string;
 }
 
-/** `sft-server admin ARGS… --database URL` as its own process. */
+/** `sft-server admin ARGS… --database URL --storage … --s3-endpoint …` as its own process. */
 export function runAdmin(shared: SharedBackends, args: readonly string[]): Promise<AdminRun> {
+  return runAdminRaw([...args, ...backendArgs(shared)]);
+}
+
+/** `sft-server admin ARGS…` as given, as its own process. */
+export function runAdminRaw(args: readonly string[]): Promise<AdminRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SERVER_MAIN, 'admin', ...args, ...backendArgs(shared)], {
+    const child = spawn(process.execPath, [SERVER_MAIN, 'admin', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...S3_ENV },
     });
