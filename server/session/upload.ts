@@ -36,6 +36,8 @@ const WRITE_GROUP_BYTES = 1024 * 1024;
  */
 const SMALL_WRITE_GROUP_BYTES = 64 * 1024;
 
+const EMPTY = Buffer.alloc(0);
+
 export interface UploadIdentity {
   readonly clientId: Buffer;
   readonly clientIdHex: string;
@@ -70,7 +72,9 @@ export class Upload {
   private finished = false;
 
   /** Gathers ciphertext of consecutive packets for one decipher update. */
-  private readonly batch: Buffer;
+  private batch: Buffer = EMPTY;
+  /** Size of the batch while it exists: no more than the upload's ciphertext. */
+  private readonly batchSize: number;
   private readonly matcher: SendFileFrameMatcher;
   private readonly nameKey: string;
 
@@ -82,7 +86,7 @@ export class Upload {
     private readonly budget?: BufferBudget,
   ) {
     // Small files get a small batch: no more than their ciphertext.
-    this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, id.contentSize));
+    this.batchSize = Math.min(BATCH_BYTES, id.contentSize);
     this.decipher = createFileDecipher(aesKey);
     this.matcher = new SendFileFrameMatcher(id);
     this.nameKey = Buffer.from(id.fileName, 'utf8').toString('latin1');
@@ -149,11 +153,13 @@ export class Upload {
     const take = Math.min(end - start, this.id.contentSize - this.received);
     if (take <= 0) return;
     this.received += take;
-    if (take > this.batch.length - this.batchLength) this.flush();
-    if (take >= this.batch.length) {
+    if (take > this.batchSize - this.batchLength) this.flush();
+    if (take >= this.batchSize) {
       this.decipherChunk(source.subarray(start, start + take));
       return;
     }
+    // Allocated on demand: `relieve` drops it, so a stalled upload holds no batch.
+    if (this.batch.length === 0) this.batch = Buffer.allocUnsafe(this.batchSize);
     source.copy(this.batch, this.batchLength, start, start + take);
     this.batchLength += take;
   }
@@ -173,6 +179,7 @@ export class Upload {
   relieve(): void {
     if (this.finished || this.failure !== undefined) return;
     this.flush();
+    this.batch = EMPTY;
     this.writeGathered();
   }
 

@@ -10,6 +10,7 @@ import {
   Reply,
   checksum,
   fileReceived,
+  reconnect,
   register,
   uploadPackets,
   type RawClient,
@@ -134,7 +135,7 @@ describe('injected storage failures', () => {
       }
       return original(id);
     };
-    expect((await client.request(checksum(Code.CRC_OK, me.id, 'none'))).code).toBe(Reply.ERROR);
+    expect((await client.request(reconnect(me.id, me.name))).code).toBe(Reply.ERROR);
     const line = logLines.find((l) => l.reason === 'INTERNAL');
     expect(line?.level).toBe(50);
     expect(JSON.stringify(line?.err)).toContain('a bug');

@@ -22,7 +22,7 @@ import { createServer, type SftServer } from '../../server/transport/listener';
 import type { Sources } from '../../server/session/sources';
 import type { Catalog, FileStore } from '../../server/storage/types';
 import { memoryBackends, type FailureInjector } from '../../server/storage/memory';
-import { RawClient, Reply, register, sendPublicKey } from '../helpers/raw-client';
+import { RawClient, Reply, reconnect, register, sendPublicKey } from '../helpers/raw-client';
 
 /** Ids and keys handed out in order (the recorded ones), then random ones; a settable clock. */
 export class QueuedSources implements Sources {
@@ -216,6 +216,16 @@ export async function registerWithKey(
   if (r2.code !== Reply.KEY_ACCEPTED) throw new Error(`key of ${name}: got ${r2.code}`);
   const aesKey = unwrapWith(keys, r2.payload.subarray(16, 144));
   return { id, name, keys, aesKey };
+}
+
+/**
+ * A 1027 for `me` on `client`: binds that connection to the client (docs/protocol.md §9) and
+ * returns `me` with the new session key, the one uploads on this connection must use.
+ */
+export async function reconnectWithKey(client: RawClient, me: Registered): Promise<Registered> {
+  const r = await client.request(reconnect(me.id, me.name));
+  if (r.code !== Reply.RECONNECTED) throw new Error(`reconnect ${me.name}: got ${r.code}`);
+  return { ...me, aesKey: unwrapWith(me.keys, r.payload.subarray(16, 144)) };
 }
 
 export function unwrapWith(keys: ClientKeys, wrapped: Buffer): Buffer {

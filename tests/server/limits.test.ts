@@ -12,7 +12,7 @@ import {
   Code,
 } from '../helpers/raw-client';
 import { memoryBackends } from '../../server/storage/memory';
-import { registerWithKey, startServer, type TestServer } from './harness';
+import { reconnectWithKey, registerWithKey, startServer, type TestServer } from './harness';
 import type { ServerLimits } from '../../server/transport/limits';
 
 let server: TestServer | undefined;
@@ -22,7 +22,10 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function start(limits: Partial<ServerLimits>, stores = memoryBackends()): Promise<TestServer> {
+async function start(
+  limits: Partial<ServerLimits>,
+  stores = memoryBackends(),
+): Promise<TestServer> {
   server = await startServer({ ...stores, limits });
   return server;
 }
@@ -193,11 +196,13 @@ describe('abuse limits', () => {
     const first = await s.connect();
     const second = await s.connect();
     const me = await registerWithKey(first, 'quota-parallel');
+    // The second connection gets its own session, as every connection must (§9).
+    const meThere = await reconnectWithKey(second, me);
     const a = uploadPackets(me.id, 'a', me.aesKey, Buffer.alloc(6000, 1));
     // All of 'a' but its last packet: the upload stays open on the first connection.
     await first.write(a.slice(0, -1));
     await until(() => stores.bytes.temps.size === 1);
-    const b = (size: number) => uploadPackets(me.id, 'b', me.aesKey, Buffer.alloc(size, 2));
+    const b = (size: number) => uploadPackets(me.id, 'b', meThere.aesKey, Buffer.alloc(size, 2));
     expect((await second.request(b(5000))).code).toBe(Reply.ERROR);
     expect((await first.request(a.slice(-1))).code).toBe(Reply.FILE_RECEIVED);
     // 'a' is stored now and its reservation given back: 6000 + 4000 fits exactly.
@@ -216,7 +221,8 @@ describe('abuse limits', () => {
     first.destroy();
     await until(() => stores.bytes.temps.size === 0);
     const second = await s.connect();
-    const b = uploadPackets(me.id, 'b', me.aesKey, Buffer.alloc(10_000, 2));
+    const meThere = await reconnectWithKey(second, me);
+    const b = uploadPackets(me.id, 'b', meThere.aesKey, Buffer.alloc(10_000, 2));
     expect((await second.request(b)).code).toBe(Reply.FILE_RECEIVED);
   });
 });
