@@ -578,3 +578,38 @@ describe('read-only store (admin)', () => {
     expect(await readdir(dir)).toEqual([DATABASE_FILE_NAME]);
   });
 });
+
+describe('another process holding the write lock', () => {
+  it('a write after reads waits for the lock (busy timeout) and then commits', async () => {
+    const dir = await dirs.make();
+    const file = path.join(dir, DATABASE_FILE_NAME);
+    const store = await openSqliteStore({ path: file, busyTimeoutMs: 10_000 });
+    open.push(store);
+    await store.registerClient(idOf(1), 'alice', 1000);
+    // Reads through prepared statements first: none may keep a read transaction open.
+    await store.findClientByName('alice');
+    await store.findFile(idOf(1), 'x');
+    await store.storedBytes(idOf(1));
+    const locker = await raw(file);
+    await locker.exec('BEGIN EXCLUSIVE');
+    const write = store.putFile({
+      clientId: idOf(1),
+      fileName: 'f',
+      objectKey: `${idOf(1).toString('hex')}/f`,
+      size: 1,
+      cksum: 1,
+      updatedAt: 1,
+    });
+    const settled = { done: false };
+    void write.then(
+      () => (settled.done = true),
+      () => (settled.done = true),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(settled.done).toBe(false);
+    await locker.exec('ROLLBACK');
+    await locker.close();
+    await write;
+    expect((await store.findFile(idOf(1), 'f'))?.size).toBe(1);
+  });
+});

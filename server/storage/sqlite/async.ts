@@ -46,8 +46,15 @@ export class AsyncStatement {
   get<T extends Row>(params: SqlParams): Promise<T | undefined> {
     return new Promise((resolve, reject) => {
       this.statement.get<T>(params, (err: Error | null, row?: T) => {
-        if (err) reject(databaseError(this.what, err));
-        else resolve(row);
+        if (err) {
+          reject(databaseError(this.what, err));
+          return;
+        }
+        // A statement stopped at a row holds its read transaction open until reset; while it
+        // is open, a write on this connection meeting another process's lock gets SQLITE_BUSY
+        // at once (SQLite will not wait where it could deadlock), so the busy timeout would
+        // never apply. Reset errors repeat the step's, already reported.
+        this.statement.reset(() => resolve(row));
       });
     });
   }

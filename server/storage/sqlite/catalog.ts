@@ -12,7 +12,6 @@
  */
 import type { Logger } from '../../../shared/logger';
 import { ClientCache } from '../client-cache';
-import { GroupCommit, type Outcome, type WriteOptions } from '../group-commit';
 import { DEFAULT_TOUCH_FLUSH_MS, LastSeenWriteBehind } from '../last-seen';
 import { sealAesKey, unsealStoredAesKey } from '../master-key';
 import {
@@ -33,22 +32,18 @@ import {
   type VersionFilter,
 } from '../types';
 import * as admin from './admin-queries';
-import { sqliteCode, SerialQueue, type AsyncDatabase, type AsyncStatement } from './async';
+import { closedError, SqliteJobs } from './jobs';
+import { archiveRow, pruneVersions, restoreRow } from './versions';
+import type { AsyncDatabase, AsyncStatement } from './async';
 import {
-  AUDIT_INSERT_COLUMNS,
-  AUDIT_ROWS_PER_INSERT,
-  auditParams,
   CLIENT_COLUMNS,
   copy,
   fileParams,
   toClientRecord,
   toFileRecord,
-  toFileVersion,
-  versionParams,
   type ClientRow,
   type FileRow,
   type StatementName,
-  type VersionRow,
 } from './rows';
 
 export interface CatalogSettings {
@@ -73,35 +68,20 @@ export interface SqliteStore extends Catalog {
   journalMode(): Promise<string>;
 }
 
-/**
- * Failures that concern one write alone: its own checks (no SQLite code), or a constraint
- * SQLite undoes for the failing statement only. Anything else fails the whole group.
- */
-function isOwnFailure(err: unknown): boolean {
-  const code = sqliteCode(err);
-  return code === undefined || code === 'SQLITE_CONSTRAINT';
-}
-
-function closedError(): StorageError {
-  return new StorageError(StorageErrorCode.CLOSED, 'the client store is closed');
-}
-
-export class SqliteCatalog implements SqliteStore {
-  private readonly queue = new SerialQueue();
+export class SqliteCatalog extends SqliteJobs implements SqliteStore {
   private readonly masterKey: Buffer | undefined;
   private readonly logger: Logger | undefined;
   private readonly clients = new ClientCache();
   private readonly lastSeen: LastSeenWriteBehind;
-  private readonly group: GroupCommit;
-  private closing: Promise<void> | undefined;
   readonly readOnly: boolean;
 
   constructor(
-    private readonly db: AsyncDatabase,
+    db: AsyncDatabase,
     readonly path: string,
-    private readonly statements: ReadonlyMap<StatementName, AsyncStatement>,
+    statements: ReadonlyMap<StatementName, AsyncStatement>,
     settings: CatalogSettings,
   ) {
+    super(db, statements);
     this.masterKey = settings.masterKey ? copy(settings.masterKey) : undefined;
     this.logger = settings.logger;
     this.readOnly = settings.readOnly;
@@ -110,73 +90,6 @@ export class SqliteCatalog implements SqliteStore {
       flush: () => this.flush(),
       onError: (err) => this.logger?.error({ err }, 'could not write LastSeen updates'),
     });
-    this.group = new GroupCommit({
-      schedule: (job) => void this.queue.run(job),
-      transaction: (body) => this.transaction(body),
-      savepoint: (body) => this.savepoint(body),
-      insertAudits: (entries) => this.insertAudits(entries),
-      isOwnFailure,
-    });
-  }
-
-  private statement(name: StatementName): AsyncStatement {
-    const statement = this.statements.get(name);
-    if (!statement) throw new StorageError(StorageErrorCode.DATABASE, `no statement ${name}`);
-    return statement;
-  }
-
-  /** Runs `job` alone on the connection; rejects with CLOSED once close() began. */
-  private job<T>(job: () => Promise<T>): Promise<T> {
-    if (this.closing) return Promise.reject(closedError());
-    return this.queue.run(job);
-  }
-
-  /** Queues a write for the next group commit; resolves with its result once committed. */
-  private write<T>(body: () => Promise<T>, options: WriteOptions<T> = {}): Promise<T> {
-    if (this.closing) return Promise.reject(closedError());
-    return this.group.write(body, options);
-  }
-
-  private async transaction<T>(body: () => Promise<T>): Promise<T> {
-    await this.db.run('BEGIN IMMEDIATE', [], 'cannot begin transaction');
-    try {
-      const result = await body();
-      await this.db.run('COMMIT', [], 'cannot commit transaction');
-      return result;
-    } catch (err) {
-      await this.db.run('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
-  }
-
-  private async savepoint(body: () => Promise<unknown>): Promise<Outcome> {
-    await this.db.run('SAVEPOINT write', [], 'cannot begin savepoint');
-    try {
-      const value = await body();
-      await this.db.run('RELEASE write', [], 'cannot release savepoint');
-      return { ok: true, value };
-    } catch (error) {
-      await this.db.run('ROLLBACK TO write');
-      await this.db.run('RELEASE write');
-      return { ok: false, error };
-    }
-  }
-
-  /** Inserts audit rows with as few statements as possible. */
-  private async insertAudits(entries: readonly AuditEntry[]): Promise<void> {
-    if (entries.length === 1) {
-      await this.statement('auditOne').run(auditParams(entries[0] as AuditEntry));
-      return;
-    }
-    for (let from = 0; from < entries.length; from += AUDIT_ROWS_PER_INSERT) {
-      const rows = entries.slice(from, from + AUDIT_ROWS_PER_INSERT);
-      const placeholders = rows.map(() => '(?, ?, ?, ?, ?, ?, ?)').join(', ');
-      await this.db.run(
-        `INSERT INTO auth_log (${AUDIT_INSERT_COLUMNS}) VALUES ${placeholders}`,
-        rows.flatMap(auditParams),
-        'cannot write the audit trail',
-      );
-    }
   }
 
   // ------------------------------------------------------------ clients
@@ -335,7 +248,7 @@ export class SqliteCatalog implements SqliteStore {
   private async writeTouches(): Promise<void> {
     const batch = this.lastSeen.take();
     if (batch.length === 0) return;
-    await this.transaction(async () => {
+    await this.tx.transaction(async () => {
       for (const [hex, time] of batch) {
         // The cached LastSeen no longer includes the pending value: read it anew.
         this.clients.forget(hex);
@@ -417,42 +330,6 @@ export class SqliteCatalog implements SqliteStore {
     return this.job(() => admin.listFiles(this.db));
   }
 
-  /** Inserts the live row of a file as a version when `accept` takes it. */
-  private async archiveRow(
-    owner: Buffer,
-    fileName: string,
-    as: ArchiveAs,
-    accept: (file: FileRecord) => boolean,
-  ): Promise<FileVersion | undefined> {
-    const row = await this.statement('fileByKey').get<FileRow>([owner, fileName]);
-    if (row === undefined) return undefined;
-    const current = toFileRecord(row);
-    if (!accept(current)) return undefined;
-    const version: FileVersion = {
-      clientId: owner,
-      fileName,
-      version: as.version,
-      objectKey: as.objectKey,
-      status: current.status,
-      size: current.size,
-      cksum: current.cksum,
-      updatedAt: current.updatedAt,
-      archivedAt: as.archivedAt,
-    };
-    await this.statement('insertVersion').run(versionParams(version));
-    return version;
-  }
-
-  /** Drops the oldest versions of a file beyond `keep`; returns them. */
-  private async prune(owner: Buffer, fileName: string, keep: number): Promise<FileVersion[]> {
-    const rows = await this.statement('versionsOfFile').all<VersionRow>([owner, fileName]);
-    const pruned = rows.slice(0, Math.max(0, rows.length - Math.max(0, keep))).map(toFileVersion);
-    for (const version of pruned) {
-      await this.statement('deleteVersion').run([owner, fileName, version.version]);
-    }
-    return pruned;
-  }
-
   archiveFile(
     clientId: Buffer,
     fileName: string,
@@ -464,9 +341,15 @@ export class SqliteCatalog implements SqliteStore {
       async () => {
         const archived =
           keep > 0
-            ? await this.archiveRow(owner, fileName, as, (file) => file.status === 'verified')
+            ? await archiveRow(
+                this.statementOf,
+                owner,
+                fileName,
+                as,
+                (file) => file.status === 'verified',
+              )
             : undefined;
-        return { archived, pruned: await this.prune(owner, fileName, keep) };
+        return { archived, pruned: await pruneVersions(this.statementOf, owner, fileName, keep) };
       },
       { atomic: true },
     );
@@ -486,40 +369,12 @@ export class SqliteCatalog implements SqliteStore {
   ): Promise<ArchiveResult | undefined> {
     const owner = copy(clientId);
     const { audit } = options;
-    return this.write(
-      async (): Promise<ArchiveResult | undefined> => {
-        const row = await this.statement('versionByKey').get<VersionRow>([
-          owner,
-          fileName,
-          version,
-        ]);
-        if (row === undefined) return undefined;
-        const kept = toFileVersion(row);
-        const archived =
-          options.current === undefined
-            ? undefined
-            : await this.archiveRow(owner, fileName, options.current, (f) => f.status !== 'failed');
-        await this.statement('putFile').run(
-          fileParams({
-            clientId: owner,
-            fileName,
-            objectKey: options.objectKey,
-            verified: kept.status === 'verified',
-            status: kept.status,
-            size: kept.size,
-            cksum: kept.cksum,
-            updatedAt: options.now,
-          }),
-        );
-        return { archived, pruned: await this.prune(owner, fileName, options.keep) };
-      },
-      {
-        atomic: true,
-        ...(audit === undefined
-          ? {}
-          : { audit: { entry: audit, when: (result) => result !== undefined } }),
-      },
-    );
+    return this.write(() => restoreRow(this.statementOf, owner, fileName, version, options), {
+      atomic: true,
+      ...(audit === undefined
+        ? {}
+        : { audit: { entry: audit, when: (result) => result !== undefined } }),
+    });
   }
 
   listVersions(filter: VersionFilter = {}): Promise<FileVersion[]> {
@@ -529,8 +384,7 @@ export class SqliteCatalog implements SqliteStore {
   // ------------------------------------------------------------ audit and admin
 
   audit(entry: AuditEntry): Promise<void> {
-    if (this.closing) return Promise.reject(closedError());
-    return this.group.audit(entry);
+    return this.writeAudit(entry);
   }
 
   listAudit(since?: number): Promise<StoredAuditEntry[]> {
