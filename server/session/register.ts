@@ -1,16 +1,13 @@
 /** 1025 registration (docs/protocol.md §5.1). Registering does not bind the connection. */
 import { ResponseCode } from '../../protocol/v3/constants';
+import { isIssuableV3ClientId } from '../../protocol/version';
 import type { RegisterRequest, Response } from '../../protocol/v3/messages';
 import { clientIdToHex } from '../../shared/client-id';
 import type { Flow } from './context';
 import { sessionError, SessionErrorCode } from './session-error';
 import { abandonUpload } from './upload-flow';
 
-/**
- * A v3 client id never starts with 0x16, the first byte of a TLS handshake record, so the
- * first byte of a connection tells the protocol versions apart (§9).
- */
-const TLS_HANDSHAKE_RECORD = 0x16;
+/** Draws before a source that keeps returning unusable ids is considered broken. */
 const MAX_ID_DRAWS = 8;
 
 export async function handleRegister(flow: Flow, req: RegisterRequest): Promise<Response> {
@@ -34,13 +31,14 @@ export async function handleRegister(flow: Flow, req: RegisterRequest): Promise<
   return { code: ResponseCode.REGISTERED, clientId: id };
 }
 
+/**
+ * A v3 client id never starts like a TLS record, so the first bytes of a connection tell the
+ * protocol versions apart on one port (§9).
+ */
 function newClientId(flow: Flow): Buffer {
   for (let i = 0; i < MAX_ID_DRAWS; i++) {
     const id = flow.ctx.sources.clientId();
-    if (id[0] !== TLS_HANDSHAKE_RECORD) return id;
+    if (isIssuableV3ClientId(id)) return id;
   }
-  // A source that keeps returning 0x16 first is broken (or a test's fixed id): fix the byte.
-  const id = Buffer.from(flow.ctx.sources.clientId());
-  id[0] ^= 0x80;
-  return id;
+  throw new Error(`the client-id source returned ${MAX_ID_DRAWS} ids that cannot be issued`);
 }
