@@ -10,8 +10,6 @@ import { createDiskByteStore } from './disk/byte-store';
 import { FileVault } from './file-vault';
 import { MemoryByteStore, MemoryCatalog } from './memory';
 import { DATABASE_FILE_NAME, openSqliteStore } from './sqlite';
-import { openPostgres } from './postgres';
-import { openS3ByteStore } from './s3';
 import { StorageError, StorageErrorCode, type ByteStore, type Catalog } from './types';
 
 /** Databases this server has. A URL names one by its scheme (none is URL-addressed yet). */
@@ -115,28 +113,34 @@ async function openCatalog(
       });
     case 'memory':
       return new MemoryCatalog();
-    case 'postgres':
+    case 'postgres': {
+      // Loaded only when chosen: the driver costs memory and start-up time in every server.
+      const { openPostgres } = await import('./postgres');
       return openPostgres({
         ...options,
         url: urlOf(choice, 'database', 'postgres://user@host:5432/db'),
       });
+    }
     default:
       return assertNever(choice.kind, 'database backend');
   }
 }
 
-function openBytes(choice: Choice<StorageKind>, options: BackendOptions): ByteStore {
+async function openBytes(choice: Choice<StorageKind>, options: BackendOptions): Promise<ByteStore> {
   switch (choice.kind) {
     case 'disk':
       return createDiskByteStore(options.dataDir);
     case 'memory':
       return new MemoryByteStore();
-    case 's3':
+    case 's3': {
+      // Loaded only when chosen: the AWS SDK costs memory and start-up time in every server.
+      const { openS3ByteStore } = await import('./s3');
       return openS3ByteStore({
         url: urlOf(choice, 'storage', 's3://bucket/prefix'),
         now: options.now,
         ...(options.s3Endpoint === undefined ? {} : { endpoint: options.s3Endpoint }),
       });
+    }
     default:
       return assertNever(choice.kind, 'storage backend');
   }
@@ -146,7 +150,7 @@ export async function openBackends(options: BackendOptions): Promise<Backends> {
   // Both choices are checked before anything is opened or created.
   const database = chooseDatabase(options.database ?? 'sqlite');
   const storage = chooseStorage(options.storage ?? 'disk');
-  const bytes = openBytes(storage, options);
+  const bytes = await openBytes(storage, options);
   const catalog = await openCatalog(database, options);
   try {
     const files = new FileVault({

@@ -11,7 +11,7 @@ import type { V4Store } from '../session/v4/context';
 import { createDiskV4Store } from '../storage/disk/v4-identities';
 import { createDiskPartialStore } from '../storage/disk/v4-partials';
 import { createMemoryV4Store } from '../storage/memory/v4-store';
-import { isPostgresUrl, openPostgresV4Store } from '../storage/postgres';
+import { isPostgresUrl } from '../storage/postgres/url';
 import type { V4Options } from './tls-v4';
 
 export const IDENTITY_DIR = 'identity';
@@ -63,7 +63,10 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
       ? createMemoryV4Store()
       : isPostgresUrl(setup.database)
         ? // Shared by every instance of the database, like the clients themselves.
-          await openPostgresV4Store({ url: setup.database, now, logger: log })
+          // Loaded only then: the driver costs memory and start-up time in every server.
+          await (
+            await import('../storage/postgres')
+          ).openPostgresV4Store({ url: setup.database, now, logger: log })
         : createDiskV4Store(join(dataDir, IDENTITY_DIR));
   const partials = createDiskPartialStore(dataDir, now);
   const ttl = setup.partialTtlMs ?? DEFAULT_PARTIAL_TTL_MS;

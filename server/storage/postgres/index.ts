@@ -69,8 +69,4 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresBa
 }
 
 export { openPostgresV4Store } from './v4-store';
-
-/** True for a `--database` value naming PostgreSQL (`postgres://` or `postgresql://`). */
-export function isPostgresUrl(database: string | undefined): database is string {
-  return database !== undefined && /^postgres(ql)?:\/\//i.test(database);
-}
+export { isPostgresUrl } from './url';
