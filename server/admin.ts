@@ -12,27 +12,20 @@
 import type { Argv, CommandModule } from 'yargs';
 import { assertNever } from '../protocol/errors';
 import { ExitCode } from '../shared/exit-codes';
+import { AdminUsageError, formatTable, parseSince, write } from './admin-format';
 import {
-  AdminUsageError,
-  formatTable,
-  hexOrDash,
-  iso,
-  parseSince,
-  printable,
-  write,
-} from './admin-format';
+  listAudit,
+  listClients,
+  listFiles,
+  listVersions,
+  restore,
+  type Listing,
+} from './admin-listings';
 import { DEFAULT_KEEP_VERSIONS } from './storage/file-vault';
 import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
 import { runMigration } from './admin-migrate';
 import { openBackends, type Backends } from './storage/open-backends';
-import {
-  StorageError,
-  StorageErrorCode,
-  type AdminQueries,
-  type ClientSummary,
-  type FileRecord,
-  type FileVersion,
-} from './storage/types';
+import { StorageError } from './storage/types';
 
 export { AdminUsageError, formatTable, parseSince, printable } from './admin-format';
 
@@ -46,10 +39,7 @@ export const ADMIN_SUBJECTS = [
 ] as const;
 export type AdminSubject = (typeof ADMIN_SUBJECTS)[number];
 
-/** The request code of audit rows written by the admin command (no protocol request). */
-export const ADMIN_REQUEST_CODE = 0;
-/** The remote address of audit rows written by the admin command. */
-export const ADMIN_REMOTE_ADDRESS = 'admin';
+export { ADMIN_REMOTE_ADDRESS, ADMIN_REQUEST_CODE } from './admin-listings';
 
 export interface AdminOptions {
   readonly what: AdminSubject;
@@ -88,210 +78,6 @@ export interface AdminIo {
 export const EXIT_OK = ExitCode.OK;
 export const EXIT_FAILURE = ExitCode.FAILURE;
 export const EXIT_USAGE = ExitCode.USAGE;
-
-interface Listing {
-  readonly json: unknown;
-  readonly headers: readonly string[];
-  readonly rows: ReadonlyArray<ReadonlyArray<string | number>>;
-  /** Singular and plural, for the count line; none for a single result. */
-  readonly noun?: readonly [string, string];
-}
-
-async function listClients(store: AdminQueries, since: number | undefined): Promise<Listing> {
-  const clients = (await store.listClientSummaries()).filter(
-    (client) => since === undefined || client.lastSeen >= since,
-  );
-  return {
-    noun: ['client', 'clients'],
-    json: clients.map((client) => ({
-      id: client.id.toString('hex'),
-      name: client.name,
-      hasPublicKey: client.hasPublicKey,
-      hasAesKey: client.hasAesKey,
-      aesKeyEncrypted: client.aesKeySealed,
-      lastSeen: iso(client.lastSeen),
-    })),
-    headers: ['CLIENT ID', 'NAME', 'PUBLIC KEY', 'AES KEY', 'LAST SEEN'],
-    rows: clients.map((client) => [
-      client.id.toString('hex'),
-      client.name,
-      client.hasPublicKey ? 'yes' : 'no',
-      client.hasAesKey ? (client.aesKeySealed ? 'encrypted' : 'plain') : 'no',
-      iso(client.lastSeen),
-    ]),
-  };
-}
-
-async function ownerNames(store: AdminQueries): Promise<(id: Buffer) => string> {
-  const owners = new Map(
-    (await store.listClientSummaries()).map((client) => [client.id.toString('hex'), client.name]),
-  );
-  return (id) => owners.get(id.toString('hex')) ?? '';
-}
-
-async function listFiles(store: AdminQueries, since: number | undefined): Promise<Listing> {
-  const ownerName = await ownerNames(store);
-  const files = (await store.listFiles()).filter(
-    (file: FileRecord) => since === undefined || file.updatedAt >= since,
-  );
-  return {
-    noun: ['file', 'files'],
-    json: files.map((file) => ({
-      clientId: file.clientId.toString('hex'),
-      owner: ownerName(file.clientId),
-      fileName: file.fileName,
-      // The §7 column name: where the bytes are, relative to the data directory on disk.
-      pathName: file.objectKey,
-      size: file.size,
-      cksum: file.cksum,
-      status: file.status,
-      verified: file.verified,
-      updatedAt: iso(file.updatedAt),
-    })),
-    headers: ['OWNER ID', 'OWNER', 'FILE', 'PATH', 'SIZE', 'CKSUM', 'STATUS', 'UPDATED'],
-    rows: files.map((file) => [
-      file.clientId.toString('hex'),
-      ownerName(file.clientId),
-      file.fileName,
-      file.objectKey,
-      file.size,
-      file.cksum,
-      file.status,
-      iso(file.updatedAt),
-    ]),
-  };
-}
-
-async function listAudit(
-  store: AdminQueries,
-  since: number | undefined,
-  limit: number | undefined,
-): Promise<Listing> {
-  const query: { since?: number; limit?: number } = {};
-  if (since !== undefined) query.since = since;
-  if (limit !== undefined) query.limit = limit;
-  const entries = await store.queryAudit(query);
-  return {
-    noun: ['audit entry', 'audit entries'],
-    json: entries.map((entry) => ({
-      id: entry.id,
-      time: iso(entry.time),
-      remoteAddress: entry.remoteAddress,
-      clientId: entry.clientId ? entry.clientId.toString('hex') : null,
-      name: entry.name,
-      requestCode: entry.requestCode,
-      outcome: entry.outcome,
-      detail: entry.detail ?? null,
-    })),
-    headers: ['TIME', 'REMOTE', 'CLIENT ID', 'NAME', 'CODE', 'OUTCOME', 'DETAIL'],
-    rows: entries.map((entry) => [
-      iso(entry.time),
-      entry.remoteAddress,
-      hexOrDash(entry.clientId),
-      entry.name ?? '-',
-      entry.requestCode,
-      entry.outcome,
-      entry.detail ?? '',
-    ]),
-  };
-}
-
-/** The client named by `text`: its id in hex, or its name. NOT_FOUND when there is none. */
-async function findClient(store: AdminQueries, text: string): Promise<ClientSummary> {
-  const clients = await store.listClientSummaries();
-  const wanted = text.toLowerCase();
-  const found =
-    clients.find((client) => client.id.toString('hex') === wanted) ??
-    clients.find((client) => client.name === text);
-  if (found === undefined) {
-    throw new StorageError(
-      StorageErrorCode.NOT_FOUND,
-      `no client with the id or name ${JSON.stringify(printable(text))}`,
-    );
-  }
-  return found;
-}
-
-function versionJson(version: FileVersion, owner: string): Record<string, unknown> {
-  return {
-    clientId: version.clientId.toString('hex'),
-    owner,
-    fileName: version.fileName,
-    version: version.version,
-    objectKey: version.objectKey,
-    size: version.size,
-    cksum: version.cksum,
-    status: version.status,
-    updatedAt: iso(version.updatedAt),
-    archivedAt: iso(version.archivedAt),
-  };
-}
-
-async function listVersions(
-  store: AdminQueries,
-  options: AdminOptions,
-  since: number | undefined,
-): Promise<Listing> {
-  const client = options.client === undefined ? undefined : await findClient(store, options.client);
-  const ownerName = await ownerNames(store);
-  const versions = (
-    await store.listVersions({
-      ...(client === undefined ? {} : { clientId: client.id }),
-      ...(options.name === undefined ? {} : { fileName: options.name }),
-    })
-  ).filter((version) => since === undefined || version.archivedAt >= since);
-  return {
-    noun: ['version', 'versions'],
-    json: versions.map((version) => versionJson(version, ownerName(version.clientId))),
-    headers: ['OWNER ID', 'OWNER', 'FILE', 'VERSION', 'SIZE', 'CKSUM', 'STATUS', 'STORED', 'KEPT'],
-    rows: versions.map((version) => [
-      version.clientId.toString('hex'),
-      ownerName(version.clientId),
-      version.fileName,
-      version.version,
-      version.size,
-      version.cksum,
-      version.status,
-      iso(version.updatedAt),
-      iso(version.archivedAt),
-    ]),
-  };
-}
-
-async function restore(backends: Backends, options: AdminOptions, now: number): Promise<Listing> {
-  if (options.client === undefined || options.name === undefined) {
-    throw new AdminUsageError('restore needs a client (id or name) and a file name');
-  }
-  const client = await findClient(backends.catalog, options.client);
-  const result = await backends.files.restore(client.id, options.name, {
-    ...(options.version === undefined ? {} : { version: options.version }),
-    audit: {
-      time: now,
-      remoteAddress: ADMIN_REMOTE_ADDRESS,
-      clientId: client.id,
-      name: client.name,
-      requestCode: ADMIN_REQUEST_CODE,
-      outcome: 'file_restored',
-      detail: `${options.name}: version ${options.version ?? 'newest'}`,
-    },
-  });
-  const keptAs = result.archived?.version;
-  return {
-    json: {
-      restored: versionJson(result.restored, client.name),
-      previousKeptAs: keptAs ?? null,
-    },
-    headers: ['OWNER', 'FILE', 'RESTORED VERSION', 'PREVIOUS FILE KEPT AS'],
-    rows: [
-      [
-        client.name,
-        options.name,
-        result.restored.version,
-        keptAs === undefined ? '-' : `version ${keptAs}`,
-      ],
-    ],
-  };
-}
 
 function checkOptions(options: AdminOptions): void {
   if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 0)) {
