@@ -16,6 +16,8 @@ interface Summary {
   files: { name: string; bytes: number; cksum: number; verified: boolean }[];
 }
 
+/** These runs check v3 (me.info, 1025/1027); the v4 path has its own end-to-end tests. */
+const V3 = ['--protocol', 'v3'];
 let server: RealServer | undefined;
 const dirs: string[] = [];
 
@@ -42,7 +44,7 @@ async function configDir(address: string, files: Record<string, Buffer>): Promis
 }
 
 async function upload(dir: string, args: string[] = []): Promise<Summary> {
-  const result = await runCli(['--config-dir', dir, '--json', ...args]);
+  const result = await runCli([...V3, '--config-dir', dir, '--json', ...args]);
   if (result.code !== ExitCode.OK) {
     throw new Error(`client exited ${result.code}: ${result.stderr}`);
   }
@@ -145,13 +147,13 @@ describe('sft-client against sft-server', () => {
     const data = await newDir();
     server = await startRealServer(data);
     const dir = await configDir(server.address, { 'p.bin': testBytes(2000, 41) });
-    const result = await runCli(['--config-dir', dir]);
+    const result = await runCli([...V3, '--config-dir', dir]);
     expect(result.code).toBe(ExitCode.OK);
     expect(result.stdout).toMatch(/^registered as "E2E Client \d+" \(client id [0-9a-f]{32}\)/m);
     expect(result.stdout).toMatch(/^sending p\.bin \(2\.0 kB\)$/m);
     expect(result.stdout).toMatch(/^sent p\.bin: 2\.0 kB in .*cksum \d+, verified$/m);
     expect(result.stderr).toBe('');
-    const quiet = await runCli(['--config-dir', dir, '--quiet']);
+    const quiet = await runCli([...V3, '--config-dir', dir, '--quiet']);
     expect(quiet.code).toBe(ExitCode.OK);
     expect(quiet.stdout).toBe('');
   });

@@ -27,6 +27,11 @@ const CHECKSUM_OK = 1029;
 const CHECKSUM_RETRY = 1030;
 const CHECKSUM_ABORT = 1031;
 const RECONNECT = 1027;
+/**
+ * The fake speaks v3 only. Tests that count connections or requests per connection pin v3, so
+ * the client's v4 attempt (answered as v3, docs/protocol-v4.md §2.4) is not one of them.
+ */
+const V3 = ['--protocol', 'v3'];
 
 let fake: FakeServer | undefined;
 let dir: string | undefined;
@@ -99,8 +104,8 @@ describe('first run against a conforming server', () => {
   it('reconnects on the second run (1027 → 1605) and uploads under the same id', async () => {
     const { fake, state } = await startFake();
     const cfg = await setup(fake.address);
-    expect((await runInProcess(['-c', cfg])).code).toBe(ExitCode.OK);
-    const second = await runInProcess(['-c', cfg, '--json']);
+    expect((await runInProcess([...V3, '-c', cfg])).code).toBe(ExitCode.OK);
+    const second = await runInProcess([...V3, '-c', cfg, '--json']);
     expect(second.code).toBe(ExitCode.OK);
     const codes = fake.requests.filter((r) => r.connection === 1).map((r) => r.code);
     expect(codes.filter((c) => c !== SEND_FILE)).toEqual([RECONNECT, CHECKSUM_OK]);
@@ -113,10 +118,10 @@ describe('first run against a conforming server', () => {
   it('registers anew on 1606 and rewrites me.info with the new id', async () => {
     const { fake, state } = await startFake();
     const cfg = await setup(fake.address);
-    expect((await runInProcess(['-c', cfg])).code).toBe(ExitCode.OK);
+    expect((await runInProcess([...V3, '-c', cfg])).code).toBe(ExitCode.OK);
     const oldId = [...state.clients.keys()][0];
     state.clients.clear(); // the server lost its records
-    const result = await runInProcess(['-c', cfg]);
+    const result = await runInProcess([...V3, '-c', cfg]);
     expect(result.code).toBe(ExitCode.OK);
     const codes = fake.requests.filter((r) => r.connection === 1).map((r) => r.code);
     expect(codes.filter((c) => c !== SEND_FILE)).toEqual([RECONNECT, 1025, 1026, CHECKSUM_OK]);
@@ -303,7 +308,7 @@ describe('errors (§8): print the line, repeat up to 3 times, then fail', () => 
         req.connection === 0 && req.code === SEND_FILE ? responseBytes(1607) : undefined,
     });
     const cfg = await setup(fake.address, { 'big.bin': testBytes(300_000) });
-    const result = await runInProcess(['-c', cfg]);
+    const result = await runInProcess([...V3, '-c', cfg]);
     expect(result.code).toBe(ExitCode.OK);
     expect(serverErrorLines(result.stderr)).toBe(1);
     expect(fake.connectionCount).toBe(2);
@@ -344,7 +349,7 @@ describe('errors (§8): print the line, repeat up to 3 times, then fail', () => 
     });
     const input = testBytes(3_000_000, 5);
     const cfg = await setup(fake.address, { 'big.bin': input });
-    const result = await runInProcess(['-c', cfg]);
+    const result = await runInProcess([...V3, '-c', cfg]);
     expect(result.code).toBe(ExitCode.OK);
     expect(serverErrorLines(result.stderr)).toBe(1);
     expect(fake.connectionCount).toBe(2);
@@ -359,7 +364,7 @@ describe('errors (§8): print the line, repeat up to 3 times, then fail', () => 
         req.code === REGISTER ? Buffer.from('HTTP/1.1 400 Bad Request\r\n') : undefined,
     });
     const cfg = await setup(fake.address);
-    const result = await runCli(['-c', cfg]);
+    const result = await runCli([...V3, '-c', cfg]);
     expect(result.code).toBe(ExitCode.REJECTED);
     expect(serverErrorLines(result.stderr)).toBe(3);
     expect(fake.connectionCount).toBe(3);
@@ -406,7 +411,7 @@ describe('server quirks (§9)', () => {
     });
     // Both files on one connection: the junk after the first 1604 precedes the second upload.
     const files = [join(cfg, 'one.bin'), join(cfg, 'two.bin')];
-    const result = await runCli(['-c', cfg, '--json', '--parallel', '1', ...files]);
+    const result = await runCli([...V3, '-c', cfg, '--json', '--parallel', '1', ...files]);
     expect(result.code).toBe(ExitCode.OK);
     expect(serverErrorLines(result.stderr)).toBe(0);
     expect(fake.connectionCount).toBe(1);

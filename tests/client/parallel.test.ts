@@ -236,7 +236,10 @@ describe('sft-client --parallel', () => {
     await writeFile(join(cfg, 'transfer.info'), `${server.address}\nParallel CLI\n`);
     // Reverse order: the summary must follow the arguments, not the order files finish in.
     const names = [...files.names].reverse();
+    // v3: the connections of a v4 client are the v4 session's business.
     const result = await runCli([
+      '--protocol',
+      'v3',
       '-c',
       cfg,
       '--json',
