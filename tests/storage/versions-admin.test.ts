@@ -7,7 +7,14 @@
 import { readFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { runAdmin, EXIT_FAILURE, EXIT_OK, type AdminOptions } from '../../server/admin';
+import yargs from 'yargs';
+import {
+  createAdminCommand,
+  runAdmin,
+  EXIT_FAILURE,
+  EXIT_OK,
+  type AdminOptions,
+} from '../../server/admin';
 import { startDaemon, type Daemon } from '../../server/daemon';
 import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
 import { silentLogger } from '../../shared/logger';
@@ -153,6 +160,17 @@ it('keeps at most --keep-versions; a failed or given-up replacement leaves the l
   expect(JSON.parse(older.out)).toMatchObject({ restored: { version: 3 }, previousKeptAs: 5 });
   expect(await liveText(me)).toBe('v3');
   expect((await versionsOf()).map((version) => version.version)).toEqual([4, 5]);
+
+  // The same through the command line: `--version` is the restore's, not yargs' own.
+  const out = new PassThrough();
+  const codes: number[] = [];
+  await yargs([])
+    .command(createAdminCommand({ out, setExitCode: (code) => codes.push(code) }))
+    .strict()
+    .exitProcess(false)
+    .parseAsync(['admin', 'restore', 'alice', FILE, '--version', '4', '--data-dir', dataDir]);
+  expect(codes).toEqual([EXIT_OK]);
+  expect(await liveText(me)).toBe('v4');
 
   const missing = await admin({ what: 'restore', client: 'alice', name: FILE, version: 1 });
   expect(missing.code).toBe(EXIT_FAILURE);
