@@ -7,8 +7,7 @@
  * On disk: the private key as PKCS#8 PEM, 0600; the server also keeps its certificate (so
  * `openssl s_client` shows the same one every time), the client makes one per run.
  */
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { createPrivateKey, createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -26,7 +25,7 @@ const CERT_LIFETIME_MS = 100 * 365 * 24 * 3600 * 1000;
 const BACKDATE_MS = 24 * 3600 * 1000;
 const SERIAL_BYTES = 16;
 
-type SelfSignedCrypto = Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1];
+type SelfSignedCrypto = Parameters<typeof X509.X509CertificateGenerator.createSelfSigned>[1];
 
 export const IdentityErrorCode = {
   /** The key file exists but does not hold an Ed25519 PKCS#8 key. */
@@ -76,6 +75,10 @@ export async function issueCertificate(
   commonName: string,
   sources: IdentitySources,
 ): Promise<Identity> {
+  // Loaded on first use: a process that only reads its certificate (every v3 client run, a
+  // server restart) does not pay the library's memory and start-up time.
+  await import('reflect-metadata');
+  const x509 = await import('@peculiar/x509');
   const keys = await importKeyPair(privateKey);
   const now = sources.now();
   const serial = sources.random(SERIAL_BYTES);
