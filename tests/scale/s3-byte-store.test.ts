@@ -76,7 +76,7 @@ describe('S3 ByteStore', () => {
     expect(await pendingUploads('visible/')).toBe(0);
   });
 
-  test('a small write is one object at commit; a rewrite replaces it whole', async () => {
+  test('a small write is published at commit; a rewrite replaces it whole', async () => {
     const bytes = store('small');
     const first = await bytes.begin(`${CLIENT}/a.txt`);
     await first.write(Buffer.from('first content'));
@@ -98,6 +98,17 @@ describe('S3 ByteStore', () => {
     expect(await objectNames('abort/')).toEqual([]);
     expect(await pendingUploads('abort/')).toBe(0);
     await expect(writer.write(Buffer.from('late'))).rejects.toMatchObject({ code: 'FILESYSTEM' });
+  });
+
+  test('an empty object is stored; an unfinished write is sweepable from begin on', async () => {
+    const bytes = store('empty');
+    const writer = await bytes.begin(`${CLIENT}/empty`);
+    await writer.commit();
+    expect(await readAll(await bytes.read(`${CLIENT}/empty`))).toEqual(Buffer.alloc(0));
+    const cut = await bytes.begin(`${CLIENT}/cut`);
+    expect(await pendingUploads('empty/')).toBe(1);
+    expect(await store('empty', { staleAfterMs: -1000 }).sweepIncomplete()).toBe(1);
+    await cut.abort();
   });
 
   test('copy is server-side and atomic; copying a missing object says false', async () => {

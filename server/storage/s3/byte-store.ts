@@ -59,7 +59,8 @@ export class S3Store implements S3ByteStore {
   }
 
   async begin(key: string): Promise<ObjectWriter> {
-    return new S3ObjectWriter(this.client, this.location.bucket, this.name(key), this.settings);
+    const name = this.name(key);
+    return S3ObjectWriter.begin(this.client, this.location.bucket, name, this.settings);
   }
 
   async read(key: string): Promise<NodeJS.ReadableStream | undefined> {

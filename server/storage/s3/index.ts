@@ -49,7 +49,6 @@ export function openS3ByteStore(options: S3BackendOptions): S3ByteStore {
   return new S3Store(client, location, {
     partSize,
     queueSize: options.queueSize ?? DEFAULT_QUEUE_SIZE,
-    highWaterMark: Math.min(partSize, MIB),
     staleAfterMs: options.staleAfterMs ?? DEFAULT_STALE_UPLOAD_MS,
     now: options.now,
   });

@@ -1,108 +1,162 @@
 /**
- * One object being written to S3 as the data arrives: a multipart upload (lib-storage's Upload)
- * fed from a stream. Memory stays bounded: the stream holds at most its high-water mark, the
- * uploader one part being filled plus `queueSize` parts in flight; `write` resolves only when
- * the stream took the data, so a slow store slows the connection instead of growing a buffer.
+ * One object being written to S3 as the data arrives, as a multipart upload created at `begin`:
+ * the bytes go up in parts of `partSize` while they stream in, at most `queueSize` parts in
+ * flight (a write waits when the queue is full, so a slow store slows the connection instead
+ * of growing a buffer: memory per upload stays below (queueSize + 1) × partSize).
  *
- * Nothing is visible under the key until `commit`: S3 publishes a multipart upload atomically
- * when it is completed (an object smaller than one part goes up as one PutObject at commit).
- * `abort` fails the stream, which makes the uploader abort the multipart upload and wait for it.
+ * Nothing is visible under the key until `commit`, which sends the last part and completes the
+ * upload: S3 publishes the object atomically then. `abort` aborts the multipart upload, so
+ * S3 drops its parts. The upload exists from `begin` on, so a write cut by a crash is always an
+ * unfinished multipart upload that `sweepIncomplete` finds.
+ *
+ * The AWS SDK's lib-storage Upload does the same part loop, but creates the multipart upload
+ * only once a first full part has arrived, and keeps its id to itself; this writer needs the id
+ * at `begin` (an unfinished write must be sweepable), so the loop is written here.
  */
-import type { S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { PassThrough } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
+  type CompletedPart,
+  type S3Client,
+} from '@aws-sdk/client-s3';
 import { StorageError, StorageErrorCode, type ObjectWriter } from '../types';
-import { s3Error } from './errors';
+import { isMissing, s3Error } from './errors';
 
 export interface S3WriteSettings {
   /** Bytes per part (S3's minimum is 5 MiB for all parts but the last). */
   readonly partSize: number;
   /** Parts uploaded at once. */
   readonly queueSize: number;
-  /** Bytes the feeding stream holds before `write` waits. */
-  readonly highWaterMark: number;
 }
-
-const ABORTED = 'aborted by the server';
 
 type State = 'open' | 'committing' | 'committed' | 'aborted';
 
 export class S3ObjectWriter implements ObjectWriter {
-  private readonly body: PassThrough;
-  private readonly done: Promise<void>;
-  /** The upload's failure, once it failed (a part or the completion was refused). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private nextPart = 1;
+  private readonly parts: CompletedPart[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  /** The first failure of a part: the upload cannot complete any more. */
   private failure: unknown;
   private state: State = 'open';
 
-  constructor(
+  private constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+    private readonly objectName: string,
+    private readonly uploadId: string,
+    private readonly settings: S3WriteSettings,
+  ) {}
+
+  /** Creates the multipart upload of `objectName`. */
+  static async begin(
     client: S3Client,
     bucket: string,
-    private readonly objectName: string,
+    objectName: string,
     settings: S3WriteSettings,
-  ) {
-    this.body = new PassThrough({ highWaterMark: settings.highWaterMark });
-    const upload = new Upload({
-      client,
-      params: { Bucket: bucket, Key: objectName, Body: this.body },
-      partSize: settings.partSize,
-      queueSize: settings.queueSize,
-      leavePartsOnError: false,
-    });
-    this.done = upload.done().then(
-      () => undefined,
-      (err: unknown) => {
-        this.failure = err;
-        // A failed upload reads no more: unblock a write waiting for the stream to drain.
-        this.body.emit('upload-failed');
-        throw err;
-      },
+  ): Promise<S3ObjectWriter> {
+    let uploadId: string | undefined;
+    try {
+      const created = await client.send(
+        new CreateMultipartUploadCommand({ Bucket: bucket, Key: objectName }),
+      );
+      uploadId = created.UploadId;
+    } catch (err) {
+      throw s3Error(`cannot start storing ${objectName}`, err);
+    }
+    if (uploadId === undefined) {
+      throw new StorageError(StorageErrorCode.FILESYSTEM, `no upload id for ${objectName}`);
+    }
+    return new S3ObjectWriter(client, bucket, objectName, uploadId, settings);
+  }
+
+  private stateError(action: string): StorageError {
+    return new StorageError(
+      StorageErrorCode.FILESYSTEM,
+      `${this.objectName}: ${action} after ${this.state}`,
     );
-    // Observed in commit or abort; never an unhandled rejection meanwhile.
-    this.done.catch(() => undefined);
   }
 
   private failedError(): StorageError {
     return s3Error(`cannot store ${this.objectName}`, this.failure);
   }
 
+  /** Starts uploading one part; resolves once the queue has room for another. */
+  private async send(body: Buffer): Promise<void> {
+    const partNumber = this.nextPart;
+    this.nextPart += 1;
+    const sent: Promise<void> = this.client
+      .send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: this.objectName,
+          UploadId: this.uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: body.length,
+        }),
+      )
+      .then(
+        (result) => {
+          this.parts.push({ PartNumber: partNumber, ETag: result.ETag });
+        },
+        (err: unknown) => {
+          this.failure ??= err;
+        },
+      )
+      .finally(() => this.inFlight.delete(sent));
+    this.inFlight.add(sent);
+    while (this.inFlight.size >= this.settings.queueSize) await Promise.race(this.inFlight);
+  }
+
+  /** The pending bytes as one part of at most `partSize` bytes (the rest stays pending). */
+  private takePart(): Buffer {
+    const all =
+      this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending);
+    const part = all.subarray(0, this.settings.partSize);
+    const rest = all.subarray(part.length);
+    this.pending = rest.length > 0 ? [rest] : [];
+    this.pendingBytes = rest.length;
+    return part;
+  }
+
   async write(data: Buffer): Promise<void> {
-    if (this.state !== 'open') {
-      throw new StorageError(
-        StorageErrorCode.FILESYSTEM,
-        `${this.objectName}: write after ${this.state}`,
-      );
-    }
+    if (this.state !== 'open') throw this.stateError('write');
     if (this.failure !== undefined) throw this.failedError();
-    if (this.body.write(data)) return;
-    await new Promise<void>((resolve) => {
-      const settle = (): void => {
-        this.body.off('drain', settle);
-        this.body.off('upload-failed', settle);
-        this.body.off('close', settle);
-        resolve();
-      };
-      this.body.on('drain', settle);
-      this.body.on('upload-failed', settle);
-      this.body.on('close', settle);
-    });
+    // Callers may reuse their buffer once this resolves: keep a copy.
+    this.pending.push(Buffer.from(data));
+    this.pendingBytes += data.length;
+    while (this.pendingBytes >= this.settings.partSize) await this.send(this.takePart());
     if (this.failure !== undefined) throw this.failedError();
   }
 
   async commit(): Promise<void> {
     if (this.state === 'committed') return;
-    if (this.state !== 'open') {
-      throw new StorageError(
-        StorageErrorCode.FILESYSTEM,
-        `${this.objectName}: commit after ${this.state}`,
-      );
-    }
+    if (this.state !== 'open') throw this.stateError('commit');
     this.state = 'committing';
-    this.body.end();
     try {
-      await this.done;
-    } catch {
-      this.state = 'aborted';
-      throw this.failedError();
+      // The last part may be short, or empty for an empty object (S3 needs one part).
+      if (this.pendingBytes > 0 || this.parts.length + this.inFlight.size === 0) {
+        await this.send(this.takePart());
+      }
+      await Promise.all(this.inFlight);
+      if (this.failure !== undefined) throw this.failedError();
+      const parts = [...this.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: this.objectName,
+          UploadId: this.uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      );
+    } catch (err) {
+      this.state = 'open';
+      await this.abort();
+      throw s3Error(`cannot store ${this.objectName}`, err);
     }
     this.state = 'committed';
   }
@@ -110,8 +164,20 @@ export class S3ObjectWriter implements ObjectWriter {
   async abort(): Promise<void> {
     if (this.state === 'committed' || this.state === 'aborted') return;
     this.state = 'aborted';
-    // The uploader sees the stream fail, aborts the multipart upload, then rejects `done`.
-    this.body.destroy(new Error(ABORTED));
-    await this.done.catch(() => undefined);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await Promise.all(this.inFlight);
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: this.objectName,
+          UploadId: this.uploadId,
+        }),
+      );
+    } catch (err) {
+      // Already gone is what abort wants; anything else leaves it to sweepIncomplete.
+      if (!isMissing(err)) throw s3Error(`cannot abort the upload of ${this.objectName}`, err);
+    }
   }
 }

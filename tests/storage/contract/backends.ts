@@ -9,6 +9,7 @@ import { DEFAULT_KEEP_VERSIONS, FileVault } from '../../../server/storage/file-v
 import { MemoryByteStore, MemoryCatalog } from '../../../server/storage/memory';
 import { DATABASE_FILE_NAME, openSqliteStore } from '../../../server/storage/sqlite';
 import type { ByteStore, Catalog } from '../../../server/storage/types';
+import { postgresS3Backend } from '../../scale/contract-backend';
 import { tempDirs } from '../temp-dir';
 
 export interface BackendUnderTest {
@@ -59,6 +60,7 @@ export const BACKENDS: readonly BackendFactory[] = [
       return { catalog, bytes: new MemoryByteStore(), close: () => catalog.close() };
     },
   },
+  postgresS3Backend(),
 ];
 
 /** Opens a fresh backend before each test and closes it (and its folders) after. */
