@@ -17,7 +17,7 @@ import { expandDirectories } from '../session/file-list';
 import { sendInParallel } from '../session/parallel';
 import { silentLog, type ClientLog, type UploadResult } from '../session/types';
 import { prepareUploadPlans } from '../v4/plan';
-import { hasV4Identity, V4ClientSession } from '../v4/session';
+import { hasV4Identity, IDENTITY_KEY_FILE, V4ClientSession } from '../v4/session';
 
 /** Shell convention: 128 + signal number. */
 const SIGNAL_EXIT_CODES: readonly (readonly [NodeJS.Signals, number])[] = [
@@ -100,10 +100,10 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
     }
     const expanded = await expandDirectories(config.files, {
       recursive: flags.recursive,
-      exclude: [join(config.configDir, ME_INFO), join(config.configDir, PRIV_KEY)],
+      exclude: [ME_INFO, PRIV_KEY, IDENTITY_KEY_FILE].map((name) => join(config.configDir, name)),
     });
     if (expanded.skipped.length > 0) {
-      output.warn(`not sending ${expanded.skipped.join(', ')}: it holds this client's private key`);
+      output.warn(`not sending ${expanded.skipped.join(', ')}: a private key of this client`);
     }
     const prepared = await prepareUploadPlans(flags.protocol, expanded.files);
     log.debug({ server: config.server.display, files: prepared.v4.length }, 'starting');

@@ -168,6 +168,29 @@ describe('sft-client -r', () => {
     expect(fake.connectionCount).toBe(0);
   });
 
+  it("skips the client's own key files in the config directory, with a note", async () => {
+    const data = await newDir();
+    server = await startRealServer(data);
+    const cfg = await newDir();
+    await writeFile(join(cfg, 'transfer.info'), `${server.address}\nKey Keeper\n`);
+    await writeFile(join(cfg, 'notes.txt'), 'notes');
+    // The first run registers: its key files appear in the directory that is sent next.
+    expect((await runCli(['--protocol', 'v3', '-c', cfg, join(cfg, 'notes.txt')])).code).toBe(0);
+    expect((await runCli(['-c', cfg, join(cfg, 'notes.txt')])).code).toBe(0);
+    const keys = (await readdir(cfg)).filter((n) =>
+      ['me.info', 'priv.key', 'identity.key'].includes(n),
+    );
+    expect(keys.sort()).toEqual(['identity.key', 'me.info', 'priv.key']);
+    const result = await runCli(['-c', cfg, '--json', '-r', cfg]);
+    expect(result.code).toBe(ExitCode.OK);
+    const doc = JSON.parse(result.stdout) as { files: { name: string }[] };
+    expect(doc.files.map((f) => f.name).sort()).toEqual(
+      (await readdir(cfg)).filter((n) => !keys.includes(n)).sort(),
+    );
+    expect(result.stderr).toMatch(/warning: not sending .*: a private key of this client/);
+    for (const key of keys) expect(result.stderr).toContain(join(cfg, key));
+  });
+
   it('without -r a directory is still refused, with the hint to add -r', async () => {
     const root = await tree();
     const cfg = await newDir();
