@@ -1,7 +1,7 @@
 /**
  * What `sft-client -r DIR` sends: the regular files below each directory argument, in a fixed
- * order (names sorted at every level), so runs and their summaries repeat. The client's own
- * me.info and priv.key are never taken from a directory: they hold its private key.
+ * order (names sorted at every level), so runs and their summaries repeat. The client's own key
+ * files (the caller's `exclude`) are never taken from a directory.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
