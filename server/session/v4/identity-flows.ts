@@ -109,8 +109,9 @@ function newClientId(ctx: V4Context): Buffer {
 /**
  * Registers a new client for the peer's certificate. The binding is written first: a crash
  * before the client row leaves a binding without a client, which lookUpPeer drops, never a
- * client whose credential is lost. The certificate's key fills the §7 PublicKey column, so the
- * name is owned at once and no v3 1025/1026 can take it over (docs/protocol.md §5.1, §5.2).
+ * client whose credential is lost. The certificate's key fills the PublicKey column
+ * (docs/protocol.md §7), so the name is owned at once and no v3 1025/1026 can take it over
+ * (docs/protocol.md §5.1, §5.2).
  */
 export async function register(
   ctx: V4Context,
@@ -139,7 +140,8 @@ export async function register(
     if (result.replacedId !== undefined) {
       await ctx.base.files.removeClient(clientIdToHex(result.replacedId));
     }
-    // The AES key column is unused by v4; a random value keeps the row's shape of §7.
+    // v4 never uses the AES key column; a random value keeps the row's shape
+    // (docs/protocol.md §7).
     await ctx.base.store.setPublicKey(id, spki, ctx.random(AES_KEY_BYTES), now);
   } catch (err) {
     await ctx.identities.unbind(fingerprint).catch(() => undefined);
