@@ -33,6 +33,7 @@ import {
 } from '../types';
 import * as admin from './admin-queries';
 import { closedError, SqliteJobs } from './jobs';
+import type { SqliteReader } from './reader';
 import { archiveRow, pruneVersions, restoreRow } from './versions';
 import type { AsyncDatabase, AsyncStatement } from './async';
 import {
@@ -54,6 +55,8 @@ export interface CatalogSettings {
   readonly touchFlushMs?: number;
   /** No writes of its own: plain keys are not re-sealed, LastSeen is not flushed at close. */
   readonly readOnly: boolean;
+  /** Serves `findFile` without waiting for the write connection (reader.ts); closed with it. */
+  readonly reader?: SqliteReader;
 }
 
 /** The SQLite Catalog, with a few extras for the admin command and tests. */
@@ -73,6 +76,7 @@ export class SqliteCatalog extends SqliteJobs implements SqliteStore {
   private readonly logger: Logger | undefined;
   private readonly clients = new ClientCache();
   private readonly lastSeen: LastSeenWriteBehind;
+  private readonly reader: SqliteReader | undefined;
   readonly readOnly: boolean;
 
   constructor(
@@ -85,6 +89,7 @@ export class SqliteCatalog extends SqliteJobs implements SqliteStore {
     this.masterKey = settings.masterKey ? copy(settings.masterKey) : undefined;
     this.logger = settings.logger;
     this.readOnly = settings.readOnly;
+    this.reader = settings.reader;
     this.lastSeen = new LastSeenWriteBehind({
       flushMs: settings.touchFlushMs ?? DEFAULT_TOUCH_FLUSH_MS,
       flush: () => this.flush(),
@@ -288,6 +293,11 @@ export class SqliteCatalog extends SqliteJobs implements SqliteStore {
 
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined> {
     const owner = copy(clientId);
+    const reader = this.reader;
+    if (reader !== undefined) {
+      if (this.closing) return Promise.reject(closedError());
+      return reader.findFile(owner, fileName).then((row) => (row ? toFileRecord(row) : undefined));
+    }
     return this.job(async () => {
       const row = await this.statement('fileByKey').get<FileRow>([owner, fileName]);
       return row ? toFileRecord(row) : undefined;
@@ -414,6 +424,8 @@ export class SqliteCatalog extends SqliteJobs implements SqliteStore {
     this.lastSeen.stop();
     // Jobs already queued (including group-committed audits) finish first.
     const finalJob = this.queue.run(async () => {
+      // The reader first: the write connection, closing last, checkpoints the WAL.
+      await this.reader?.close();
       if (!this.readOnly) {
         await this.writeTouches().catch((err: unknown) => {
           this.logger?.error({ err }, 'could not write LastSeen updates at close');

@@ -7,6 +7,7 @@ import { StorageError, StorageErrorCode } from '../types';
 import type { AsyncStatement } from './async';
 import { SqliteCatalog, type SqliteStore } from './catalog';
 import { openConnection, type ConnectionOptions } from './connection';
+import { SqliteReader } from './reader';
 import { SQL, type StatementName } from './rows';
 
 export { DATABASE_FILE_NAME } from './connection';
@@ -24,13 +25,17 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   if (options.masterKey && options.masterKey.length !== 32) {
     throw new StorageError(StorageErrorCode.MASTER_KEY, 'master key must be 32 bytes');
   }
+  const readOnly = options.readOnly ?? false;
   return openConnection(options, async (db, file) => {
     const statements = new Map<StatementName, AsyncStatement>();
     for (const [name, sql] of Object.entries(SQL) as Array<[StatementName, string]>) {
       statements.set(name, await db.prepare(sql, name));
     }
+    // Opened after the write connection made the schema current.
+    const reader = readOnly ? undefined : await SqliteReader.open(file, options.busyTimeoutMs);
     return new SqliteCatalog(db, file, statements, {
-      readOnly: options.readOnly ?? false,
+      readOnly,
+      ...(reader === undefined ? {} : { reader }),
       ...(options.masterKey === undefined ? {} : { masterKey: options.masterKey }),
       ...(options.logger === undefined ? {} : { logger: options.logger }),
       ...(options.touchFlushMs === undefined ? {} : { touchFlushMs: options.touchFlushMs }),
