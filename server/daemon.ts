@@ -64,7 +64,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { logger } = options;
   const dataDir = resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const ops = createOperations(options.metrics, {
+  const ops = await createOperations(options.metrics, {
     logger,
     clockMs: options.sources?.now ?? Date.now,
   });

@@ -7,7 +7,7 @@ import type { Logger } from '../../shared/logger';
 import type { ByteStore, Catalog, FileStore } from '../storage/types';
 import { startMetricsServer, type MetricsServer } from './http';
 import { meterCatalog, meterFileStore } from './metered';
-import { ServerMetrics, type ListenerCounters } from './metrics';
+import type { ListenerCounters } from './metrics';
 
 export interface MetricsSettings {
   readonly port: number;
@@ -41,10 +41,10 @@ async function probeBytes(bytes: ByteStore): Promise<void> {
   (stream as { destroy?: () => void } | undefined)?.destroy?.();
 }
 
-export function createOperations(
+export async function createOperations(
   settings: MetricsSettings | undefined,
   options: { readonly logger?: Logger; readonly clockMs: () => number },
-): Operations {
+): Promise<Operations> {
   if (settings === undefined) {
     return {
       onBatch: undefined,
@@ -54,6 +54,8 @@ export function createOperations(
       close: async () => undefined,
     };
   }
+  // Loaded only with --metrics-port: prom-client costs memory in every server.
+  const { ServerMetrics } = await import('./metrics');
   const metrics = new ServerMetrics();
   let server: MetricsServer | undefined;
   return {
