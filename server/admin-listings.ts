@@ -36,30 +36,50 @@ export interface Listing {
   readonly noun?: readonly [string, string];
 }
 
+/**
+ * `fingerprints`: client id hex → the v4 certificate fingerprint bound to it (docs/protocol-v4.md
+ * §7); the column appears only when some client has one.
+ */
 export async function listClients(
   store: AdminQueries,
   since: number | undefined,
+  fingerprints: ReadonlyMap<string, string> = new Map(),
 ): Promise<Listing> {
   const clients = (await store.listClientSummaries()).filter(
     (client) => since === undefined || client.lastSeen >= since,
   );
+  const v4 = fingerprints.size > 0;
+  const fingerprintOf = (client: ClientSummary): string | undefined =>
+    fingerprints.get(client.id.toString('hex'));
   return {
     noun: ['client', 'clients'],
-    json: clients.map((client) => ({
-      id: client.id.toString('hex'),
-      name: client.name,
-      hasPublicKey: client.hasPublicKey,
-      hasAesKey: client.hasAesKey,
-      aesKeyEncrypted: client.aesKeySealed,
-      lastSeen: iso(client.lastSeen),
-    })),
-    headers: ['CLIENT ID', 'NAME', 'PUBLIC KEY', 'AES KEY', 'LAST SEEN'],
+    json: clients.map((client) => {
+      const fingerprint = fingerprintOf(client);
+      return {
+        id: client.id.toString('hex'),
+        name: client.name,
+        hasPublicKey: client.hasPublicKey,
+        hasAesKey: client.hasAesKey,
+        aesKeyEncrypted: client.aesKeySealed,
+        lastSeen: iso(client.lastSeen),
+        ...(fingerprint === undefined ? {} : { protocol: 4, fingerprint }),
+      };
+    }),
+    headers: [
+      'CLIENT ID',
+      'NAME',
+      'PUBLIC KEY',
+      'AES KEY',
+      'LAST SEEN',
+      ...(v4 ? ['V4 FINGERPRINT'] : []),
+    ],
     rows: clients.map((client) => [
       client.id.toString('hex'),
       client.name,
       client.hasPublicKey ? 'yes' : 'no',
       client.hasAesKey ? (client.aesKeySealed ? 'encrypted' : 'plain') : 'no',
       iso(client.lastSeen),
+      ...(v4 ? [fingerprintOf(client) ?? '-'] : []),
     ]),
   };
 }

@@ -9,6 +9,8 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from '../../server/daemon';
+import { fingerprintOfKey } from '../../shared/fingerprint';
+import { loadOrCreateKey } from '../../shared/identity';
 import { silentLogger } from '../../shared/logger';
 import { SERVER_MAIN, startServerProcess, type ServerProcess } from '../helpers/server-process';
 import { patternBytes, removeDirs, runClient, sha256File, tempDir } from './helpers';
@@ -81,6 +83,21 @@ describe('v4 end to end: trust', () => {
     expect(again.json?.registered).toBe(false);
     expect(again.json?.clientId).toBe(id);
     expect(again.stderr).not.toContain('first contact');
+
+    // The admin command shows the binding; audit rows carry the version and the fingerprint.
+    const { key } = await loadOrCreateKey(join(conf, 'identity.key'));
+    const clientFingerprint = fingerprintOfKey(key);
+    const admin = (what: string): string =>
+      spawnSync(process.execPath, [SERVER_MAIN, 'admin', what, '--data-dir', data, '--json'], {
+        encoding: 'utf8',
+      }).stdout;
+    expect(JSON.parse(admin('clients'))).toEqual([
+      expect.objectContaining({ id, name: 'alice', protocol: 4, fingerprint: clientFingerprint }),
+    ]);
+    const audit = JSON.parse(admin('audit')) as Array<{ outcome: string; detail?: string }>;
+    expect(audit).toContainEqual(
+      expect.objectContaining({ outcome: 'registered', detail: `v4 ${clientFingerprint}` }),
+    );
 
     // A standard tool opens the channel: TLS 1.3, ALPN sft/4, the same certificate.
     const openssl = spawnSync(
