@@ -88,7 +88,18 @@ export async function getOps(
   instance: Instance,
   path: string,
 ): Promise<{ status: number; body: string }> {
-  const response = await fetch(`http://127.0.0.1:${instance.metricsPort}${path}`);
+  let response: Response;
+  try {
+    response = await fetch(`http://127.0.0.1:${instance.metricsPort}${path}`);
+  } catch (err) {
+    // Most likely the instance died: say how, with its last words.
+    const exit = instance.process.child.exitCode ?? instance.process.child.signalCode;
+    const last = instance.process.lines.slice(-5).map((line) => JSON.stringify(line));
+    throw new Error(
+      `GET ${path} on port ${instance.metricsPort} failed (${String(err)}); exit: ${exit}; ` +
+        `stderr: ${instance.process.stderr().slice(-2000)}; last log lines: ${last.join('\n')}`,
+    );
+  }
   return { status: response.status, body: await response.text() };
 }
 

@@ -124,7 +124,19 @@ describe('PostgreSQL catalog', () => {
       a.registerClient(idOf(0x21), 'bob', 1),
       b.registerClient(idOf(0x22), 'bob', 1),
     ]);
-    expect(results.filter((result) => result.ok)).toHaveLength(1);
+    // Either one lost the race (name_taken), or the later one replaced the keyless earlier one
+    // (§5.1); never two rows of one name.
+    const won = results.filter((result) => result.ok);
+    if (won.length === 2) {
+      const replaced = won.map((result) => (result.ok ? result.replacedId : undefined));
+      expect(replaced.filter((id) => id !== undefined)).toHaveLength(1);
+    } else {
+      expect(won).toHaveLength(1);
+    }
+    const rows = await sql<{ n: number }>(
+      "SELECT count(*)::int AS n FROM clients WHERE name = 'bob'",
+    );
+    expect(rows[0]?.n).toBe(1);
     // Keyless: a later registration takes the name over, on either instance.
     const again = await b.registerClient(idOf(0x23), 'bob', 2);
     expect(again).toMatchObject({ ok: true });

@@ -83,6 +83,40 @@ export async function run<R extends QueryResultRow = QueryResultRow>(
   }
 }
 
+/** A connection taken from the pool, to be given back with `release`. */
+export interface Checkout {
+  readonly client: PoolClient;
+  /** Gives the connection back; a connection that failed is closed instead of reused. */
+  release(err?: Error): void;
+}
+
+/**
+ * Takes a connection for a run of statements. While it is checked out the pool does not watch
+ * it: a server that goes away between two statements makes the connection emit 'error', which
+ * would crash the process without a listener. The listener here marks it broken instead (the
+ * next statement fails with the reason, and `release` closes it).
+ */
+export async function checkout(pool: Pool, what: string): Promise<Checkout> {
+  let client: PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw databaseError(what, err);
+  }
+  let failure: Error | undefined;
+  const onError = (err: Error): void => {
+    failure ??= err;
+  };
+  client.on('error', onError);
+  return {
+    client,
+    release(err?: Error) {
+      client.off('error', onError);
+      client.release(err ?? failure);
+    },
+  };
+}
+
 /**
  * Runs `body` in one transaction on a connection of its own: commit if it resolves, roll back
  * if it rejects. A connection whose rollback failed is discarded, never reused.
@@ -91,12 +125,8 @@ export async function inTransaction<T>(
   pool: Pool,
   body: (client: PoolClient) => Promise<T>,
 ): Promise<T> {
-  let client: PoolClient;
-  try {
-    client = await pool.connect();
-  } catch (err) {
-    throw databaseError('cannot connect to PostgreSQL', err);
-  }
+  const taken = await checkout(pool, 'cannot connect to PostgreSQL');
+  const { client } = taken;
   let broken: Error | undefined;
   try {
     await run(client, 'cannot begin transaction', 'BEGIN');
@@ -109,6 +139,6 @@ export async function inTransaction<T>(
     });
     throw databaseError('transaction failed', err);
   } finally {
-    client.release(broken);
+    taken.release(broken);
   }
 }

@@ -7,9 +7,9 @@
  * releases its locks with it.
  */
 import { createHash } from 'node:crypto';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 import { KeyedLock } from '../../keyed-lock';
-import { databaseError, run } from './database';
+import { checkout, run } from './database';
 
 /** The advisory lock key of a file name: 64 bits of its SHA-256 (a collision only serializes). */
 export function lockKeyOf(key: string): bigint {
@@ -23,32 +23,33 @@ export class AdvisoryFileLocks {
 
   run<T>(key: string, work: () => Promise<T>): Promise<T> {
     return this.local.run(key, async () => {
-      let client: PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (err) {
-        throw databaseError('cannot connect to PostgreSQL for a file lock', err);
-      }
+      const taken = await checkout(this.pool, 'cannot connect to PostgreSQL for a file lock');
       const lock = lockKeyOf(key).toString();
-      let broken: Error | undefined;
       try {
-        await run(client, 'cannot take the file lock', 'SELECT pg_advisory_lock($1::bigint)', [
-          lock,
-        ]);
+        await run(
+          taken.client,
+          'cannot take the file lock',
+          'SELECT pg_advisory_lock($1::bigint)',
+          [lock],
+        );
       } catch (err) {
-        client.release(err as Error);
+        taken.release(err as Error);
         throw err;
       }
+      let broken: Error | undefined;
       try {
         return await work();
       } finally {
-        await run(client, 'cannot release the file lock', 'SELECT pg_advisory_unlock($1::bigint)', [
-          lock,
-        ]).catch((err: Error) => {
+        await run(
+          taken.client,
+          'cannot release the file lock',
+          'SELECT pg_advisory_unlock($1::bigint)',
+          [lock],
+        ).catch((err: Error) => {
           // A connection that cannot unlock is dropped: PostgreSQL then releases the lock.
           broken = err;
         });
-        client.release(broken);
+        taken.release(broken);
       }
     });
   }
