@@ -106,7 +106,19 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
  * Client id (hex) → v4 fingerprint, for `sft-server admin clients`. Reads only: a data directory
  * without v4 bindings gives an empty map.
  */
-export async function readV4Fingerprints(dataDir: string): Promise<Map<string, string>> {
-  const identities = await createDiskV4Store(join(dataDir, IDENTITY_DIR)).listIdentities();
-  return new Map(identities.map((i) => [i.clientId.toString('hex'), i.fingerprint]));
+export async function readV4Fingerprints(
+  dataDir: string,
+  database?: string,
+): Promise<Map<string, string>> {
+  const store = isPostgresUrl(database)
+    ? await (
+        await import('../storage/postgres')
+      ).openPostgresV4Store({ url: database, now: Date.now })
+    : createDiskV4Store(join(dataDir, IDENTITY_DIR));
+  try {
+    const identities = await store.listIdentities();
+    return new Map(identities.map((i) => [i.clientId.toString('hex'), i.fingerprint]));
+  } finally {
+    await store.close();
+  }
 }
