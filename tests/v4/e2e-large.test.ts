@@ -2,7 +2,7 @@
  * A file past 4 GiB over version 4 (64-bit sizes, docs/protocol-v4.md §4.4) from a sparse
  * source. By default the server keeps only the SHA-256 of what it receives (CI machines may be
  * short of disk); SFT_V4_REAL_DISK=1 also runs it through the real disk path (about 13 GB of
- * I/O: the partial, the published copy, and the check).
+ * I/O: the partial, the file, and the check).
  */
 import { createHash } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
@@ -13,7 +13,7 @@ import { openBackends, type Backends } from '../../server/storage/open-backends'
 import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
 import { silentLogger } from '../../shared/logger';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process';
-import { createHashOnlyPartials } from './hash-only-partials';
+import { createHashOnlyFiles, createNullPartials } from './hash-only-stores';
 import { removeDirs, runClient, sha256File, tempDir } from './helpers';
 
 const GIB = 1024 ** 3;
@@ -83,12 +83,16 @@ describe('v4 end to end: large files', () => {
         keepVersions: 1,
         now: Date.now,
       });
-      const partials = createHashOnlyPartials();
+      const files = createHashOnlyFiles();
       const listener = createServer({
         store: backends.catalog,
-        files: backends.files,
+        files,
         logger: silentLogger(),
-        v4: { identity: await serverIdentity(data), identities: createMemoryV4Store(), partials },
+        v4: {
+          identity: await serverIdentity(data),
+          identities: createMemoryV4Store(),
+          partials: createNullPartials(),
+        },
       });
       inProcess = { server: listener, backends };
       const { port } = await listener.listen(0, '127.0.0.1');
@@ -99,7 +103,7 @@ describe('v4 end to end: large files', () => {
       expect(run.json?.files[0]?.bytes).toBe(SIZE);
       expect(run.json?.files[0]?.sha256).toBe(expected);
       const id = run.json?.clientId as string;
-      expect(partials.published.get(`${id}/huge.img`)).toEqual({ sha256: expected, bytes: SIZE });
+      expect(files.committed.get(`${id}/huge.img`)).toEqual({ sha256: expected, bytes: SIZE });
       const row = await backends.catalog.findFile(Buffer.from(id, 'hex'), 'huge.img');
       expect(row?.size).toBe(SIZE);
       expect(row?.status).toBe('verified');

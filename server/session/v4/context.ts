@@ -5,7 +5,6 @@
  */
 import { CodedError } from '../../../shared/coded-error';
 import { WireErrorCode } from '../../../protocol/v4/constants';
-import type { UploadSink } from '../../storage/types';
 import type { SessionContext } from '../context';
 
 /** A client certificate's fingerprint bound to a client id: the client's v4 credential. */
@@ -49,8 +48,6 @@ export interface PartialUpload {
   checkpoint(): Promise<number>;
   /** Checkpoints and lets go of the file; it stays for a later resume. */
   close(): Promise<void>;
-  /** Hands the complete bytes to the file store's sink (which publishes them at commit). */
-  publish(sink: UploadSink): Promise<void>;
   /** Deletes the partial (done, or its bytes were wrong). */
   remove(): Promise<void>;
 }

@@ -1,19 +1,28 @@
 /**
  * Uploads of version 4 (docs/protocol-v4.md §5.4, §5.5): UPLOAD_BEGIN opens or resumes the
  * partial of (client, name, size, content check) and answers the durable offset; DATA is
- * appended and hashed; UPLOAD_END compares the client's SHA-256 with the bytes received and
- * only then publishes the file, verified, through the same file store and catalog as v3.
+ * hashed and written twice, to the partial (what a resume continues from) and to the file
+ * store's upload sink (what becomes the file); UPLOAD_END compares the client's SHA-256 with
+ * the bytes received and only then commits the sink, verified, through the same file store and
+ * catalog as v3. The sink is written as the data arrives, so a finished upload needs no copy.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { RequestCode, ResponseCode } from '../../../protocol/v4/constants';
 import type { Stored, UploadBegin, UploadEnd, UploadOffset } from '../../../protocol/v4/messages';
 import { Cksum } from '../../../shared/cksum';
-import type { AuditEntry } from '../../storage/types';
+import type { AuditEntry, UploadSink } from '../../storage/types';
 import { v4Error, type PartialUpload, type V4Context } from './context';
 import type { BoundClient } from './identity-flows';
 
 /** v4 message codes in audit rows sit beside v3's 1025–1031 (docs/protocol-v4.md §7). */
 export type AuditFor = (code: number, outcome: AuditEntry['outcome'], detail: string) => AuditEntry;
+
+interface Opened {
+  readonly partial: PartialUpload;
+  readonly sink: UploadSink;
+  readonly sha: Hash;
+  readonly cksum: Cksum;
+}
 
 export class V4Upload {
   private received: number;
@@ -21,19 +30,22 @@ export class V4Upload {
   private done = false;
   private checkpointing: Promise<void> | undefined;
   private checkpointFailure: unknown;
+  private readonly partial: PartialUpload;
+  private readonly sink: UploadSink;
+  private readonly sha: Hash;
+  private readonly cksum: Cksum;
 
   private constructor(
     private readonly ctx: V4Context,
     readonly key: string,
     readonly fileName: string,
     readonly size: number,
-    private readonly partial: PartialUpload,
-    private readonly sha: Hash,
-    private readonly cksum: Cksum,
+    opened: Opened,
     private readonly releaseQuota: () => void,
     now: number,
   ) {
-    this.received = partial.offset;
+    ({ partial: this.partial, sink: this.sink, sha: this.sha, cksum: this.cksum } = opened);
+    this.received = opened.partial.offset;
     this.lastCheckpoint = now;
   }
 
@@ -41,13 +53,13 @@ export class V4Upload {
     return this.received;
   }
 
-  /** Checks limits, opens (or resumes) the partial and re-hashes what it already holds. */
+  /** Checks limits, opens (or resumes) the partial and replays what it holds into a new sink. */
   static async begin(
     ctx: V4Context,
     client: BoundClient,
     req: UploadBegin,
   ): Promise<{ upload: V4Upload; response: UploadOffset }> {
-    const { limits, quotaLedger, store } = ctx.base;
+    const { limits, quotaLedger, store, files } = ctx.base;
     if (req.size > limits.maxFileSize) {
       throw v4Error('FILE_TOO_LARGE', `${req.size} bytes is over ${limits.maxFileSize}`);
     }
@@ -67,33 +79,37 @@ export class V4Upload {
       releaseQuota = quotaLedger.reserve(client.clientIdHex, req.size);
     }
     ctx.activeUploads.add(key);
+    let partial: PartialUpload | undefined;
+    let sink: UploadSink | undefined;
     try {
       const now = ctx.base.sources.now();
-      const partial = await ctx.partials.open({
+      partial = await ctx.partials.open({
         clientIdHex: client.clientIdHex,
         fileName: req.fileName,
         size: req.size,
         check: req.check,
       });
+      sink = await files.beginUpload(client.clientIdHex, req.fileName);
       const sha = createHash('sha256');
       const cksum = new Cksum();
       for await (const chunk of partial.contents(partial.offset)) {
         sha.update(chunk);
         cksum.update(chunk);
+        await sink.write(chunk);
       }
       const upload = new V4Upload(
         ctx,
         key,
         req.fileName,
         req.size,
-        partial,
-        sha,
-        cksum,
+        { partial, sink, sha, cksum },
         releaseQuota,
         now,
       );
       return { upload, response: { code: ResponseCode.UPLOAD_OFFSET, offset: partial.offset } };
     } catch (err) {
+      await sink?.abort().catch(() => undefined);
+      await partial?.close().catch(() => undefined);
       ctx.activeUploads.delete(key);
       releaseQuota();
       throw err;
@@ -108,7 +124,7 @@ export class V4Upload {
     this.sha.update(data);
     this.cksum.update(data);
     this.received += data.length;
-    await this.partial.write(data);
+    await Promise.all([this.partial.write(data), this.sink.write(data)]);
     const now = this.ctx.base.sources.now();
     if (now - this.lastCheckpoint >= this.ctx.checkpointIntervalMs && !this.checkpointing) {
       this.lastCheckpoint = now;
@@ -142,16 +158,14 @@ export class V4Upload {
       await this.discard();
       throw v4Error('DIGEST_MISMATCH', 'SHA-256 of the received bytes differs; nothing stored');
     }
-    // No checkpoint here: the published file is made durable by the file store's commit, and
-    // until then the partial's last checkpoint is what a crash would resume from.
+    // The commit makes the file durable; until it is done, the partial's last checkpoint is
+    // what a crash resumes from.
     await this.checkpointing;
-    const { files, store, fileLocks, sources } = this.ctx.base;
+    const { store, fileLocks, sources, files } = this.ctx.base;
     await fileLocks.run(this.key, async () => {
-      const sink = await files.beginUpload(client.clientIdHex, this.fileName);
+      const objectKey = await this.sink.commit();
+      const now = sources.now();
       try {
-        await this.partial.publish(sink);
-        const objectKey = await sink.commit();
-        const now = sources.now();
         await store.putFile(
           {
             clientId: client.clientId,
@@ -163,21 +177,22 @@ export class V4Upload {
           },
           auditFor(RequestCode.UPLOAD_END, 'file_stored', `${this.fileName}: ${this.size} bytes`),
         );
-        await store.setFileStatus(
-          client.clientId,
-          this.fileName,
-          'verified',
-          now,
-          auditFor(
-            RequestCode.UPLOAD_END,
-            'checksum_ok',
-            `${this.fileName}: sha256 ${sha256.toString('hex')}`,
-          ),
-        );
       } catch (err) {
-        await sink.abort().catch(() => undefined);
+        // No row, no file: remove what the commit made visible (as v3 does).
+        await files.remove(client.clientIdHex, this.fileName).catch(() => undefined);
         throw err;
       }
+      await store.setFileStatus(
+        client.clientId,
+        this.fileName,
+        'verified',
+        now,
+        auditFor(
+          RequestCode.UPLOAD_END,
+          'checksum_ok',
+          `${this.fileName}: sha256 ${sha256.toString('hex')}`,
+        ),
+      );
     });
     this.done = true;
     await this.partial.remove();
@@ -185,11 +200,12 @@ export class V4Upload {
     return { code: ResponseCode.STORED, size: this.size, sha256, cksum };
   }
 
-  /** Deletes the partial and lets go (bad bytes). */
+  /** Deletes the partial and the unpublished bytes, and lets go (bad bytes). */
   async discard(): Promise<void> {
     this.done = true;
     await this.checkpointing;
     try {
+      await this.sink.abort().catch(() => undefined);
       await this.partial.remove();
     } finally {
       this.release();
@@ -202,6 +218,7 @@ export class V4Upload {
     this.done = true;
     await this.checkpointing;
     try {
+      await this.sink.abort().catch(() => undefined);
       await this.partial.close();
     } finally {
       this.release();

@@ -16,7 +16,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../../shared/atomic-file';
 import type { PartialKey, PartialStore, PartialUpload } from '../../session/v4/context';
-import { StorageError, StorageErrorCode, type UploadSink } from '../types';
+import { StorageError, StorageErrorCode } from '../types';
 
 export const PARTIALS_DIR = '.partial-v4';
 const DIR_MODE = 0o700;
@@ -93,10 +93,6 @@ class DiskPartial implements PartialUpload {
       throw fsError(`cannot read ${this.dataPath}`, err);
     }
     if (seen !== end) throw fsError(`${this.dataPath} is short`, new Error(`${seen} < ${end}`));
-  }
-
-  async publish(sink: UploadSink): Promise<void> {
-    for await (const chunk of this.contents(this.written)) await sink.write(chunk);
   }
 
   async write(data: Buffer): Promise<void> {
