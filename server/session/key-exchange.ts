@@ -65,17 +65,18 @@ async function clientNamed(
   flow: Flow,
   req: SendPublicKeyRequest | ReconnectRequest,
 ): Promise<ClientRecord> {
+  const client = await flow.ctx.store.findClientById(req.clientId);
+  // Unknown ids and wrong names get the code's own refusal (§5.3), bound or not: nothing changes.
+  if (!client) throw sessionError(SessionErrorCode.UNKNOWN_CLIENT, 'unknown client id');
+  if (client.name !== req.name) {
+    throw sessionError(SessionErrorCode.NAME_MISMATCH, 'name does not match the client id');
+  }
   const bound = flow.state.binding;
-  if (bound !== undefined && !bound.clientId.equals(req.clientId)) {
+  if (bound !== undefined && !bound.clientId.equals(client.id)) {
     throw sessionError(
       SessionErrorCode.WRONG_CLIENT,
       'connection is bound to another client; one connection serves one client',
     );
-  }
-  const client = await flow.ctx.store.findClientById(req.clientId);
-  if (!client) throw sessionError(SessionErrorCode.UNKNOWN_CLIENT, 'unknown client id');
-  if (client.name !== req.name) {
-    throw sessionError(SessionErrorCode.NAME_MISMATCH, 'name does not match the client id');
   }
   return client;
 }

@@ -1,14 +1,14 @@
 /**
- * Version 3 and version 4 on one port (docs/protocol-v4.md §1): the first byte of a connection
- * decides. 0x16 starts a TLS handshake record and goes to the v4 stack; anything else is a v3
- * request header (a v3 client id never starts with 0x16, docs/protocol.md §9). Until that byte
+ * Version 3 and version 4 on one port (docs/protocol-v4.md §1): the first bytes of a connection
+ * decide (protocol/version.ts). 0x16 0x03 starts a TLS handshake record and goes to the v4
+ * stack; anything else is a v3 request header (a v3 client id never starts with 0x16,
+ * docs/protocol.md §9). Until that byte
  * arrives the connection is idle and counts against every limit like any other.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { sniffProtocol } from '../../protocol/version';
 import type { CloseReason } from './connection';
-
-export const TLS_HANDSHAKE_RECORD = 0x16;
 
 /** The shape the listener needs of a connection, v3 or v4. */
 export interface ServedConnection {
@@ -52,8 +52,12 @@ export class SniffingConnection implements ServedConnection {
   ) {
     this.openedAt = options.clock();
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
-    socket.once('data', (chunk: Buffer) => this.onFirstChunk(chunk));
+    socket.on('data', this.onData);
     socket.on('error', () => undefined);
+    // A peer that half-closes before its first byte is owed nothing: close our side too.
+    socket.once('end', () => {
+      if (this.inner === undefined) this.socket.destroy();
+    });
     socket.once('close', () => {
       if (this.inner === undefined) this.finish();
     });
@@ -107,13 +111,28 @@ export class SniffingConnection implements ServedConnection {
     else this.socket.destroy();
   }
 
-  private onFirstChunk(chunk: Buffer): void {
+  /** Bytes seen before the protocol is known (one byte at most: 0x16 alone is undecided). */
+  private seen: Buffer = Buffer.alloc(0);
+
+  private readonly onData = (chunk: Buffer): void => {
+    const first = this.seen.length === 0 ? chunk : Buffer.concat([this.seen, chunk]);
+    const verdict = sniffProtocol(first);
+    if (verdict === 'need-more') {
+      this.seen = first;
+      return;
+    }
+    this.socket.off('data', this.onData);
+    this.seen = Buffer.alloc(0);
+    this.choose(first, verdict);
+  };
+
+  private choose(first: Buffer, verdict: 'tls' | 'v3'): void {
     const { v3, v4, log } = this.options;
     // Back into the socket's buffer: the chosen stack reads the stream from its first byte.
     this.socket.pause();
-    this.socket.unshift(chunk);
+    this.socket.unshift(first);
     const onClosed = (): void => this.finish();
-    if (chunk[0] === TLS_HANDSHAKE_RECORD && v4) {
+    if (verdict === 'tls' && v4) {
       this.isV4 = true;
       // TLSSocket takes over the socket's handle and the bytes buffered in it.
       this.inner = v4(this.socket, onClosed);
@@ -124,7 +143,7 @@ export class SniffingConnection implements ServedConnection {
       this.socket.resume();
       return;
     }
-    log.info({ firstByte: chunk[0] }, 'not a TLS handshake and v3 is off: closed');
+    log.info({ firstByte: first[0] }, 'not a TLS handshake and v3 is off: closed');
     this.socket.destroy();
   }
 

@@ -149,6 +149,8 @@ describe('audit trail of a live server, read with sft-server admin', () => {
       [Code.CRC_ABORT, 'checksum_failed'],
       [Code.SEND_FILE, 'rejected_name'],
       [Code.SEND_FILE, 'quota_exceeded'],
+      // A ciphertext that does not decrypt is counted towards a lockout (§9), then refused.
+      [Code.SEND_FILE, 'decrypt_failed'],
       [Code.SEND_FILE, 'file_rejected'],
       [Code.REGISTER, 'name_taken'],
       [Code.REGISTER, 'invalid_name'],

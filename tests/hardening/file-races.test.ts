@@ -11,7 +11,7 @@ import { cksum } from '../../shared/cksum';
 import { Code, Reply, checksum, fileReceived, uploadPackets } from '../helpers/raw-client';
 import { memoryBackends } from '../../server/storage/memory';
 import { patternBytes } from '../helpers/hardening-server';
-import { registerWithKey, startServer, type TestServer } from '../server/harness';
+import { reconnectWithKey, registerWithKey, startServer, type TestServer } from '../server/harness';
 
 const FILE = 'shared.bin';
 /** Event-loop turns the second request gets while the first is held (it needs ~5). */
@@ -76,6 +76,7 @@ describe('a file given up with 1031', () => {
     expect((await c.request(checksum(Code.CRC_ABORT, me.id, FILE))).code).toBe(Reply.ACK);
     // From this connection or another one of the same client (found by the fuzz soak).
     const other = await s.connect();
+    await reconnectWithKey(other, me);
     expect((await other.request(checksum(Code.CRC_OK, me.id, FILE))).code).toBe(Reply.ERROR);
     expect((await c.request(checksum(Code.CRC_OK, me.id, FILE))).code).toBe(Reply.ERROR);
     const key = `${me.id.toString('hex')}/${FILE}`;
@@ -96,7 +97,10 @@ describe('one stored file changed from two connections at once', () => {
     const { s, store, bytes, hold, entered, arm } = await startHeld();
     const a = await s.connect();
     const me = await registerWithKey(a, 'racer');
-    const first = await a.request(uploadPackets(me.id, FILE, me.aesKey, patternBytes(2000, 1)));
+    // Connection B (same client, its own session) stored the file first: its 1031 may give it up.
+    const b = await s.connect();
+    const meOnB = await reconnectWithKey(b, me);
+    const first = await b.request(uploadPackets(me.id, FILE, meOnB.aesKey, patternBytes(2000, 1)));
     expect(first.code).toBe(Reply.FILE_RECEIVED);
 
     // Connection A re-sends the file; it is renamed into place and held before its row.
@@ -111,7 +115,6 @@ describe('one stored file changed from two connections at once', () => {
       touched = true;
       return touch(...args);
     };
-    const b = await s.connect();
     await b.write(checksum(Code.CRC_ABORT, me.id, FILE));
     while (!touched) await turns(1);
     await turns(TURNS);
@@ -133,6 +136,7 @@ describe('one stored file changed from two connections at once', () => {
     const a = await s.connect();
     const me = await registerWithKey(a, 'twice');
     const b = await s.connect();
+    const meOnB = await reconnectWithKey(b, me);
 
     arm();
     const fromA = patternBytes(3000, 3);
@@ -146,7 +150,7 @@ describe('one stored file changed from two connections at once', () => {
     };
     // One packet: B's whole upload runs as soon as its temp file is open.
     const fromB = patternBytes(7000, 4);
-    await b.write(uploadPackets(me.id, FILE, me.aesKey, fromB, 8192));
+    await b.write(uploadPackets(me.id, FILE, meOnB.aesKey, fromB, 8192));
     while (!begun) await turns(1);
     await turns(TURNS);
     hold.open();

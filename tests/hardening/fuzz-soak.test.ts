@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
-import { RawClient, Reply, fileReceived, type RawResponse } from '../helpers/raw-client';
+import { RawClient, Reply, fileReceived, reconnect, type RawResponse } from '../helpers/raw-client';
 import type { ServerProcess } from '../helpers/server-process';
 import { Rng, seedFromEnv } from '../helpers/hardening-rng';
 import {
@@ -35,7 +35,7 @@ import {
   walkTree,
   writeInPieces,
 } from '../helpers/hardening-server';
-import { registerWithKey, testKeys } from '../server/harness';
+import { registerWithKey, testKeys, unwrapWith } from '../server/harness';
 
 // Each case has its own deadline; this only bounds a run that is far off.
 jest.setTimeout(180000);
@@ -95,7 +95,16 @@ beforeAll(async () => {
   // directory would land right here.
   server = await spawnHardened(
     dataDir,
-    [...LOOSE_ADDRESS_FLAGS, '--max-connections', '5000', '--max-chunk', String(MAX_CHUNK)],
+    [
+      ...LOOSE_ADDRESS_FLAGS,
+      '--max-connections',
+      '5000',
+      '--max-chunk',
+      String(MAX_CHUNK),
+      // Mutated ciphertext fails to decrypt by design here; lockouts have their own tests.
+      '--lockout-failures',
+      '0',
+    ],
     { cwd: root },
   );
   const pool: PoolClient[] = [];
@@ -104,7 +113,13 @@ beforeAll(async () => {
     const keys = testKeys(i % 3);
     const me = await registerWithKey(client, `${MARKER}-pool-${i}`, keys);
     client.destroy();
-    pool.push({ id: me.id, name: me.name, aesKey: me.aesKey, publicKeyDer: keys.publicKeyDer });
+    pool.push({
+      id: me.id,
+      name: me.name,
+      aesKey: me.aesKey,
+      keys,
+      publicKeyDer: keys.publicKeyDer,
+    });
   }
   ctx = {
     stable: pool.slice(0, STABLE_CLIENTS),
@@ -164,13 +179,22 @@ async function runCaseWithDeadline(c: FuzzCase): Promise<string | undefined> {
 }
 
 /** Runs one case; returns a problem description, or undefined when all is well. */
-async function runCase(c: FuzzCase): Promise<string | undefined> {
+async function runCase(planned: FuzzCase): Promise<string | undefined> {
   const client = await RawClient.connect(
     server.port,
     '127.0.0.1',
-    loopbackAddress(20, c.index % ADDRESSES),
+    loopbackAddress(20, planned.index % ADDRESSES),
   );
   try {
+    let c = planned;
+    if (planned.bindAs !== undefined) {
+      // The session of this connection first (§9); the case then encrypts with its key.
+      const me = planned.bindAs;
+      const bound = await client.request(reconnect(me.id, me.name), CASE_TIMEOUT_MS);
+      if (bound.code !== Reply.RECONNECTED) return `1027 of a pool client answered ${bound.code}`;
+      const key = unwrapWith(me.keys, bound.payload.subarray(16, 144));
+      c = buildFuzzCase(SEED, planned.index, ctx, key);
+    }
     try {
       await writeCase(client, c);
     } catch {
@@ -287,8 +311,15 @@ describe('fuzz soak against one live server', () => {
     const unexpected = tree.filter((e) => {
       const parts = e.path.split('/');
       if (parts.length === 1) {
-        if (e.kind === 'dir') return !/^[0-9a-f]{32}$/.test(e.path) && e.path !== '.incoming';
+        if (e.kind === 'dir')
+          return !/^([0-9a-f]{32}|\.incoming|\.versions|identity)$/.test(e.path);
         return !/^defensive\.db(-wal|-shm)?$/.test(e.path);
+      }
+      // The server's own version-4 identity.
+      if (parts[0] === 'identity') return !/^identity\.(key|crt)$/.test(parts[1] ?? '');
+      // Kept versions: .versions/<client>/<name>/<n>, folders then plain files.
+      if (parts[0] === '.versions') {
+        return !/^[0-9a-f]{32}$/.test(parts[1] ?? '') || parts.length > 4;
       }
       // Inside a client folder: plain files only, no folders, no links.
       return parts.length !== 2 || e.kind !== 'file' || parts[0] === '.incoming';
@@ -307,7 +338,11 @@ describe('fuzz soak against one live server', () => {
       const rows = (await store.listFiles()).filter((f) => f.status !== 'failed');
       const files = (await walkTree(dataDir)).filter(
         // Kept versions (.versions/…) have rows of their own, not in `files`.
-        (e) => e.kind === 'file' && e.path.includes('/') && !e.path.startsWith('.versions/'),
+        (e) =>
+          e.kind === 'file' &&
+          e.path.includes('/') &&
+          !e.path.startsWith('.versions/') &&
+          !e.path.startsWith('identity/'),
       );
       const sizeOnDisk = new Map(files.map((e) => [e.path, e.size]));
       expect(rows.map((f) => f.objectKey).sort()).toEqual([...sizeOnDisk.keys()].sort());

@@ -20,7 +20,7 @@ import {
   spawnHardened,
   uploadAndConfirm,
 } from '../helpers/hardening-server';
-import { unwrapWith, type Registered } from '../server/harness';
+import { reconnectWithKey, unwrapWith, type Registered } from '../server/harness';
 
 const PINO_WARN = 40;
 const KEY_BYTES = 32;
@@ -186,10 +186,11 @@ describe('keys at rest, real server process', () => {
 
     const master = randomBytes(KEY_BYTES);
     const sealed = await start(dataDir, ['--master-key-file', await masterKeyFile(master)]);
-    // Next use: an upload with the key on record (no new key is made, §5.4 reads it).
+    // Next use: a reconnect (every connection binds its session, §9) stores a new key, sealed.
     const client = await RawClient.connect(sealed.port);
     try {
-      await uploadAndConfirm(client, dataDir, first, { fileName: 'later.bin', size: 1500 });
+      const bound = await reconnectWithKey(client, first);
+      await uploadAndConfirm(client, dataDir, bound, { fileName: 'later.bin', size: 1500 });
     } finally {
       client.destroy();
     }

@@ -23,7 +23,7 @@ import {
   spawnHardened,
   uploadAndConfirm,
 } from '../helpers/hardening-server';
-import type { Registered } from '../server/harness';
+import { reconnectWithKey, type Registered } from '../server/harness';
 
 const PINO_ERROR = 50;
 
@@ -55,12 +55,14 @@ describe('another process holds the write lock of defensive.db', () => {
 
   it('an upload finishing meanwhile gets 1607; no file, no temp file, no row; the server lives', async () => {
     me = await completeSession(server.port, dataDir, { name: 'lockstep', size: 2000 });
+    // The connection's session (§9) is made before the lock: its 1027 writes the key.
+    const client = await RawClient.connect(server.port);
+    const bound = await reconnectWithKey(client, me);
     locker = await AsyncDatabase.open(join(dataDir, DATABASE_FILE_NAME), OPEN_READWRITE);
     await locker.exec('BEGIN EXCLUSIVE');
 
-    const client = await RawClient.connect(server.port);
     try {
-      const packets = uploadPackets(me.id, 'blocked.bin', me.aesKey, patternBytes(5000, 9));
+      const packets = uploadPackets(me.id, 'blocked.bin', bound.aesKey, patternBytes(5000, 9));
       // Generous: the server waits out its busy timeout (5 s), possibly twice (row, audit).
       expect((await client.request(packets, 40000)).code).toBe(Reply.ERROR);
       // The connection stays usable (§9): a 1029 for the file that was not stored → 1607.
@@ -90,7 +92,8 @@ describe('another process holds the write lock of defensive.db', () => {
     locker = undefined;
     const client = await RawClient.connect(server.port);
     try {
-      await uploadAndConfirm(client, dataDir, me, { fileName: 'blocked.bin', size: 5000 });
+      const bound = await reconnectWithKey(client, me);
+      await uploadAndConfirm(client, dataDir, bound, { fileName: 'blocked.bin', size: 5000 });
     } finally {
       client.destroy();
     }

@@ -17,12 +17,18 @@ import {
   uploadPackets,
 } from './raw-client';
 import { Rng } from './hardening-rng';
+import type { ClientKeys } from '../server/harness';
 
-/** A client registered before the soak; uploads use its AES key. */
+/**
+ * A client registered before the soak. Cases that upload as it first bind their connection
+ * with a 1027 (docs/protocol.md §9) and encrypt with the session key that answer carries;
+ * `aesKey` is the key of the registration's own connection, stale everywhere else.
+ */
 export interface PoolClient {
   readonly id: Buffer;
   readonly name: string;
   readonly aesKey: Buffer;
+  readonly keys: ClientKeys;
   readonly publicKeyDer: Buffer;
 }
 
@@ -53,6 +59,11 @@ export interface FuzzCase {
   readonly expectCodes?: readonly number[];
   /** Intact uploads: cksum and name the 1603 must carry. */
   readonly expectFile?: { readonly name: string; readonly cksum: number };
+  /**
+   * The client whose session the connection must have first (a 1027 answered 1605): the case
+   * is then built again with that answer's key, every other choice the same.
+   */
+  readonly bindAs?: PoolClient;
 }
 
 /** Exact payload size of each response code (docs/protocol.md §4). */
@@ -105,15 +116,10 @@ function uploadSession(
   ctx: FuzzContext,
   client: PoolClient,
   fileName: string,
+  key: Buffer,
 ): { frames: Buffer[]; codes: number[]; sum: number } {
   const plaintext = rng.bytes(fileSize(rng));
-  const packets = uploadPackets(
-    client.id,
-    fileName,
-    client.aesKey,
-    plaintext,
-    chunkSize(rng, ctx.maxChunk),
-  );
+  const packets = uploadPackets(client.id, fileName, key, plaintext, chunkSize(rng, ctx.maxChunk));
   const frames = [...packets];
   const codes: number[] = [Reply.FILE_RECEIVED];
   switch (rng.below(4)) {
@@ -178,7 +184,7 @@ function volatileFrames(rng: Rng, ctx: FuzzContext, index: number): Buffer[] {
   const client = rng.pick(ctx.volatile);
   const frames = [reconnect(client.id, client.name)];
   // Encrypted with the key before the reconnect: padding fails at packet N (or, rarely, sizes).
-  frames.push(...uploadSession(rng, ctx, client, `${ctx.marker}-v${index}`).frames);
+  frames.push(...uploadSession(rng, ctx, client, `${ctx.marker}-v${index}`, client.aesKey).frames);
   return frames;
 }
 
@@ -207,13 +213,12 @@ function hostileNames(ctx: FuzzContext): Array<string | Buffer> {
   ];
 }
 
-function namesFrames(rng: Rng, ctx: FuzzContext): Buffer[] {
-  const client = rng.pick(ctx.stable);
+function namesFrames(rng: Rng, ctx: FuzzContext, client: PoolClient, key: Buffer): Buffer[] {
   const name = rng.pick(hostileNames(ctx));
   switch (rng.below(3)) {
     case 0: {
       const plaintext = rng.bytes(rng.int(0, 2000));
-      return uploadPackets(client.id, name, client.aesKey, plaintext, rng.pick([1024, 300]));
+      return uploadPackets(client.id, name, key, plaintext, rng.pick([1024, 300]));
     }
     case 1:
       return [checksum(Code.CRC_OK, client.id, name), checksum(Code.CRC_ABORT, client.id, name)];
@@ -364,8 +369,16 @@ function mutate(rng: Rng, ctx: FuzzContext, frames: Buffer[], log: string[]): Bu
   return bytes;
 }
 
-/** Builds case `index` of the run with `seed`. */
-export function buildFuzzCase(seed: number, index: number, ctx: FuzzContext): FuzzCase {
+/**
+ * Builds case `index` of the run with `seed`. Cases with `bindAs` are built again with the
+ * session key of the connection (`sessionKey`); without it they carry a placeholder key.
+ */
+export function buildFuzzCase(
+  seed: number,
+  index: number,
+  ctx: FuzzContext,
+  sessionKey?: Buffer,
+): FuzzCase {
   const rng = new Rng(seed, index);
   const kind = pickKind(rng);
   const mutations: string[] = [];
@@ -376,7 +389,8 @@ export function buildFuzzCase(seed: number, index: number, ctx: FuzzContext): Fu
     case 'upload': {
       const client = rng.pick(ctx.stable);
       const fileName = `${ctx.marker}-${index}.bin`;
-      const session = uploadSession(rng, ctx, client, fileName);
+      const key = sessionKey ?? client.aesKey;
+      const session = uploadSession(rng, ctx, client, fileName, key);
       if (ending === 'end' && rng.chance(INTACT_UPLOADS)) {
         return {
           ...base,
@@ -384,9 +398,11 @@ export function buildFuzzCase(seed: number, index: number, ctx: FuzzContext): Fu
           bytes: Buffer.concat(session.frames),
           expectCodes: session.codes,
           expectFile: { name: fileName, cksum: session.sum },
+          bindAs: client,
         };
       }
-      return { ...base, mutations, bytes: mutate(rng, ctx, session.frames, mutations) };
+      const bytes = mutate(rng, ctx, session.frames, mutations);
+      return { ...base, mutations, bytes, bindAs: client };
     }
     case 'handshake': {
       const frames = handshakeFrames(rng, ctx, index);
@@ -410,9 +426,10 @@ export function buildFuzzCase(seed: number, index: number, ctx: FuzzContext): Fu
     case 'headers':
       return { ...base, mutations: ['headers'], bytes: Buffer.concat(headerFrames(rng, ctx)) };
     case 'names': {
-      const frames = namesFrames(rng, ctx);
+      const client = rng.pick(ctx.stable);
+      const frames = namesFrames(rng, ctx, client, sessionKey ?? client.aesKey);
       const bytes = rng.chance(0.6) ? Buffer.concat(frames) : mutate(rng, ctx, frames, mutations);
-      return { ...base, mutations, bytes };
+      return { ...base, mutations, bytes, bindAs: client };
     }
     default: {
       const never: never = kind;
