@@ -88,6 +88,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         logger,
         now: options.sources?.now ?? Date.now,
         ...(options.database === undefined ? {} : { database: options.database }),
+        ...(options.storage === undefined ? {} : { storage: options.storage }),
+        ...(options.s3Endpoint === undefined ? {} : { s3Endpoint: options.s3Endpoint }),
         ...(options.v4.partialTtlMs === undefined ? {} : { partialTtlMs: options.v4.partialTtlMs }),
         ...(options.v4.checkpointIntervalMs === undefined
           ? {}

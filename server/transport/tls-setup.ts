@@ -38,6 +38,9 @@ export interface V4SetupOptions {
   readonly logger: Logger;
   /** The catalog's backend: `memory` keeps bindings in memory too, anything else on disk. */
   readonly database?: string;
+  /** The byte backend: with PostgreSQL and `s3://`, partial uploads are shared by instances. */
+  readonly storage?: string;
+  readonly s3Endpoint?: string;
   readonly partialTtlMs?: number;
   readonly checkpointIntervalMs?: number;
   readonly now?: () => number;
@@ -68,7 +71,20 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
             await import('../storage/postgres')
           ).openPostgresV4Store({ url: setup.database, now, logger: log })
         : createDiskV4Store(join(dataDir, IDENTITY_DIR));
-  const partials = createDiskPartialStore(dataDir, now);
+  // Shared by every instance of one database and bucket: an upload resumes on any of them.
+  const shared =
+    isPostgresUrl(setup.database) && setup.storage?.startsWith('s3://') === true
+      ? await (
+          await import('../storage/postgres')
+        ).openSharedPartials({
+          url: setup.database,
+          storage: setup.storage,
+          now,
+          logger: log,
+          ...(setup.s3Endpoint === undefined ? {} : { s3Endpoint: setup.s3Endpoint }),
+        })
+      : undefined;
+  const partials = shared?.partials ?? createDiskPartialStore(dataDir, now);
   const ttl = setup.partialTtlMs ?? DEFAULT_PARTIAL_TTL_MS;
   const sweep = async (): Promise<void> => {
     try {
@@ -98,6 +114,7 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
     async close() {
       clearInterval(timer);
       await identities.close();
+      await shared?.close();
     },
   };
 }

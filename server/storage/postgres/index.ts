@@ -10,6 +10,8 @@ import { PostgresCatalog, type PostgresStore } from './catalog';
 import { createPool } from './database';
 import { AdvisoryFileLocks } from './file-locks';
 import { migrate } from './schema';
+import { createSharedPartialStore } from './v4-partials';
+import type { PartialStore } from '../../session/v4/context';
 
 export type { PostgresStore } from './catalog';
 export { AdvisoryFileLocks } from './file-locks';
@@ -18,6 +20,8 @@ export { AdvisoryFileLocks } from './file-locks';
 export const DEFAULT_POOL_SIZE = 10;
 /** Connections for file locks: one per file name being committed at once on this instance. */
 export const DEFAULT_LOCK_POOL_SIZE = 20;
+/** Partial uploads write a row per segment (8 MiB): a few connections suffice. */
+const PARTIALS_POOL_SIZE = 5;
 const CONNECT_TIMEOUT_MS = 5_000;
 const STATEMENT_TIMEOUT_MS = 30_000;
 
@@ -70,3 +74,42 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresBa
 
 export { openPostgresV4Store } from './v4-store';
 export { isPostgresUrl } from './url';
+
+/**
+ * Resumable v4 uploads shared by instances: records in PostgreSQL (schema migrated here too),
+ * segments in the bucket of `storage` (`s3://bucket/prefix`).
+ */
+export async function openSharedPartials(options: {
+  readonly url: string;
+  readonly storage: string;
+  readonly s3Endpoint?: string;
+  readonly now: () => number;
+  readonly logger?: Logger;
+}): Promise<{ readonly partials: PartialStore; close(): Promise<void> }> {
+  const { createS3Client, createS3SegmentStore, parseS3Url } = await import('../s3');
+  const location = parseS3Url(options.storage);
+  const pool = createPool({
+    url: options.url,
+    max: PARTIALS_POOL_SIZE,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: STATEMENT_TIMEOUT_MS,
+    onIdleError: (err) =>
+      options.logger?.warn({ err }, 'a PostgreSQL connection failed while idle'),
+  });
+  try {
+    await migrate(pool, options.now());
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw err;
+  }
+  const client = createS3Client(
+    options.s3Endpoint === undefined ? {} : { endpoint: options.s3Endpoint },
+  );
+  return {
+    partials: createSharedPartialStore(pool, createS3SegmentStore(client, location), options.now),
+    async close() {
+      client.destroy();
+      await pool.end();
+    },
+  };
+}

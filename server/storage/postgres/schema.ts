@@ -9,7 +9,7 @@ import type { Pool } from 'pg';
 import { StorageError, StorageErrorCode } from '../types';
 import { inTransaction, run, type Queryable } from './database';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 /** Advisory lock key of migrations (any constant unlikely to be used by others). */
 const MIGRATION_LOCK = 0x5f7_0001;
 
@@ -70,8 +70,26 @@ const VERSION_2 = [
   )`,
 ];
 
+/**
+ * Version 3: resumable v4 uploads shared by instances (v4-partials.ts): the segments in the
+ * bucket, in order, and the durable offset they add up to; `generation` names the owner.
+ */
+const VERSION_3 = [
+  `CREATE TABLE v4_partials (
+    client_id bytea NOT NULL CHECK (length(client_id) = 16),
+    file_name text NOT NULL,
+    size bigint NOT NULL,
+    check_bytes bytea NOT NULL,
+    durable bigint NOT NULL,
+    segments text[] NOT NULL,
+    generation bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY (client_id, file_name)
+  )`,
+];
+
 /** Step n brings the schema from version n to n + 1. */
-const MIGRATIONS: ReadonlyArray<readonly string[]> = [VERSION_1, VERSION_2];
+const MIGRATIONS: ReadonlyArray<readonly string[]> = [VERSION_1, VERSION_2, VERSION_3];
 
 function schemaError(message: string): StorageError {
   return new StorageError(StorageErrorCode.DATABASE, message);

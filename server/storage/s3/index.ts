@@ -11,6 +11,7 @@ import { parseS3Url } from './location';
 
 export type { S3ByteStore } from './byte-store';
 export { parseS3Url, formatS3Url, type S3Location } from './location';
+export { createS3SegmentStore, type SegmentStore } from './segments';
 
 const MIB = 1024 * 1024;
 /** 8 MiB parts: above S3's 5 MiB minimum, and 4 GiB (the protocol's limit) in 512 parts. */
@@ -34,9 +35,9 @@ export interface S3BackendOptions {
   readonly now: () => number;
 }
 
-export function openS3ByteStore(options: S3BackendOptions): S3ByteStore {
-  const location = parseS3Url(options.url);
-  const client = new S3Client({
+/** The SDK client of `options`: endpoint path-style, credentials from the standard chain. */
+export function createS3Client(options: Omit<S3BackendOptions, 'url' | 'now'>): S3Client {
+  return new S3Client({
     region: options.region ?? process.env.AWS_REGION ?? DEFAULT_REGION,
     ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint, forcePathStyle: true }),
     ...(options.credentials === undefined ? {} : { credentials: { ...options.credentials } }),
@@ -45,6 +46,11 @@ export function openS3ByteStore(options: S3BackendOptions): S3ByteStore {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+}
+
+export function openS3ByteStore(options: S3BackendOptions): S3ByteStore {
+  const location = parseS3Url(options.url);
+  const client = createS3Client(options);
   const partSize = options.partSize ?? DEFAULT_PART_SIZE;
   return new S3Store(client, location, {
     partSize,
