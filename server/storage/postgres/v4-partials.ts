@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { PartialKey, PartialStore, PartialUpload } from '../../session/v4/context';
 import type { SegmentStore } from '../s3/segments';
-import { StorageError, StorageErrorCode, type UploadSink } from '../types';
+import { StorageError, StorageErrorCode } from '../types';
 import { run } from './database';
 
 /** Bytes buffered before they are written as a segment: S3 requests stay large, memory bounded. */
@@ -126,11 +126,6 @@ class SharedPartial implements PartialUpload {
 
   async close(): Promise<void> {
     await this.flush();
-  }
-
-  async publish(sink: UploadSink): Promise<void> {
-    await this.flushing;
-    for await (const chunk of this.contents(Number.MAX_SAFE_INTEGER)) await sink.write(chunk);
   }
 
   async remove(): Promise<void> {
