@@ -88,3 +88,11 @@ export function positiveInteger(value: unknown, flag: string): number {
   }
   return n;
 }
+
+export function nonNegativeInteger(value: unknown, flag: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new UsageError(`${flag}: ${JSON.stringify(value)} must be a whole number, 0 or more`);
+  }
+  return n;
+}

@@ -12,14 +12,18 @@ import { createLogger, LOG_LEVELS } from '../shared/logger';
 import {
   UsageError,
   parseByteSize,
+  nonNegativeInteger,
   positiveInteger,
   positiveNumber,
   resolvePort,
 } from './cli-options';
 import { adminCommand } from './admin';
+import { identityCommand, parseDurationMs, v4Options } from './transport/tls-cli';
 import { startDaemon, type Daemon } from './daemon';
 import { DEFAULT_LIMITS, type ServerLimits } from './transport/limits';
 import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
+import { DEFAULT_KEEP_VERSIONS } from './storage/file-vault';
+import { parsePort } from '../shared/validators';
 
 const MS_PER_S = 1000;
 
@@ -39,10 +43,22 @@ interface ServeArgs {
   'min-request-rate': number;
   'shutdown-grace': number;
   'master-key-file'?: string;
+  'max-buffered-bytes': string;
+  'lockout-failures': number;
+  'lockout-window': number;
+  'lockout-duration': number;
+  v3: string;
+  'partial-ttl': string;
+  database: string;
+  storage: string;
+  'keep-versions': number;
+  's3-endpoint'?: string;
+  'metrics-port'?: string;
+  'metrics-host'?: string;
 }
 
 function serveOptions(y: Argv): Argv<ServeArgs> {
-  return y
+  return v4Options(y)
     .option('port', {
       // A string, so a bad value is reported as typed rather than as NaN.
       type: 'string',
@@ -114,10 +130,75 @@ function serveOptions(y: Argv): Argv<ServeArgs> {
       default: DEFAULT_LIMITS.shutdownGraceMs / MS_PER_S,
       describe: 'seconds uploads in flight may take to finish on SIGINT/SIGTERM',
     })
+    .option('max-buffered-bytes', {
+      type: 'string',
+      default: String(DEFAULT_LIMITS.maxBufferedBytes),
+      describe:
+        'upload bytes all connections together may hold in memory; above it reads pause, e.g. 256M',
+    })
+    .option('lockout-failures', {
+      type: 'number',
+      default: DEFAULT_LIMITS.lockout.maxFailures,
+      describe:
+        'uploads that fail to decrypt (one client id, one address) before 1027/1028 are refused; 0 = never',
+    })
+    .option('lockout-window', {
+      type: 'number',
+      default: DEFAULT_LIMITS.lockout.windowMs / MS_PER_S,
+      describe: 'seconds within which --lockout-failures count',
+    })
+    .option('lockout-duration', {
+      type: 'number',
+      default: DEFAULT_LIMITS.lockout.lockMs / MS_PER_S,
+      describe: 'seconds 1027/1028 stay refused after a lockout',
+    })
+    .option('database', {
+      type: 'string',
+      default: 'sqlite',
+      describe:
+        'sqlite (<data-dir>/defensive.db), or postgres://user@host:port/db shared by instances',
+    })
+    .option('storage', {
+      type: 'string',
+      default: 'disk',
+      describe: 'disk (<data-dir>), or s3://bucket/prefix shared by instances (AWS_* credentials)',
+    })
+    .option('keep-versions', {
+      type: 'number',
+      default: DEFAULT_KEEP_VERSIONS,
+      describe: 'verified versions of a file kept when an upload replaces it (0: none)',
+    })
+    .option('s3-endpoint', {
+      type: 'string',
+      describe: 'URL of an S3-compatible store (MinIO, Ceph, R2) for s3:// storage; default AWS',
+    })
+    .option('metrics-port', {
+      type: 'string',
+      describe: 'serve /metrics (Prometheus), /healthz and /readyz on this port; default off',
+    })
+    .option('metrics-host', {
+      type: 'string',
+      default: '127.0.0.1',
+      describe: 'address of the metrics endpoint',
+    })
     .option('master-key-file', {
       type: 'string',
       describe: `file with a base64 32-byte key that encrypts stored AES keys (or ${MASTER_KEY_ENV})`,
     }) as unknown as Argv<ServeArgs>;
+}
+
+function partialTtlFrom(text: string): number {
+  const ms = parseDurationMs(text);
+  if (ms === undefined) throw new UsageError(`--partial-ttl: "${text}" is not a duration like 24h`);
+  return ms;
+}
+
+function metricsFrom(args: ServeArgs): { metrics?: { port: number; host: string } } {
+  const text = args['metrics-port'];
+  if (text === undefined) return {};
+  const port = parsePort(text, { allowZero: true });
+  if (port === undefined) throw new UsageError(`--metrics-port: "${text}" is not a port number`);
+  return { metrics: { port, host: args['metrics-host'] ?? '127.0.0.1' } };
 }
 
 function limitsFrom(args: ServeArgs): Partial<ServerLimits> {
@@ -142,6 +223,15 @@ function limitsFrom(args: ServeArgs): Partial<ServerLimits> {
     },
     minRequestRate: positiveNumber(args['min-request-rate'], '--min-request-rate'),
     shutdownGraceMs: Math.max(0, Number(args['shutdown-grace'])) * MS_PER_S,
+    maxBufferedBytes:
+      parseByteSize(args['max-buffered-bytes'], '--max-buffered-bytes') ??
+      DEFAULT_LIMITS.maxBufferedBytes,
+    lockout: {
+      maxFailures: nonNegativeInteger(args['lockout-failures'], '--lockout-failures'),
+      windowMs: positiveNumber(args['lockout-window'], '--lockout-window') * MS_PER_S,
+      lockMs: positiveNumber(args['lockout-duration'], '--lockout-duration') * MS_PER_S,
+      maxEntries: DEFAULT_LIMITS.lockout.maxEntries,
+    },
   };
 }
 
@@ -179,6 +269,12 @@ async function serve(args: ServeArgs): Promise<void> {
       logger: log,
       limits,
       masterKey,
+      v4: { partialTtlMs: partialTtlFrom(args['partial-ttl']), v3: args.v3 !== 'off' },
+      database: args.database,
+      storage: args.storage,
+      keepVersions: nonNegativeInteger(args['keep-versions'], '--keep-versions'),
+      ...(args['s3-endpoint'] === undefined ? {} : { s3Endpoint: args['s3-endpoint'] }),
+      ...metricsFrom(args),
     });
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
@@ -226,6 +322,7 @@ export function buildCli(argv: string[]): Argv {
         (args) => serve(args as unknown as ServeArgs),
       )
       .command(adminCommand)
+      .command(identityCommand)
       .strict()
       .help()
       .alias('h', 'help')
