@@ -21,6 +21,7 @@ import {
   restore,
   type Listing,
 } from './admin-listings';
+import { readV4Fingerprints } from './transport/tls-setup';
 import { DEFAULT_KEEP_VERSIONS } from './storage/file-vault';
 import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
 import { runMigration } from './admin-migrate';
@@ -118,7 +119,11 @@ async function run(
   const store = backends.catalog;
   switch (options.what) {
     case 'clients':
-      return listClients(store, since);
+      return listClients(
+        store,
+        since,
+        await readV4Fingerprints(options.dataDir, options.backends?.database),
+      );
     case 'files':
       return listFiles(store, since);
     case 'audit':
