@@ -107,12 +107,15 @@ export interface S3TestServer {
   stop(): Promise<void>;
 }
 
-/** Starts s3rver on loopback (port 0 = any free port) keeping objects in a temp directory. */
-export async function startS3Server(port = 0): Promise<S3TestServer> {
+/**
+ * Starts s3rver on loopback (port 0 = any free port) keeping objects in `directory`, or in a
+ * temp directory of its own that `stop` removes (a given one stays, for a restart).
+ */
+export async function startS3Server(port = 0, given?: string): Promise<S3TestServer> {
   // s3rver ships no type declarations; the shape used here is declared above.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const S3rver = require('s3rver') as S3rverClass;
-  const directory = mkdtempSync(path.join(tmpdir(), 'sft-s3-'));
+  const directory = given ?? mkdtempSync(path.join(tmpdir(), 'sft-s3-'));
   const server = new S3rver({ port, address: '127.0.0.1', silent: true, directory });
   server.middleware.unshift(multipartShim(directory));
   const address = await server.run();
@@ -120,7 +123,7 @@ export async function startS3Server(port = 0): Promise<S3TestServer> {
     endpoint: `http://127.0.0.1:${address.port}`,
     async stop() {
       await server.close();
-      rmSync(directory, { recursive: true, force: true });
+      if (given === undefined) rmSync(directory, { recursive: true, force: true });
     },
   };
 }
