@@ -7,7 +7,7 @@
  * - Registrations are unique across instances by the table's constraints: the insert does
  *   nothing when the name or id is taken meanwhile, which reads as `name_taken`; a keyless row
  *   being replaced is locked (`FOR UPDATE`) so two instances cannot both replace it.
- * - Writes are group-committed (../group-commit.ts) on one transaction at a time per instance,
+ * - Writes are group-committed (../group-commit.ts, write-lane.ts) one transaction at a time,
  *   each write in a savepoint: PostgreSQL aborts a whole transaction on any error, so a
  *   savepoint is what keeps one write's failure its own.
  * - Reads run on the pool concurrently with the writing transaction.
@@ -16,9 +16,11 @@
  * Every failure rejects with a StorageError (DATABASE when PostgreSQL failed or is away).
  */
 import type { Pool, PoolClient } from 'pg';
+import { archiveRow, findVersion, listVersions, prune, putBack } from './versions';
+import { WriteLane } from './write-lane';
 import type { AdvisoryFileLocks } from './file-locks';
 import type { Logger } from '../../../shared/logger';
-import { GroupCommit, type Outcome, type WriteOptions } from '../group-commit';
+import { GroupCommit, type WriteOptions } from '../group-commit';
 import { DEFAULT_TOUCH_FLUSH_MS, LastSeenWriteBehind } from '../last-seen';
 import { PLAIN_AES_KEY_BYTES, sealAesKey, unsealStoredAesKey } from '../master-key';
 import {
@@ -38,27 +40,16 @@ import {
   type StoredAuditEntry,
   type VersionFilter,
 } from '../types';
+import { databaseError, run } from './database';
 import {
-  databaseError,
-  inTransaction,
-  isConstraintViolation,
-  run,
-  type Queryable,
-} from './database';
-import {
-  auditArrays,
   fileParams,
   SQL,
   toAuditEntry,
   toClientRecord,
   toFileRecord,
-  toFileVersion,
-  versionParams,
-  VERSION_COLUMNS,
   type AuditRow,
   type ClientRow,
   type FileRow,
-  type VersionRow,
 } from './rows';
 
 export interface PostgresCatalogSettings {
@@ -83,12 +74,6 @@ export interface PostgresStore extends Catalog {
   readonly fileLocks: AdvisoryFileLocks;
 }
 
-/** A failure of the write's own checks or constraints: the savepoint undid it alone. */
-function isOwnFailure(err: unknown): boolean {
-  if (err instanceof StorageError && err.cause === undefined) return true;
-  return isConstraintViolation(err instanceof StorageError ? err.cause : err);
-}
-
 function closedError(): StorageError {
   return new StorageError(StorageErrorCode.CLOSED, 'the client store is closed');
 }
@@ -98,13 +83,7 @@ export class PostgresCatalog implements PostgresStore {
   private readonly logger: Logger | undefined;
   private readonly lastSeen: LastSeenWriteBehind;
   private readonly group: GroupCommit;
-  /** The end of the chain of write jobs: one transaction at a time. */
-  private writeTail: Promise<void> = Promise.resolve();
-  /** The connection of the transaction running now, for the write bodies in it. */
-  private tx: PoolClient | undefined;
-  /** Writes (savepoints) in the running transaction, for the batch-size metric. */
-  private writesInTx = 0;
-  private readonly onBatch: ((size: number) => void) | undefined;
+  private readonly lane: WriteLane;
   private closing: Promise<void> | undefined;
   readonly readOnly: boolean;
   readonly fileLocks: AdvisoryFileLocks;
@@ -122,62 +101,8 @@ export class PostgresCatalog implements PostgresStore {
       flush: () => this.flush(),
       onError: (err) => this.logger?.error({ err }, 'could not write LastSeen updates'),
     });
-    this.onBatch = settings.onBatch;
-    this.group = new GroupCommit({
-      schedule: (job) => void this.schedule(job),
-      transaction: (body) => this.transaction(body),
-      savepoint: (body) => this.savepoint(body),
-      insertAudits: (entries) => this.insertAudits(entries),
-      isOwnFailure,
-    });
-  }
-
-  /** Runs `job` after every write job scheduled before it. */
-  private schedule<T>(job: () => Promise<T>): Promise<T> {
-    const result = this.writeTail.then(job);
-    this.writeTail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  }
-
-  private async transaction<T>(body: () => Promise<T>): Promise<T> {
-    this.writesInTx = 0;
-    const result = await inTransaction(this.pool, async (client) => {
-      this.tx = client;
-      try {
-        return await body();
-      } finally {
-        this.tx = undefined;
-      }
-    });
-    // A write alone runs without a savepoint.
-    this.onBatch?.(Math.max(1, this.writesInTx));
-    return result;
-  }
-
-  /** The connection of the running transaction (write bodies run only inside one). */
-  private txClient(): PoolClient {
-    if (this.tx === undefined) {
-      throw new StorageError(StorageErrorCode.DATABASE, 'a write ran outside its transaction');
-    }
-    return this.tx;
-  }
-
-  private async savepoint(body: () => Promise<unknown>): Promise<Outcome> {
-    const client = this.txClient();
-    this.writesInTx += 1;
-    await run(client, 'cannot begin savepoint', 'SAVEPOINT write');
-    try {
-      const value = await body();
-      await run(client, 'cannot release savepoint', 'RELEASE SAVEPOINT write');
-      return { ok: true, value };
-    } catch (error) {
-      await run(client, 'cannot roll back savepoint', 'ROLLBACK TO SAVEPOINT write');
-      await run(client, 'cannot release savepoint', 'RELEASE SAVEPOINT write');
-      return { ok: false, error };
-    }
+    this.lane = new WriteLane(pool, settings.onBatch);
+    this.group = new GroupCommit(this.lane.driver);
   }
 
   /**
@@ -189,7 +114,7 @@ export class PostgresCatalog implements PostgresStore {
     options: Omit<WriteOptions<T>, 'atomic'> = {},
   ): Promise<T> {
     if (this.closing) return Promise.reject(closedError());
-    return this.group.write(() => body(this.txClient()), { ...options, atomic: true });
+    return this.group.write(() => body(this.lane.client()), { ...options, atomic: true });
   }
 
   /** Reads on the pool, beside any running write. */
@@ -197,15 +122,6 @@ export class PostgresCatalog implements PostgresStore {
     if (this.closing) return Promise.reject(closedError());
     return run<R & Record<string, unknown>>(this.pool, what, sql, params).then(
       (result) => result.rows as R[],
-    );
-  }
-
-  private async insertAudits(entries: readonly AuditEntry[]): Promise<void> {
-    await run(
-      this.tx ?? this.pool,
-      'cannot write the audit trail',
-      SQL.insertAudits,
-      auditArrays(entries),
     );
   }
 
@@ -326,7 +242,7 @@ export class PostgresCatalog implements PostgresStore {
   flush(): Promise<void> {
     this.lastSeen.stop();
     if (this.closing) return Promise.reject(closedError());
-    return this.schedule(() => this.writeTouches());
+    return this.lane.schedule(() => this.writeTouches());
   }
 
   async listClients(): Promise<ClientRecord[]> {
@@ -379,6 +295,16 @@ export class PostgresCatalog implements PostgresStore {
     );
   }
 
+  deleteFile(clientId: Buffer, fileName: string, audit?: AuditEntry): Promise<boolean> {
+    const owner = Buffer.from(clientId);
+    return this.write(
+      async (db) =>
+        (await run(db, 'cannot delete the file row', SQL.deleteFile, [owner, fileName]))
+          .rowCount === 1,
+      audit === undefined ? {} : { audit: { entry: audit, when: (changed) => changed } },
+    );
+  }
+
   async storedBytes(clientId: Buffer): Promise<number> {
     const rows = await this.read<{ total: number }>('cannot count stored bytes', SQL.storedBytes, [
       Buffer.from(clientId),
@@ -391,58 +317,6 @@ export class PostgresCatalog implements PostgresStore {
     return rows.map(toFileRecord);
   }
 
-  /** Inserts the live row of a file as a version when `accept` takes it. */
-  private async archiveRow(
-    db: Queryable,
-    owner: Buffer,
-    fileName: string,
-    as: ArchiveAs,
-    accept: (file: FileRecord) => boolean,
-  ): Promise<FileVersion | undefined> {
-    const { rows } = await run<FileRow & Record<string, unknown>>(
-      db,
-      'cannot read the file row',
-      SQL.fileByKey,
-      [owner, fileName],
-    );
-    if (rows[0] === undefined) return undefined;
-    const current = toFileRecord(rows[0]);
-    if (!accept(current)) return undefined;
-    const version: FileVersion = {
-      clientId: owner,
-      fileName,
-      version: as.version,
-      objectKey: as.objectKey,
-      status: current.status,
-      size: current.size,
-      cksum: current.cksum,
-      updatedAt: current.updatedAt,
-      archivedAt: as.archivedAt,
-    };
-    await run(db, 'cannot keep a version', SQL.insertVersion, versionParams(version));
-    return version;
-  }
-
-  /** Drops the oldest versions of a file beyond `keep`; returns them. */
-  private async prune(
-    db: Queryable,
-    owner: Buffer,
-    fileName: string,
-    keep: number,
-  ): Promise<FileVersion[]> {
-    const { rows } = await run<VersionRow & Record<string, unknown>>(
-      db,
-      'cannot list versions',
-      SQL.versionsOfFile,
-      [owner, fileName],
-    );
-    const pruned = rows.slice(0, Math.max(0, rows.length - Math.max(0, keep))).map(toFileVersion);
-    for (const version of pruned) {
-      await run(db, 'cannot drop a version', SQL.deleteVersion, [owner, fileName, version.version]);
-    }
-    return pruned;
-  }
-
   archiveFile(
     clientId: Buffer,
     fileName: string,
@@ -453,9 +327,9 @@ export class PostgresCatalog implements PostgresStore {
     return this.write(async (db) => {
       const archived =
         keep > 0
-          ? await this.archiveRow(db, owner, fileName, as, (file) => file.status === 'verified')
+          ? await archiveRow(db, owner, fileName, as, (file) => file.status === 'verified')
           : undefined;
-      return { archived, pruned: await this.prune(db, owner, fileName, keep) };
+      return { archived, pruned: await prune(db, owner, fileName, keep) };
     });
   }
 
@@ -475,40 +349,14 @@ export class PostgresCatalog implements PostgresStore {
     const { audit } = options;
     return this.write(
       async (db): Promise<ArchiveResult | undefined> => {
-        const { rows } = await run<VersionRow & Record<string, unknown>>(
-          db,
-          'cannot read the version',
-          SQL.versionByKey,
-          [owner, fileName, version],
-        );
-        if (rows[0] === undefined) return undefined;
-        const kept = toFileVersion(rows[0]);
+        const kept = await findVersion(db, owner, fileName, version);
+        if (kept === undefined) return undefined;
         const archived =
           options.current === undefined
             ? undefined
-            : await this.archiveRow(
-                db,
-                owner,
-                fileName,
-                options.current,
-                (f) => f.status !== 'failed',
-              );
-        await run(
-          db,
-          'cannot restore the file row',
-          SQL.putFile,
-          fileParams({
-            clientId: owner,
-            fileName,
-            objectKey: options.objectKey,
-            verified: kept.status === 'verified',
-            status: kept.status,
-            size: kept.size,
-            cksum: kept.cksum,
-            updatedAt: options.now,
-          }),
-        );
-        return { archived, pruned: await this.prune(db, owner, fileName, options.keep) };
+            : await archiveRow(db, owner, fileName, options.current, (f) => f.status !== 'failed');
+        await putBack(db, kept, options.objectKey, options.now);
+        return { archived, pruned: await prune(db, owner, fileName, options.keep) };
       },
       audit === undefined
         ? {}
@@ -516,25 +364,9 @@ export class PostgresCatalog implements PostgresStore {
     );
   }
 
-  async listVersions(filter: VersionFilter = {}): Promise<FileVersion[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.clientId !== undefined) {
-      params.push(Buffer.from(filter.clientId));
-      where.push(`client_id = $${params.length}`);
-    }
-    if (filter.fileName !== undefined) {
-      params.push(filter.fileName);
-      where.push(`file_name = $${params.length}`);
-    }
-    const rows = await this.read<VersionRow>(
-      'cannot list versions',
-      `SELECT ${VERSION_COLUMNS} FROM file_versions` +
-        (where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '') +
-        ' ORDER BY client_id, file_name, version',
-      params,
-    );
-    return rows.map(toFileVersion);
+  listVersions(filter: VersionFilter = {}): Promise<FileVersion[]> {
+    if (this.closing) return Promise.reject(closedError());
+    return listVersions(this.pool, filter);
   }
 
   // ------------------------------------------------------------ audit and admin
@@ -585,19 +417,21 @@ export class PostgresCatalog implements PostgresStore {
     if (this.closing) return this.closing;
     this.lastSeen.stop();
     // Writes already queued (group-committed audits included) finish first.
-    const finalJob = this.schedule(async () => {
-      if (!this.readOnly) {
-        await this.writeTouches().catch((err: unknown) => {
-          this.logger?.error({ err }, 'could not write LastSeen updates at close');
-        });
-      }
-    }).finally(async () => {
-      for (const pool of [this.pool, this.fileLocks]) {
-        await pool.end().catch((err: unknown) => {
-          this.logger?.warn({ err: databaseError('closing a pool', err) }, 'pool did not close');
-        });
-      }
-    });
+    const finalJob = this.lane
+      .schedule(async () => {
+        if (!this.readOnly) {
+          await this.writeTouches().catch((err: unknown) => {
+            this.logger?.error({ err }, 'could not write LastSeen updates at close');
+          });
+        }
+      })
+      .finally(async () => {
+        for (const pool of [this.pool, this.fileLocks]) {
+          await pool.end().catch((err: unknown) => {
+            this.logger?.warn({ err: databaseError('closing a pool', err) }, 'pool did not close');
+          });
+        }
+      });
     this.closing = finalJob;
     return finalJob;
   }
