@@ -37,6 +37,12 @@ export const ClientErrorCode = {
   IDENTITY_MISMATCH: 'IDENTITY_MISMATCH',
   /** Version 4: a server known or required to speak v4 answered as v3 only. */
   DOWNGRADE_REFUSED: 'DOWNGRADE_REFUSED',
+  /** Version 4: the server has no file of that name for this client. */
+  NOT_FOUND: 'NOT_FOUND',
+  /** `get` would replace an existing file without --force. */
+  OUTPUT_EXISTS: 'OUTPUT_EXISTS',
+  /** An end-to-end encrypted file does not decrypt: altered, or another key (docs/client.md). */
+  DECRYPT_FAILED: 'DECRYPT_FAILED',
   INTERNAL: 'INTERNAL',
 } as const;
 export type ClientErrorCode = (typeof ClientErrorCode)[keyof typeof ClientErrorCode];
@@ -68,6 +74,9 @@ const EXIT_CODE_OF: { readonly [C in ClientErrorCode]: ExitCode } = {
   CHECKSUM_FAILED: ExitCode.CHECKSUM,
   IDENTITY_MISMATCH: ExitCode.IDENTITY_MISMATCH,
   DOWNGRADE_REFUSED: ExitCode.IDENTITY_MISMATCH,
+  NOT_FOUND: ExitCode.REJECTED,
+  OUTPUT_EXISTS: ExitCode.USAGE,
+  DECRYPT_FAILED: ExitCode.CHECKSUM,
   INTERNAL: ExitCode.FAILURE,
 };
 

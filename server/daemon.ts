@@ -106,7 +106,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       sources: options.sources,
       logger,
       limits: options.limits,
-      ...(v4 ? { v4: v4.options, v3: options.v4?.v3 ?? true } : {}),
+      ...(v4 ? { v4: { ...v4.options, bytes: backends.bytes }, v3: options.v4?.v3 ?? true } : {}),
     });
     const address = await server.listen(options.port, options.host);
     await ops.start(server, store, backends.bytes);

@@ -43,6 +43,8 @@ export interface ConfigOverrides {
   readonly files?: readonly string[];
   /** A v4 identity exists: the server knows the client by its certificate, no name needed. */
   readonly nameOptional?: boolean;
+  /** A command that sends nothing (list, get, delete): line 3 is not read. */
+  readonly noFiles?: boolean;
 }
 
 export interface ResolvedConfig {
@@ -64,7 +66,7 @@ export async function resolveConfig(overrides: ConfigOverrides): Promise<Resolve
   const configDir = resolve(overrides.configDir);
   const transferPath = join(configDir, TRANSFER_INFO);
   const identity = await loadIdentity(configDir);
-  const needFiles = !overrides.files || overrides.files.length === 0;
+  const needFiles = !overrides.noFiles && (!overrides.files || overrides.files.length === 0);
   const needName =
     overrides.name === undefined && identity === undefined && !overrides.nameOptional;
   const needServer = overrides.server === undefined;

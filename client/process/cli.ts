@@ -42,8 +42,22 @@ export interface SendFlags {
   readonly serverFingerprint?: string;
 }
 
+/** list, get and delete: a client's own files over protocol v4 (file-commands.ts). */
+export type FileCommandLine =
+  | { readonly command: 'list'; readonly flags: SendFlags }
+  | {
+      readonly command: 'get';
+      readonly flags: SendFlags;
+      readonly fileName: string;
+      /** `-o PATH`; default the file's name in the working directory. */
+      readonly output?: string;
+      readonly force: boolean;
+    }
+  | { readonly command: 'delete'; readonly flags: SendFlags; readonly fileName: string };
+
 export type CommandLine =
   | { readonly command: 'send'; readonly flags: SendFlags }
+  | FileCommandLine
   /** --help or --version: print `text` and stop. */
   | { readonly command: 'print'; readonly text: string };
 
@@ -144,7 +158,15 @@ const EPILOGUE = `Exit codes:\n${formatExitCodes(CLIENT_EXIT_CODES)}`;
 type Value = string | boolean | number;
 type ParsedArgs = {
   readonly [K in keyof typeof OPTIONS]?: Value | readonly Value[];
-} & { readonly files?: readonly Value[]; readonly '--'?: readonly Value[] };
+} & {
+  readonly files?: readonly Value[];
+  readonly '--'?: readonly Value[];
+  readonly _?: readonly Value[];
+  /** The file of get and delete. */
+  readonly file?: Value;
+  readonly output?: Value | readonly Value[];
+  readonly force?: Value | readonly Value[];
+};
 
 function usageError(message: string): never {
   throw clientError(ClientErrorCode.USAGE, message, {
@@ -202,6 +224,21 @@ function buildParser(version: string): Argv {
     .options(OPTIONS)
     .command('$0 [files..]', 'upload files (the default command)', sendCommand)
     .command('send [files..]', 'upload files, the same as without a command', sendCommand)
+    .command('list', 'list the files this client stored, newest first (protocol v4)')
+    .command('get <file>', 'download a file this client stored (protocol v4)', (y: Argv) =>
+      y
+        .positional('file', { type: 'string', describe: 'the name the server stores it under' })
+        .option('output', {
+          alias: 'o',
+          type: 'string',
+          requiresArg: true,
+          describe: 'where to write it (default: its name in the working directory)',
+        })
+        .option('force', { type: 'boolean', default: false, describe: 'replace an existing file' }),
+    )
+    .command('delete <file>', 'delete a file this client stored (protocol v4)', (y: Argv) =>
+      y.positional('file', { type: 'string', describe: 'the name the server stores it under' }),
+    )
     .strict()
     .help('help', 'show this help')
     .alias('h', 'help')
@@ -278,5 +315,25 @@ export async function parseCommandLine(
   if (printed !== '') {
     return { command: 'print', text: printed.endsWith('\n') ? printed : `${printed}\n` };
   }
-  return { command: 'send', flags: sendFlags(args) };
+  const lastOf = (value: Value | readonly Value[] | undefined): Value | undefined =>
+    Array.isArray(value) ? value[value.length - 1] : (value as Value | undefined);
+  const fileName = String(args.file ?? '');
+  switch (String(args._?.[0] ?? '')) {
+    case 'list':
+      return { command: 'list', flags: sendFlags(args) };
+    case 'get': {
+      const output = lastOf(args.output);
+      return {
+        command: 'get',
+        flags: sendFlags(args),
+        fileName,
+        ...(output === undefined ? {} : { output: String(output) }),
+        force: lastOf(args.force) === true,
+      };
+    }
+    case 'delete':
+      return { command: 'delete', flags: sendFlags(args), fileName };
+    default:
+      return { command: 'send', flags: sendFlags(args) };
+  }
 }

@@ -24,6 +24,8 @@ function codeFor(error: WireErrorCode): ClientErrorCode {
       return ClientErrorCode.REJECTED;
     case WireErrorCode.DIGEST_MISMATCH:
       return ClientErrorCode.CHECKSUM_FAILED;
+    case WireErrorCode.NOT_FOUND:
+      return ClientErrorCode.NOT_FOUND;
     case WireErrorCode.STORAGE:
       return ClientErrorCode.SERVER_ERROR;
     case WireErrorCode.BAD_MESSAGE:

@@ -266,6 +266,11 @@ export class V4ClientSession {
     return make(registered.clientId, name, true, false);
   }
 
+  /** The open link and its chunk size, for the file commands (files.ts, download.ts). */
+  get channel(): { readonly link: V4Link; readonly chunkSize: number } {
+    return { link: this.link, chunkSize: this.chunkSize };
+  }
+
   upload(plan: V4Plan): Promise<V4UploadResult> {
     return uploadFile(this.link, plan, this.chunkSize, this.events);
   }

@@ -37,6 +37,14 @@ export const RequestCode = {
   UPLOAD_BEGIN: 0x0010,
   UPLOAD_DATA: 0x0011,
   UPLOAD_END: 0x0012,
+  /** DATA whose payload is a raw deflate stream of one chunk (docs/protocol-v4.md §4.12). */
+  UPLOAD_DATA_DEFLATE: 0x0013,
+  /** UPLOAD_BEGIN with a flags byte (docs/protocol-v4.md §4.13). */
+  UPLOAD_BEGIN_FLAGS: 0x0014,
+  LIST: 0x0020,
+  GET: 0x0021,
+  READ: 0x0022,
+  DELETE: 0x0023,
 } as const;
 export type RequestCode = (typeof RequestCode)[keyof typeof RequestCode];
 
@@ -46,6 +54,10 @@ export const ResponseCode = {
   REGISTERED: 0x8002,
   UPLOAD_OFFSET: 0x8010,
   STORED: 0x8011,
+  FILE_LIST: 0x8020,
+  FILE_INFO: 0x8021,
+  FILE_DATA: 0x8022,
+  DELETED: 0x8023,
   ERROR: 0x80ff,
 } as const;
 export type ResponseCode = (typeof ResponseCode)[keyof typeof ResponseCode];
@@ -86,6 +98,8 @@ export const WireErrorCode = {
   BUSY: 16,
   /** A frame over its size limit or an unknown code: the connection closes after this. */
   FRAMING: 17,
+  /** GET or DELETE of a file name this client does not have. */
+  NOT_FOUND: 18,
 } as const;
 export type WireErrorCode = (typeof WireErrorCode)[keyof typeof WireErrorCode];
 
@@ -112,13 +126,40 @@ export const RequestPayloadLimit = {
   [RequestCode.MIGRATE]: Size.CLIENT_ID + 1 + Size.MAX_NAME + 2 + Size.MAX_SIGNATURE,
   [RequestCode.UPLOAD_BEGIN]: 8 + Size.SHA256 + 1 + Size.MAX_NAME,
   [RequestCode.UPLOAD_END]: Size.SHA256,
+  [RequestCode.UPLOAD_BEGIN_FLAGS]: 8 + Size.SHA256 + 1 + Size.MAX_NAME + 1,
+  [RequestCode.LIST]: 4,
+  [RequestCode.GET]: 1 + Size.MAX_NAME + 8,
+  [RequestCode.READ]: 0,
+  [RequestCode.DELETE]: 1 + Size.MAX_NAME,
 } as const;
+
+/** Files per FILE_LIST page (docs/protocol-v4.md §4.8). */
+export const LIST_PAGE_SIZE = 32;
+/** One FILE_LIST entry at most: name, size, stored time, SHA-256, flags. */
+const LIST_ENTRY_MAX = 1 + Size.MAX_NAME + 8 + 8 + Size.SHA256 + 1;
+
+/** Bits of the flags byte of FILE_LIST, FILE_INFO and UPLOAD_BEGIN_FLAGS. */
+export const FileFlag = {
+  /** The server checked the SHA-256 of the upload before publishing it. */
+  VERIFIED: 0x01,
+  /** The bytes are end-to-end encrypted by the client; the server holds only ciphertext. */
+  E2E: 0x02,
+  /** Some chunks of the upload came deflated (the stored bytes are the original ones). */
+  COMPRESSED: 0x04,
+} as const;
+/** Flags a client may set in UPLOAD_BEGIN_FLAGS; the others are the server's to say. */
+export const CLIENT_FILE_FLAGS = FileFlag.E2E;
 
 export const ResponsePayloadLimit = {
   [ResponseCode.WELCOME]: 2 + 4 + Size.CHALLENGE + 1 + Size.CLIENT_ID + 1 + Size.MAX_NAME,
   [ResponseCode.REGISTERED]: Size.CLIENT_ID,
   [ResponseCode.UPLOAD_OFFSET]: 8,
   [ResponseCode.STORED]: 8 + Size.SHA256 + 4,
+  [ResponseCode.FILE_LIST]: 4 + 1 + LIST_PAGE_SIZE * LIST_ENTRY_MAX,
+  [ResponseCode.FILE_INFO]: 8 + Size.SHA256 + 8 + 1,
+  // A client cannot lower this limit before WELCOME; the chunk it negotiated bounds the server.
+  [ResponseCode.FILE_DATA]: MAX_CHUNK_SIZE,
+  [ResponseCode.DELETED]: 8,
   [ResponseCode.ERROR]: 2 + 1 + 2 + Size.MAX_ERROR_TEXT,
 } as const;
 

@@ -17,6 +17,7 @@ import {
   WireErrorCode,
 } from './constants';
 import { checkFileName, FieldReader } from './fields';
+import { decodeFileRequest, decodeFileResponse } from './file-codec';
 import type { Request, Response } from './messages';
 
 function readCode(buf: Buffer, offset: number): number {
@@ -46,7 +47,9 @@ export function requestFrameLayout(chunkSize: () => number): FrameLayout {
     readPayloadSize,
     payloadLimit(code) {
       if (!REQUEST_CODES.has(code)) return unknownCode(code);
-      if (code === RequestCode.UPLOAD_DATA) return chunkSize();
+      if (code === RequestCode.UPLOAD_DATA || code === RequestCode.UPLOAD_DATA_DEFLATE) {
+        return chunkSize();
+      }
       return RequestPayloadLimit[code as keyof typeof RequestPayloadLimit];
     },
   };
@@ -107,6 +110,13 @@ export function decodeRequest(messageCode: number, payload: Buffer): Request {
     case RequestCode.UPLOAD_END:
       message = { code, sha256: reader.bytes(Size.SHA256) };
       break;
+    case RequestCode.UPLOAD_DATA_DEFLATE:
+    case RequestCode.UPLOAD_BEGIN_FLAGS:
+    case RequestCode.LIST:
+    case RequestCode.GET:
+    case RequestCode.READ:
+    case RequestCode.DELETE:
+      return decodeFileRequest(code, payload);
     default:
       return assertNever(code, 'request code');
   }
@@ -147,6 +157,11 @@ export function decodeResponse(messageCode: number, payload: Buffer): Response {
         cksum: reader.u32(),
       };
       break;
+    case ResponseCode.FILE_LIST:
+    case ResponseCode.FILE_INFO:
+    case ResponseCode.FILE_DATA:
+    case ResponseCode.DELETED:
+      return decodeFileResponse(code, payload);
     case ResponseCode.ERROR: {
       const error = reader.u16();
       const fatal = reader.u8() !== 0;

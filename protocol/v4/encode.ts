@@ -9,6 +9,7 @@ import {
   type ResponseCode as ResponseCodeT,
 } from './constants';
 import { checkFileName, textField, u64Bytes } from './fields';
+import { fileRequestParts, fileResponseParts } from './file-codec';
 import type { Request, Response } from './messages';
 
 /** The 6-byte frame header for a payload of `payloadSize` bytes. */
@@ -72,6 +73,13 @@ export function encodeRequest(message: Request): Buffer {
       return frame(message.code, [message.data]);
     case RequestCode.UPLOAD_END:
       return frame(message.code, [fixed(message.sha256, Size.SHA256, 'SHA-256', message.code)]);
+    case RequestCode.UPLOAD_DATA_DEFLATE:
+    case RequestCode.UPLOAD_BEGIN_FLAGS:
+    case RequestCode.LIST:
+    case RequestCode.GET:
+    case RequestCode.READ:
+    case RequestCode.DELETE:
+      return frame(message.code, fileRequestParts(message));
     default:
       return assertNever(message, 'request');
   }
@@ -98,6 +106,11 @@ export function encodeResponse(message: Response): Buffer {
         fixed(message.sha256, Size.SHA256, 'SHA-256', message.code),
         u32(message.cksum),
       ]);
+    case ResponseCode.FILE_LIST:
+    case ResponseCode.FILE_INFO:
+    case ResponseCode.FILE_DATA:
+    case ResponseCode.DELETED:
+      return frame(message.code, fileResponseParts(message));
     case ResponseCode.ERROR: {
       const text = Buffer.from(message.text, 'utf8').subarray(0, Size.MAX_ERROR_TEXT);
       return frame(message.code, [

@@ -1,5 +1,8 @@
 /** Version-4 messages as readonly tagged objects (docs/protocol-v4.md §4). */
 import type { IdentityStatus, RequestCode, ResponseCode, WireErrorCode } from './constants';
+import type { FileRequest, FileResponse } from './file-messages';
+
+export type * from './file-messages';
 
 type Code<C extends number> = { readonly code: C };
 
@@ -25,7 +28,8 @@ export type UploadBegin = Code<typeof RequestCode.UPLOAD_BEGIN> & {
 export type UploadData = Code<typeof RequestCode.UPLOAD_DATA> & { readonly data: Buffer };
 export type UploadEnd = Code<typeof RequestCode.UPLOAD_END> & { readonly sha256: Buffer };
 
-export type Request = Hello | Register | Migrate | UploadBegin | UploadData | UploadEnd;
+export type Request =
+  Hello | Register | Migrate | UploadBegin | UploadData | UploadEnd | FileRequest;
 
 export type Welcome = Code<typeof ResponseCode.WELCOME> & {
   readonly version: number;
@@ -57,4 +61,4 @@ export type ErrorMessage = Code<typeof ResponseCode.ERROR> & {
   readonly text: string;
 };
 
-export type Response = Welcome | Registered | UploadOffset | Stored | ErrorMessage;
+export type Response = Welcome | Registered | UploadOffset | Stored | ErrorMessage | FileResponse;

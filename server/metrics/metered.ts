@@ -26,6 +26,8 @@ function auditOf(
       return args[1] as AuditEntry | undefined;
     case 'setFileStatus':
       return result === true ? (args[4] as AuditEntry | undefined) : undefined;
+    case 'deleteFile':
+      return result === true ? (args[2] as AuditEntry | undefined) : undefined;
     case 'restoreVersion':
       return result === undefined
         ? undefined

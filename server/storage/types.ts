@@ -108,7 +108,9 @@ export type AuditOutcome =
   /** 1027/1028 refused: too many decrypt failures for this id from this address. */
   | 'locked_out'
   /** An administrator brought back a kept version of a file (`sft-server admin restore`). */
-  | 'file_restored';
+  | 'file_restored'
+  /** A client deleted one of its files over version 4 (docs/protocol-v4.md §5.7). */
+  | 'file_deleted';
 
 export interface AuditEntry {
   /** Milliseconds since the epoch. */
@@ -169,6 +171,11 @@ export interface FileCatalog {
   ): Promise<boolean>;
   /** Bytes of plaintext stored for a client in live files (for quotas). */
   storedBytes(clientId: Buffer): Promise<number>;
+  /**
+   * Removes the live row of (clientId, fileName); kept versions stay. False when there was
+   * none; `audit` is written with the change, and only with it.
+   */
+  deleteFile(clientId: Buffer, fileName: string, audit?: AuditEntry): Promise<boolean>;
   listFiles(): Promise<FileRecord[]>;
   /**
    * Keeps the current row of (clientId, fileName) as version `as.version` if it is verified,

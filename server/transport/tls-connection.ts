@@ -255,6 +255,7 @@ export class V4Connection {
       .handle(request)
       .then((response) => {
         if (response) this.send(response, response.code === ResponseCode.ERROR && response.fatal);
+        return this.peerReading();
       })
       .catch((err: unknown) => {
         this.options.log.error({ err }, 'v4 session failed');
@@ -288,6 +289,23 @@ export class V4Connection {
       return;
     }
     if (this.tls.isPaused() && !this.stopped) this.tls.resume();
+  }
+
+  /**
+   * Waits while the peer leaves answers unread (downloads, docs/protocol-v4.md §5.6): the next
+   * request is served only then, so answers cannot pile up in memory.
+   */
+  private peerReading(): Promise<void> {
+    if (this.tls.destroyed || this.tls.writableLength <= HOLD_HIGH_WATER) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.tls.off('drain', done);
+        this.tls.off('close', done);
+        resolve();
+      };
+      this.tls.on('drain', done);
+      this.tls.on('close', done);
+    });
   }
 
   private send(response: Response, thenClose: boolean): void {

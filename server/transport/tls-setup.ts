@@ -10,6 +10,8 @@ import { loadOrCreateIdentity, type Identity } from '../../shared/identity';
 import type { V4Store } from '../session/v4/context';
 import { createDiskV4Store } from '../storage/disk/v4-identities';
 import { createDiskPartialStore } from '../storage/disk/v4-partials';
+import { createDiskFileMetaStore } from '../storage/disk/v4-file-meta';
+import { createMemoryFileMetaStore } from '../storage/memory/v4-file-meta';
 import { createMemoryV4Store } from '../storage/memory/v4-store';
 import { isPostgresUrl } from '../storage/postgres/url';
 import type { V4Options } from './tls-v4';
@@ -107,6 +109,12 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
       identity,
       identities,
       partials,
+      // Beside the data directory even with a shared database: a record another instance
+      // lacks is only computed again (docs/protocol-v4.md §7).
+      fileMeta:
+        setup.database === 'memory'
+          ? createMemoryFileMetaStore()
+          : createDiskFileMetaStore(dataDir),
       ...(setup.checkpointIntervalMs === undefined
         ? {}
         : { checkpointIntervalMs: setup.checkpointIntervalMs }),

@@ -11,6 +11,8 @@ import { MAX_CHUNK_SIZE } from '../../protocol/v4/constants';
 import type { Identity } from '../../shared/identity';
 import type { SessionContext } from '../session/context';
 import type { PartialStore, V4Context, V4Store } from '../session/v4/context';
+import type { V4FileMetaStore } from '../session/v4/file-meta';
+import type { ByteStore } from '../storage/types';
 import { V4Session } from '../session/v4/session';
 import { V4Connection } from './tls-connection';
 
@@ -21,6 +23,9 @@ export interface V4Options {
   readonly identity: Identity;
   readonly identities: V4Store;
   readonly partials: PartialStore;
+  /** With `bytes`: list, download and delete (docs/protocol-v4.md §5.6, §5.7). */
+  readonly fileMeta?: V4FileMetaStore;
+  readonly bytes?: ByteStore;
   /** Largest DATA payload accepted; at most (and by default) 1 MiB. */
   readonly maxChunk?: number;
   readonly checkpointIntervalMs?: number;
@@ -56,6 +61,9 @@ export function createV4Stack(base: SessionContext, options: V4Options): V4Conne
     maxChunk: Math.min(options.maxChunk ?? MAX_CHUNK_SIZE, MAX_CHUNK_SIZE),
     checkpointIntervalMs: options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS,
     activeUploads: new Set(),
+    ...(options.fileMeta && options.bytes
+      ? { files: { meta: options.fileMeta, bytes: options.bytes } }
+      : {}),
   };
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   return (socket, remoteAddress, log, clock, onClosed) =>

@@ -6,6 +6,7 @@
 import { CodedError } from '../../../shared/coded-error';
 import { WireErrorCode } from '../../../protocol/v4/constants';
 import type { SessionContext } from '../context';
+import type { V4FileAccess } from './file-meta';
 
 /** A client certificate's fingerprint bound to a client id: the client's v4 credential. */
 export interface V4Identity {
@@ -74,6 +75,8 @@ export interface V4Context {
   readonly checkpointIntervalMs: number;
   /** Uploads in progress on any v4 connection, by `<client hex>/<file name>`. */
   readonly activeUploads: Set<string>;
+  /** List, download and delete (docs/protocol-v4.md §5.6, §5.7); absent: refused as STORAGE. */
+  readonly files?: V4FileAccess;
 }
 
 export type V4ErrorName = keyof typeof WireErrorCode;

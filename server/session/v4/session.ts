@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { assertNever } from '../../../protocol/errors';
-import { RequestCode, ResponseCode, Size } from '../../../protocol/v4/constants';
+import { FileFlag, RequestCode, ResponseCode, Size } from '../../../protocol/v4/constants';
 import type { ErrorMessage, Request, Response } from '../../../protocol/v4/messages';
 import { StorageError } from '../../storage/types';
 import type { AuditEntry, AuditOutcome } from '../../storage/types';
@@ -22,6 +22,7 @@ import {
   type PeerIdentity,
 } from './identity-flows';
 import { V4Upload } from './upload-flow';
+import { inflateChunk, V4Files } from './file-flows';
 
 /** The protocol version written into audit details and logs. */
 const PROTOCOL_TAG = 'v4';
@@ -31,6 +32,9 @@ export class V4Session {
   private challenge: Buffer | undefined;
   private client: BoundClient | undefined;
   private upload: V4Upload | undefined;
+  /** FileFlag bits of the upload in progress (docs/protocol-v4.md §4.12, §4.13). */
+  private uploadFlags = 0;
+  private readonly files: V4Files;
   private closed = false;
 
   constructor(
@@ -38,7 +42,9 @@ export class V4Session {
     private readonly peer: PeerIdentity,
     private readonly remoteAddress: string,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.files = new V4Files(ctx, (code, outcome, detail) => this.entry(code, outcome, detail));
+  }
 
   /** The negotiated DATA limit; 0 before HELLO, so DATA then is a framing error. */
   get chunkSize(): number {
@@ -64,6 +70,7 @@ export class V4Session {
     this.closed = true;
     const upload = this.upload;
     this.upload = undefined;
+    await this.files.close().catch((err) => this.log.error({ err }, 'could not end a download'));
     if (upload) {
       await upload.suspend().catch((err) => this.log.error({ err }, 'could not keep a partial'));
       this.log.info({ file: upload.fileName, offset: upload.offset }, 'v4 upload suspended');
@@ -112,14 +119,18 @@ export class V4Session {
         await this.audit(req.code, 'key_set', 'migrated from v3');
         return done.response;
       }
-      case RequestCode.UPLOAD_BEGIN: {
+      case RequestCode.UPLOAD_BEGIN:
+      case RequestCode.UPLOAD_BEGIN_FLAGS: {
         const client = this.requireClient();
         await this.suspendUpload();
-        const begun = await V4Upload.begin(this.ctx, client, req).catch(async (err: unknown) => {
+        const { fileName, size, check } = req;
+        const begin = { code: RequestCode.UPLOAD_BEGIN, fileName, size, check } as const;
+        const begun = await V4Upload.begin(this.ctx, client, begin).catch(async (err: unknown) => {
           await this.auditRefusal(req.code, err, req.fileName);
           throw err;
         });
         this.upload = begun.upload;
+        this.uploadFlags = req.code === RequestCode.UPLOAD_BEGIN_FLAGS ? req.flags : 0;
         this.log.info(
           {
             client: client.clientIdHex,
@@ -131,10 +142,16 @@ export class V4Session {
         );
         return begun.response;
       }
-      case RequestCode.UPLOAD_DATA: {
+      case RequestCode.UPLOAD_DATA:
+      case RequestCode.UPLOAD_DATA_DEFLATE: {
         const upload = this.requireUpload();
         try {
-          await upload.data(req.data);
+          if (req.code === RequestCode.UPLOAD_DATA) {
+            await upload.data(req.data);
+          } else {
+            this.uploadFlags |= FileFlag.COMPRESSED;
+            await upload.data(inflateChunk(req.data, this.chunk));
+          }
         } catch (err) {
           this.upload = undefined;
           if (err instanceof V4SessionError) await upload.discard();
@@ -155,6 +172,9 @@ export class V4Session {
             { client: client.clientIdHex, file: upload.fileName, size: stored.size },
             'v4 file stored',
           );
+          await this.files
+            .recordUpload(client, upload.fileName, stored.sha256, this.uploadFlags)
+            .catch((err: unknown) => this.log.error({ err }, 'could not record the SHA-256'));
           return stored;
         } catch (err) {
           await this.auditRefusal(req.code, err, upload.fileName);
@@ -162,6 +182,20 @@ export class V4Session {
           else await upload.suspend().catch(() => undefined);
           throw err;
         }
+      }
+      case RequestCode.LIST:
+        return this.files.list(this.requireClient(), req);
+      case RequestCode.GET:
+        return this.files.get(this.requireClient(), req);
+      case RequestCode.READ:
+        this.requireClient();
+        return this.files.read(this.chunk);
+      case RequestCode.DELETE: {
+        const client = this.requireClient();
+        return this.files.delete(client, req.fileName).catch(async (err: unknown) => {
+          await this.auditRefusal(req.code, err, req.fileName);
+          throw err;
+        });
       }
       default:
         return assertNever(req, 'v4 request');

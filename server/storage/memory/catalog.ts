@@ -165,6 +165,13 @@ export class MemoryCatalog implements Catalog {
     return true;
   }
 
+  async deleteFile(clientId: Buffer, fileName: string, audit?: AuditEntry): Promise<boolean> {
+    this.guard('deleteFile');
+    if (!this.files.delete(fileKey(clientId, fileName))) return false;
+    if (audit !== undefined) this.append(audit);
+    return true;
+  }
+
   async storedBytes(clientId: Buffer): Promise<number> {
     this.guard('storedBytes');
     let total = 0;

@@ -328,6 +328,14 @@ export class SqliteCatalog extends SqliteJobs implements SqliteStore {
     );
   }
 
+  deleteFile(clientId: Buffer, fileName: string, audit?: AuditEntry): Promise<boolean> {
+    const owner = copy(clientId);
+    return this.write(
+      async () => (await this.statement('deleteFile').run([owner, fileName])).changes === 1,
+      audit === undefined ? {} : { audit: { entry: audit, when: (changed) => changed } },
+    );
+  }
+
   storedBytes(clientId: Buffer): Promise<number> {
     const owner = copy(clientId);
     return this.job(async () => {

@@ -92,6 +92,7 @@ export const SQL = {
   fileByKey: `SELECT ${FILE_COLUMNS} FROM files WHERE ID = ? AND FileName = ?`,
   setFileStatus:
     'UPDATE files SET Status = ?, Verified = ?, UpdatedAt = ? WHERE ID = ? AND FileName = ?',
+  deleteFile: 'DELETE FROM files WHERE ID = ? AND FileName = ?',
   storedBytes:
     "SELECT COALESCE(SUM(Size), 0) AS total FROM files WHERE ID = ? AND Status <> 'failed'",
   auditOne: `INSERT INTO auth_log (${AUDIT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`,
