@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { ExitCode } from '../../shared/exit-codes';
-import { DEFAULT_PARTIAL_TTL_MS, identityPaths, serverIdentity } from './tls-setup';
+import { identityPaths, serverIdentity } from './tls-setup';
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
 const UNIT_MS: Readonly<Record<string, number>> = {
@@ -24,8 +24,8 @@ export function parseDurationMs(text: string): number | undefined {
   return ms > 0 && Number.isFinite(ms) ? ms : undefined;
 }
 
-export const V4_OPTION_DEFAULTS = { v3: 'on', partialTtl: '24h' } as const;
-export const DEFAULT_PARTIAL_TTL = DEFAULT_PARTIAL_TTL_MS;
+/** Defaults of the v4 options; the TTL's is DEFAULT_PARTIAL_TTL_MS written for people. */
+const V4_OPTION_DEFAULTS = { v3: 'on', partialTtl: '24h' } as const;
 
 /** Adds `--v3` and `--partial-ttl` to the daemon's options. */
 export function v4Options<T>(y: Argv<T>): Argv<T> {
