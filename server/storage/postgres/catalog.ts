@@ -305,16 +305,6 @@ export class PostgresCatalog implements PostgresStore {
     );
   }
 
-  deleteFile(clientId: Buffer, fileName: string, audit?: AuditEntry): Promise<boolean> {
-    const owner = Buffer.from(clientId);
-    return this.write(
-      async (db) =>
-        (await run(db, 'cannot delete the file row', SQL.deleteFile, [owner, fileName]))
-          .rowCount === 1,
-      audit === undefined ? {} : { audit: { entry: audit, when: (changed) => changed } },
-    );
-  }
-
   async storedBytes(clientId: Buffer): Promise<number> {
     const rows = await this.read<{ total: number }>('cannot count stored bytes', SQL.storedBytes, [
       Buffer.from(clientId),
