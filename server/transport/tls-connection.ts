@@ -89,7 +89,7 @@ export class V4Connection {
   private frameStartedAt: number | undefined;
 
   constructor(
-    raw: Socket,
+    private readonly raw: Socket,
     readonly remoteAddress: string,
     private readonly options: V4ConnectionOptions,
   ) {
@@ -97,6 +97,7 @@ export class V4Connection {
     this.lastRequestAt = this.openedAt;
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
     raw.setNoDelay(true);
+    // TLS runs on the TCP socket's own handle (and the bytes the sniffer put back).
     this.tls = new tls.TLSSocket(raw, {
       isServer: true,
       secureContext: options.secureContext,
@@ -107,7 +108,12 @@ export class V4Connection {
     this.tls.on('secure', () => this.onSecure());
     this.tls.on('data', (chunk: Buffer) => this.onData(chunk));
     this.tls.on('error', (err) => this.onError(err));
-    this.tls.on('close', () => this.onClose());
+    // Either side closing closes both, whatever state the handshake was in.
+    this.tls.on('close', () => {
+      this.raw.destroy();
+      this.onClose();
+    });
+    this.raw.on('close', () => this.tls.destroy());
     this.tls.on('end', () => this.tls.end());
   }
 
@@ -162,6 +168,7 @@ export class V4Connection {
     if (this.closed) return;
     this.closeReason ??= reason;
     this.tls.destroy();
+    this.raw.destroy();
   }
 
   closeWhenQuiet(): void {
