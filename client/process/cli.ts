@@ -40,6 +40,10 @@ export interface SendFlags {
   readonly protocol: 'auto' | 'v4' | 'v3';
   /** `--server-fingerprint`: the v4 server key to expect (no trust on first use). */
   readonly serverFingerprint?: string;
+  /** Deflate chunks that shrink before they are encrypted (v4 only, docs/protocol-v4.md §5.8). */
+  readonly compress: boolean;
+  /** Encrypt files with e2e.key before sending (v4 only, docs/protocol-v4.md §5.9). */
+  readonly e2e: boolean;
 }
 
 /** list, get and delete: a client's own files over protocol v4 (file-commands.ts). */
@@ -124,6 +128,20 @@ const OPTIONS = {
     requiresArg: true,
     describe:
       'expect this v4 server key (SHA256:…, from sft-server identity) instead of trust on first use',
+  },
+  compress: {
+    type: 'boolean',
+    default: false,
+    describe:
+      'v4: deflate chunks that shrink before encryption (off by default: sizes can leak ' +
+      'content when part of it is chosen by someone else)',
+  },
+  e2e: {
+    type: 'boolean',
+    default: false,
+    describe:
+      'v4: encrypt files with e2e.key of the config directory before sending, so the server ' +
+      'holds only ciphertext (losing e2e.key loses these files)',
   },
 } as const satisfies Record<string, Options>;
 
@@ -295,6 +313,8 @@ function sendFlags(args: ParsedArgs): SendFlags {
     recursive: flag('recursive'),
     protocol: (text('protocol') ?? 'auto') as SendFlags['protocol'],
     ...serverFingerprintFlag(text('server-fingerprint')),
+    compress: flag('compress'),
+    e2e: flag('e2e'),
   };
 }
 

@@ -10,6 +10,7 @@ import { ClientErrorCode, ExitCode, clientError, toClientError } from '../errors
 import { silentLog } from '../session/types';
 import { downloadFile, refuseExisting, type DownloadResult } from '../v4/download';
 import { checkRemoteName, deleteFile, listFiles, type ListedFile } from '../v4/files';
+import { decryptorFor } from '../v4/e2e-files';
 import { hasV4Identity, V4ClientSession } from '../v4/session';
 import type { FileCommandLine } from './cli';
 import { chooseMode, formatBytes, type OutputStreams } from './output';
@@ -157,6 +158,7 @@ async function execute(
             fileName,
             outPath,
             force: cmd.force,
+            decrypt: decryptorFor(config.configDir, fileName),
             ...(bar ? { onProgress: (got: number, size: number) => bar.update(got, size) } : {}),
           });
           return { command: 'get', file };

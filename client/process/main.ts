@@ -19,6 +19,8 @@ import { sendInParallel } from '../session/parallel';
 import { silentLog, type ClientLog, type UploadResult } from '../session/types';
 import { prepareUploadPlans } from '../v4/plan';
 import { hasV4Identity, IDENTITY_KEY_FILE, V4ClientSession } from '../v4/session';
+import { E2E_KEY_FILE } from '../config/e2e-key';
+import { uploadEncrypted } from '../v4/e2e-files';
 
 /** Shell convention: 128 + signal number. */
 const SIGNAL_EXIT_CODES: readonly (readonly [NodeJS.Signals, number])[] = [
@@ -102,7 +104,9 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
     }
     const expanded = await expandDirectories(config.files, {
       recursive: flags.recursive,
-      exclude: [ME_INFO, PRIV_KEY, IDENTITY_KEY_FILE].map((name) => join(config.configDir, name)),
+      exclude: [ME_INFO, PRIV_KEY, IDENTITY_KEY_FILE, E2E_KEY_FILE].map((name) =>
+        join(config.configDir, name),
+      ),
     });
     if (expanded.skipped.length > 0) {
       output.warn(`not sending ${expanded.skipped.join(', ')}: a private key of this client`);
@@ -136,7 +140,10 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
         registered: v4Session.registered,
       };
       for (const plan of prepared.v4) {
-        const result = await v4Session.upload(plan);
+        const options = { compress: flags.compress };
+        const result = flags.e2e
+          ? await uploadEncrypted(v4Session, plan, config.configDir, options)
+          : await v4Session.upload(plan, options);
         files.push(result);
         output.fileDone(result);
       }
@@ -144,6 +151,15 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
       output.finish({ ...summary, files, exitCode: ExitCode.OK });
       return ExitCode.OK;
     }
+    if (flags.e2e) {
+      // Sending in the clear what was asked to be encrypted is never a fallback.
+      throw clientError(
+        ClientErrorCode.DOWNGRADE_REFUSED,
+        `${config.server.display} speaks only protocol v3, which cannot store files end-to-end ` +
+          'encrypted; nothing was sent',
+      );
+    }
+    if (flags.compress) output.warn('--compress applies to protocol v4 only: sending as v3 does');
     const plans = prepared.v3();
     output.begin(plans);
     await sendInParallel({

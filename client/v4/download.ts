@@ -12,6 +12,7 @@ import { link, lstat, open, readFile, rename, stat, unlink } from 'node:fs/promi
 import { basename, dirname, join } from 'node:path';
 import { FileFlag, RequestCode, ResponseCode, type FileInfo } from '../../protocol/v4';
 import { syncDirectory, writeFileAtomic } from '../../shared/atomic-file';
+import { E2E_MAGIC } from '../../shared/e2e-stream';
 import { ClientErrorCode, clientError } from '../errors';
 import { expect } from './errors';
 import type { V4Link } from './link';
@@ -94,6 +95,17 @@ async function readRecord(path: string): Promise<PartRecord | undefined> {
     // No record (or a torn one): start from the beginning.
   }
   return undefined;
+}
+
+async function startsWithE2eMagic(path: string): Promise<boolean> {
+  const handle = await open(path, 'r');
+  try {
+    const head = Buffer.alloc(E2E_MAGIC.length);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    return bytesRead === head.length && head.equals(E2E_MAGIC);
+  } finally {
+    await handle.close();
+  }
 }
 
 async function removeQuietly(...paths: string[]): Promise<void> {
@@ -192,7 +204,9 @@ export async function downloadFile(
       { hint: 'run again; if it fails again the stored file is damaged' },
     );
   }
-  const e2e = (info.flags & FileFlag.E2E) !== 0;
+  // The flag is the server's word; the format's magic is checked too, so a server that drops
+  // the flag still cannot make us publish ciphertext, or unauthenticated bytes, as the file.
+  const e2e = (info.flags & FileFlag.E2E) !== 0 || (await startsWithE2eMagic(paths.part));
   let source = paths.part;
   if (e2e) {
     if (options.decrypt === undefined) {

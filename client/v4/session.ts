@@ -37,6 +37,7 @@ import {
 import { V4Link } from './link';
 import type { V4Plan } from './plan';
 import { uploadFile, type V4UploadEvents, type V4UploadResult } from './upload';
+import type { UploadOptions } from './compress';
 
 export const IDENTITY_KEY_FILE = 'identity.key';
 export type ProtocolChoice = 'auto' | 'v4' | 'v3';
@@ -271,8 +272,8 @@ export class V4ClientSession {
     return { link: this.link, chunkSize: this.chunkSize };
   }
 
-  upload(plan: V4Plan): Promise<V4UploadResult> {
-    return uploadFile(this.link, plan, this.chunkSize, this.events);
+  upload(plan: V4Plan, options: UploadOptions = {}): Promise<V4UploadResult> {
+    return uploadFile(this.link, plan, this.chunkSize, this.events, options);
   }
 
   close(): void {

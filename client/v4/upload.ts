@@ -12,6 +12,7 @@ import type { UploadResult } from '../session/types';
 import { expect } from './errors';
 import type { V4Link } from './link';
 import type { V4Plan } from './plan';
+import { sendChunk, type UploadOptions } from './compress';
 
 /** Bytes at each end of the file that go into the content check. */
 const CHECK_EDGE = 64 * 1024;
@@ -72,6 +73,7 @@ export async function uploadFile(
   plan: V4Plan,
   chunkSize: number,
   events: V4UploadEvents,
+  options: UploadOptions = {},
 ): Promise<V4UploadResult> {
   const started = Date.now();
   const handle = await open(plan.path, 'r').catch((err: unknown) => {
@@ -82,7 +84,12 @@ export async function uploadFile(
     if ((await handle.stat()).size !== size) throw fileChanged(plan);
     const check = await contentCheck(handle, size);
     events.uploadStarted?.(plan, 1);
-    await link.send({ code: RequestCode.UPLOAD_BEGIN, fileName: plan.fileName, size, check });
+    const fileName = plan.fileName;
+    await link.send(
+      options.flags
+        ? { code: RequestCode.UPLOAD_BEGIN_FLAGS, fileName, size, check, flags: options.flags }
+        : { code: RequestCode.UPLOAD_BEGIN, fileName, size, check },
+    );
     const what = `the upload of ${plan.fileName}`;
     const { offset } = expect(
       link.remote,
@@ -117,7 +124,7 @@ export async function uploadFile(
       if (chunk.length === 0) throw fileChanged(plan);
       next = readFrom(position + chunk.length);
       sha.update(chunk);
-      await link.sendData(chunk);
+      await sendChunk(link, chunk, options);
       position += chunk.length;
       events.uploadProgress?.(plan, position);
       // An ERROR the server sent meanwhile (disk full, …) stops us early.

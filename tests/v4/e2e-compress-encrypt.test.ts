@@ -1,0 +1,141 @@
+/**
+ * Compression before encryption and end-to-end encrypted files, real server and client
+ * processes on loopback (docs/protocol-v4.md §5.8, §5.9).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { patternBytes, removeDirs, runClient, sha256File, tempDir } from './helpers';
+
+const MIB = 1024 * 1024;
+
+interface Listed {
+  readonly name: string;
+  readonly size: number;
+  readonly plainSize?: number;
+  readonly e2e: boolean;
+  readonly compressed: boolean;
+}
+
+type Doc = {
+  readonly files?: ReadonlyArray<Listed & { readonly bytesSent?: number }>;
+  readonly error?: { readonly code: string };
+};
+const doc = (run: { json: unknown }): Doc => run.json as Doc;
+
+/** Text-like bytes that deflate well. */
+function compressible(size: number): Buffer {
+  const lines: string[] = [];
+  let length = 0;
+  for (let i = 0; length < size; i++) {
+    const line = `${i.toString().padStart(8, '0')} INFO request served in ${i % 97} ms\n`;
+    lines.push(line);
+    length += line.length;
+  }
+  return Buffer.from(lines.join('')).subarray(0, size);
+}
+
+describe('v4 end to end: --compress and --e2e', () => {
+  const dirs: string[] = [];
+  const servers: ServerProcess[] = [];
+  const dir = async (prefix: string): Promise<string> => {
+    const d = await tempDir(prefix);
+    dirs.push(d);
+    return d;
+  };
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
+    await removeDirs(...dirs.splice(0));
+  });
+  const start = async (data: string): Promise<string[]> => {
+    const s = await startServerProcess(data, { args: ['--log-level', 'info'] });
+    servers.push(s);
+    return ['--server', `127.0.0.1:${s.port}`];
+  };
+
+  it('--compress sends compressible data deflated and incompressible data as it is; the server stores the originals', async () => {
+    const data = await dir('srv');
+    const conf = await dir('cli');
+    const text = join(conf, 'log.txt');
+    const noise = join(conf, 'noise.bin');
+    await writeFile(text, compressible(8 * MIB));
+    await writeFile(noise, patternBytes(3 * MIB, 21));
+    const addr = await start(data);
+    const sent = await runClient(conf, [...addr, '--name', 'cy', '--compress', text, noise]);
+    expect(sent.code).toBe(0);
+    const [textResult, noiseResult] = doc(sent).files ?? [];
+    expect(textResult?.bytesSent).toBeLessThan(MIB);
+    expect(noiseResult?.bytesSent).toBe(3 * MIB);
+    const id = sent.json?.clientId as string;
+    expect(await sha256File(join(data, id, 'log.txt'))).toBe(await sha256File(text));
+    expect(await sha256File(join(data, id, 'noise.bin'))).toBe(await sha256File(noise));
+
+    const listed = doc(await runClient(conf, [...addr, 'list'])).files ?? [];
+    expect(listed.find((f) => f.name === 'log.txt')).toMatchObject({ compressed: true });
+    expect(listed.find((f) => f.name === 'noise.bin')).toMatchObject({ compressed: false });
+    const got = await runClient(conf, [...addr, 'get', 'log.txt', '-o', join(conf, 'back')]);
+    expect(got.code).toBe(0);
+    expect(await sha256File(join(conf, 'back'))).toBe(await sha256File(text));
+
+    // Without the flag nothing is deflated.
+    await writeFile(join(conf, 'log2.txt'), compressible(2 * MIB));
+    const plain = await runClient(conf, [...addr, join(conf, 'log2.txt')]);
+    expect(doc(plain).files?.[0]?.bytesSent).toBe(2 * MIB);
+  });
+
+  it('--e2e: the server holds only ciphertext, get restores the original, a flipped stored byte fails get with no output', async () => {
+    const data = await dir('srv');
+    const conf = await dir('cli');
+    const marker = Buffer.from('TOP SECRET: the launch code is 0000. ');
+    const plain = Buffer.concat(Array.from({ length: 40_000 }, () => marker));
+    const file = join(conf, 'secret.txt');
+    await writeFile(file, plain);
+    const addr = await start(data);
+    const sent = await runClient(conf, [...addr, '--name', 'dee', '--e2e', file]);
+    expect(sent.code).toBe(0);
+    const id = sent.json?.clientId as string;
+    expect(((await stat(join(conf, 'e2e.key'))).mode & 0o777).toString(8)).toBe('600');
+    // The outgoing cache is emptied once the upload is stored.
+    expect(await readdir(join(conf, 'e2e-outgoing'))).toEqual([]);
+
+    const stored = await readFile(join(data, id, 'secret.txt'));
+    expect(stored.equals(plain)).toBe(false);
+    expect(stored.includes(marker.subarray(0, 16))).toBe(false);
+    expect(stored.includes(Buffer.from('launch code'))).toBe(false);
+
+    const listed = doc(await runClient(conf, [...addr, 'list'])).files ?? [];
+    expect(listed[0]).toMatchObject({ name: 'secret.txt', e2e: true, plainSize: plain.length });
+    expect(listed[0]?.size).toBe(stored.length);
+
+    const out = join(conf, 'restored.txt');
+    expect((await runClient(conf, [...addr, 'get', 'secret.txt', '-o', out])).code).toBe(0);
+    expect((await readFile(out)).equals(plain)).toBe(true);
+
+    // One byte flipped on the server's disk: the SHA-256 the server recorded no longer matches.
+    const flipped = Buffer.from(stored);
+    flipped[1000] = (flipped[1000] ?? 0) ^ 0x01;
+    await writeFile(join(data, id, 'secret.txt'), flipped);
+    const out2 = join(conf, 'again.txt');
+    const bad = await runClient(conf, [...addr, 'get', 'secret.txt', '-o', out2]);
+    expect(bad.code).toBe(5);
+    expect(doc(bad).error?.code).toBe('CHECKSUM_FAILED');
+    expect(existsSync(out2)).toBe(false);
+
+    // A server that also rewrites its record to match (or loses the E2E flag) is caught by
+    // the encryption itself.
+    const metaDir = join(data, '.meta-v4', id);
+    const [record] = await readdir(metaDir);
+    const metaPath = join(metaDir, record as string);
+    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as Record<string, unknown>;
+    meta.sha256 = createHash('sha256').update(flipped).digest('hex');
+    meta.flags = 0;
+    await writeFile(metaPath, JSON.stringify(meta));
+    const forged = await runClient(conf, [...addr, 'get', 'secret.txt', '-o', out2]);
+    expect(forged.code).toBe(5);
+    expect(doc(forged).error?.code).toBe('DECRYPT_FAILED');
+    expect(existsSync(out2)).toBe(false);
+    expect((await readdir(conf)).filter((n) => n.includes('.sft-get'))).toEqual([]);
+  });
+});
