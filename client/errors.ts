@@ -39,6 +39,8 @@ export const ClientErrorCode = {
   DOWNGRADE_REFUSED: 'DOWNGRADE_REFUSED',
   /** Version 4: the server has no file of that name for this client. */
   NOT_FOUND: 'NOT_FOUND',
+  /** Version 4: the server's signed key set is forged, malformed or names its key expired. */
+  KEY_SET_INVALID: 'KEY_SET_INVALID',
   /** `get` would replace an existing file without --force. */
   OUTPUT_EXISTS: 'OUTPUT_EXISTS',
   /** An end-to-end encrypted file does not decrypt: altered, or another key (docs/client.md). */
@@ -75,6 +77,7 @@ const EXIT_CODE_OF: { readonly [C in ClientErrorCode]: ExitCode } = {
   IDENTITY_MISMATCH: ExitCode.IDENTITY_MISMATCH,
   DOWNGRADE_REFUSED: ExitCode.IDENTITY_MISMATCH,
   NOT_FOUND: ExitCode.REJECTED,
+  KEY_SET_INVALID: ExitCode.IDENTITY_MISMATCH,
   OUTPUT_EXISTS: ExitCode.USAGE,
   DECRYPT_FAILED: ExitCode.CHECKSUM,
   INTERNAL: ExitCode.FAILURE,

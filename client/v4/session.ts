@@ -38,6 +38,7 @@ import { V4Link } from './link';
 import type { V4Plan } from './plan';
 import { uploadFile, type V4UploadEvents, type V4UploadResult } from './upload';
 import type { UploadOptions } from './compress';
+import { learnServerKeys } from './key-rotation';
 
 export const IDENTITY_KEY_FILE = 'identity.key';
 export type ProtocolChoice = 'auto' | 'v4' | 'v3';
@@ -125,9 +126,17 @@ export class V4ClientSession {
    */
   static async open(options: V4SessionOptions): Promise<V4Open> {
     const address = options.server.display;
-    const known = findKnownServer(await loadKnownServers(options.configDir), address);
+    const entries = await loadKnownServers(options.configDir);
+    const known = findKnownServer(entries, address);
     const pinned =
       options.serverFingerprint ?? (known?.protocol === 'v4' ? known.fingerprint : undefined);
+    // Every v4 line of the address: a rotation adds the next key beside the current one (§2.5).
+    const accepted =
+      options.serverFingerprint !== undefined
+        ? [options.serverFingerprint]
+        : entries.flatMap((e) =>
+            e.address === address && e.protocol === 'v4' ? [e.fingerprint] : [],
+          );
     if (options.protocol === 'v3') {
       if (pinned !== undefined) {
         throw downgrade(options, 'is pinned as a version-4 server', '--protocol v3');
@@ -157,7 +166,7 @@ export class V4ClientSession {
       return { kind: 'v3' };
     }
     const { socket, fingerprint } = outcome;
-    if (pinned !== undefined && pinned !== fingerprint) {
+    if (pinned !== undefined && !accepted.includes(fingerprint)) {
       socket.destroy();
       throw mismatch(options, pinned, fingerprint);
     }
@@ -198,6 +207,12 @@ export class V4ClientSession {
       await link.receive('HELLO'),
       ResponseCode.WELCOME,
     );
+    await learnServerKeys(link, serverFingerprint, {
+      configDir: options.configDir,
+      address: options.server.display,
+      explicitPin: options.serverFingerprint !== undefined,
+      log: options.log,
+    });
     const events = options.events ?? {};
     const make = (
       id: Buffer,

@@ -34,6 +34,8 @@ export const RequestCode = {
   HELLO: 0x0001,
   REGISTER: 0x0002,
   MIGRATE: 0x0003,
+  /** Asks for the server's signed key set (docs/protocol-v4.md §4.14). */
+  KEYS: 0x0004,
   UPLOAD_BEGIN: 0x0010,
   UPLOAD_DATA: 0x0011,
   UPLOAD_END: 0x0012,
@@ -52,6 +54,7 @@ export type RequestCode = (typeof RequestCode)[keyof typeof RequestCode];
 export const ResponseCode = {
   WELCOME: 0x8001,
   REGISTERED: 0x8002,
+  KEY_SET: 0x8004,
   UPLOAD_OFFSET: 0x8010,
   STORED: 0x8011,
   FILE_LIST: 0x8020,
@@ -127,11 +130,31 @@ export const RequestPayloadLimit = {
   [RequestCode.UPLOAD_BEGIN]: 8 + Size.SHA256 + 1 + Size.MAX_NAME,
   [RequestCode.UPLOAD_END]: Size.SHA256,
   [RequestCode.UPLOAD_BEGIN_FLAGS]: 8 + Size.SHA256 + 1 + Size.MAX_NAME + 1,
+  [RequestCode.KEYS]: 0,
   [RequestCode.LIST]: 4,
   [RequestCode.GET]: 1 + Size.MAX_NAME + 8,
   [RequestCode.READ]: 0,
   [RequestCode.DELETE]: 1 + Size.MAX_NAME,
 } as const;
+
+/** Keys in one KEY_SET at most (docs/protocol-v4.md §4.14). */
+export const MAX_KEYS_IN_SET = 8;
+/** Longest public key (SPKI DER) and signature of a key set. */
+export const MAX_SET_PUBLIC_KEY = 512;
+export const MAX_KEY_SET_SIGNATURE = 512;
+/** key id, algorithm, not-before, not-after, status, public key. */
+const KEY_ENTRY_MAX = 1 + Size.MAX_NAME + 1 + Size.MAX_NAME + 8 + 8 + 1 + 2 + MAX_SET_PUBLIC_KEY;
+
+/** The status of a key in the set: what the server presents, will present, never will again. */
+export const KeyStatus = {
+  CURRENT: 1,
+  NEXT: 2,
+  RETIRED: 3,
+} as const;
+export type KeyStatus = (typeof KeyStatus)[keyof typeof KeyStatus];
+
+/** Domain separation of the key set's signature (docs/protocol-v4.md §4.14). */
+export const KEY_SET_CONTEXT = 'sft/4 key set\0' as const;
 
 /** Files per FILE_LIST page (docs/protocol-v4.md §4.8). */
 export const LIST_PAGE_SIZE = 32;
@@ -160,6 +183,7 @@ export const ResponsePayloadLimit = {
   // A client cannot lower this limit before WELCOME; the chunk it negotiated bounds the server.
   [ResponseCode.FILE_DATA]: MAX_CHUNK_SIZE,
   [ResponseCode.DELETED]: 8,
+  [ResponseCode.KEY_SET]: 1 + MAX_KEYS_IN_SET * KEY_ENTRY_MAX + 8 + 2 + MAX_KEY_SET_SIGNATURE,
   [ResponseCode.ERROR]: 2 + 1 + 2 + Size.MAX_ERROR_TEXT,
 } as const;
 

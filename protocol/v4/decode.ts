@@ -18,6 +18,7 @@ import {
 } from './constants';
 import { checkFileName, FieldReader } from './fields';
 import { decodeFileRequest, decodeFileResponse } from './file-codec';
+import { decodeKeys, decodeKeySet } from './key-set';
 import type { Request, Response } from './messages';
 
 function readCode(buf: Buffer, offset: number): number {
@@ -110,6 +111,8 @@ export function decodeRequest(messageCode: number, payload: Buffer): Request {
     case RequestCode.UPLOAD_END:
       message = { code, sha256: reader.bytes(Size.SHA256) };
       break;
+    case RequestCode.KEYS:
+      return decodeKeys(payload);
     case RequestCode.UPLOAD_DATA_DEFLATE:
     case RequestCode.UPLOAD_BEGIN_FLAGS:
     case RequestCode.LIST:
@@ -157,6 +160,8 @@ export function decodeResponse(messageCode: number, payload: Buffer): Response {
         cksum: reader.u32(),
       };
       break;
+    case ResponseCode.KEY_SET:
+      return decodeKeySet(payload);
     case ResponseCode.FILE_LIST:
     case ResponseCode.FILE_INFO:
     case ResponseCode.FILE_DATA:

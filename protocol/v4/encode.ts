@@ -10,6 +10,7 @@ import {
 } from './constants';
 import { checkFileName, textField, u64Bytes } from './fields';
 import { fileRequestParts, fileResponseParts } from './file-codec';
+import { keySetParts } from './key-set';
 import type { Request, Response } from './messages';
 
 /** The 6-byte frame header for a payload of `payloadSize` bytes. */
@@ -73,6 +74,8 @@ export function encodeRequest(message: Request): Buffer {
       return frame(message.code, [message.data]);
     case RequestCode.UPLOAD_END:
       return frame(message.code, [fixed(message.sha256, Size.SHA256, 'SHA-256', message.code)]);
+    case RequestCode.KEYS:
+      return frame(message.code, []);
     case RequestCode.UPLOAD_DATA_DEFLATE:
     case RequestCode.UPLOAD_BEGIN_FLAGS:
     case RequestCode.LIST:
@@ -106,6 +109,8 @@ export function encodeResponse(message: Response): Buffer {
         fixed(message.sha256, Size.SHA256, 'SHA-256', message.code),
         u32(message.cksum),
       ]);
+    case ResponseCode.KEY_SET:
+      return frame(message.code, keySetParts(message));
     case ResponseCode.FILE_LIST:
     case ResponseCode.FILE_INFO:
     case ResponseCode.FILE_DATA:

@@ -5,3 +5,4 @@ export * from './encode';
 export * from './decode';
 export { FieldReader } from './fields';
 export { migrationStatement } from './migration';
+export { keySetStatement, keyStatusName } from './key-set';

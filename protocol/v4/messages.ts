@@ -1,8 +1,10 @@
 /** Version-4 messages as readonly tagged objects (docs/protocol-v4.md §4). */
 import type { IdentityStatus, RequestCode, ResponseCode, WireErrorCode } from './constants';
 import type { FileRequest, FileResponse } from './file-messages';
+import type { Keys, KeySet } from './key-set';
 
 export type * from './file-messages';
+export type { KeyEntry, Keys, KeySet } from './key-set';
 
 type Code<C extends number> = { readonly code: C };
 
@@ -29,7 +31,7 @@ export type UploadData = Code<typeof RequestCode.UPLOAD_DATA> & { readonly data:
 export type UploadEnd = Code<typeof RequestCode.UPLOAD_END> & { readonly sha256: Buffer };
 
 export type Request =
-  Hello | Register | Migrate | UploadBegin | UploadData | UploadEnd | FileRequest;
+  Hello | Register | Migrate | Keys | UploadBegin | UploadData | UploadEnd | FileRequest;
 
 export type Welcome = Code<typeof ResponseCode.WELCOME> & {
   readonly version: number;
@@ -61,4 +63,5 @@ export type ErrorMessage = Code<typeof ResponseCode.ERROR> & {
   readonly text: string;
 };
 
-export type Response = Welcome | Registered | UploadOffset | Stored | ErrorMessage | FileResponse;
+export type Response =
+  Welcome | Registered | KeySet | UploadOffset | Stored | ErrorMessage | FileResponse;

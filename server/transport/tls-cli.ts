@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { ExitCode } from '../../shared/exit-codes';
 import { identityPaths, serverIdentity } from './tls-setup';
+import { makeKeyCommands } from './key-rotation-cli';
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
 const UNIT_MS: Readonly<Record<string, number>> = {
@@ -58,6 +59,7 @@ export const identityCommand: CommandModule<object, IdentityArgs> = {
         describe: 'the data directory of the server',
       })
       .option('json', { type: 'boolean', default: false, describe: 'one JSON object' })
+      .command(makeKeyCommands(parseDurationMs))
       .strict() as unknown as Argv<IdentityArgs>,
   handler: async (args) => {
     const dataDir = resolve(args['data-dir']);

@@ -15,9 +15,12 @@ import { createMemoryFileMetaStore } from '../storage/memory/v4-file-meta';
 import { createMemoryV4Store } from '../storage/memory/v4-store';
 import { isPostgresUrl } from '../storage/postgres/url';
 import type { V4Options } from './tls-v4';
+import { ServerKeys } from './server-keys';
 
 export const IDENTITY_DIR = 'identity';
 export const DEFAULT_PARTIAL_TTL_MS = 24 * 3600 * 1000;
+/** How often a running server looks for a rotated or promoted key (docs/protocol-v4.md §2.5). */
+const KEY_CHECK_INTERVAL_MS = 1000;
 /** The sweep runs this often at most, and at least four times per TTL. */
 const MAX_SWEEP_INTERVAL_MS = 3600 * 1000;
 
@@ -62,6 +65,13 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
     { fingerprint: identity.fingerprint, created: identity.created },
     identity.created ? 'v4 identity created' : 'v4 identity loaded',
   );
+  const keys = await ServerKeys.open(
+    { dir: join(dataDir, IDENTITY_DIR), ...identityPaths(dataDir) },
+    now,
+    log,
+  );
+  const keyTimer = setInterval(() => void keys.check(), KEY_CHECK_INTERVAL_MS);
+  keyTimer.unref();
   // A memory catalog forgets its clients on restart; its bindings go with it.
   const identities: V4Store =
     setup.database === 'memory'
@@ -104,9 +114,10 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
   );
   timer.unref();
   return {
-    fingerprint: identity.fingerprint,
+    fingerprint: keys.fingerprint,
     options: {
       identity,
+      keys,
       identities,
       partials,
       // Beside the data directory even with a shared database: a record another instance
@@ -121,6 +132,7 @@ export async function openV4(dataDir: string, setup: V4SetupOptions): Promise<V4
     },
     async close() {
       clearInterval(timer);
+      clearInterval(keyTimer);
       await identities.close();
       await shared?.close();
     },

@@ -13,6 +13,8 @@ import type { SessionContext } from '../session/context';
 import type { PartialStore, V4Context, V4Store } from '../session/v4/context';
 import type { V4FileMetaStore } from '../session/v4/file-meta';
 import type { ByteStore } from '../storage/types';
+import type { ServerKeys } from './server-keys';
+import { singleKeySet } from './key-set-signing';
 import { V4Session } from '../session/v4/session';
 import { V4Connection } from './tls-connection';
 
@@ -25,6 +27,8 @@ export interface V4Options {
   readonly partials: PartialStore;
   /** With `bytes`: list, download and delete (docs/protocol-v4.md §5.6, §5.7). */
   readonly fileMeta?: V4FileMetaStore;
+  /** The live keys (rotation, docs/protocol-v4.md §2.5); absent: `identity` alone, no KEYS. */
+  readonly keys?: ServerKeys;
   readonly bytes?: ByteStore;
   /** Largest DATA payload accepted; at most (and by default) 1 MiB. */
   readonly maxChunk?: number;
@@ -53,6 +57,8 @@ export type V4ConnectionFactory = (
 
 export function createV4Stack(base: SessionContext, options: V4Options): V4ConnectionFactory {
   const secureContext = createV4SecureContext(options.identity);
+  const keys = options.keys;
+  const fixedSet = singleKeySet(options.identity, Date.now());
   const ctx: V4Context = {
     base,
     identities: options.identities,
@@ -64,11 +70,12 @@ export function createV4Stack(base: SessionContext, options: V4Options): V4Conne
     ...(options.fileMeta && options.bytes
       ? { files: { meta: options.fileMeta, bytes: options.bytes } }
       : {}),
+    keySet: keys ? () => keys.keySet() : () => fixedSet,
   };
   const handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   return (socket, remoteAddress, log, clock, onClosed) =>
     new V4Connection(socket, remoteAddress, {
-      secureContext,
+      secureContext: keys?.secureContext() ?? secureContext,
       log,
       clock,
       handshakeTimeoutMs,

@@ -7,6 +7,7 @@ import { CodedError } from '../../../shared/coded-error';
 import { WireErrorCode } from '../../../protocol/v4/constants';
 import type { SessionContext } from '../context';
 import type { V4FileAccess } from './file-meta';
+import type { KeySet } from '../../../protocol/v4/messages';
 
 /** A client certificate's fingerprint bound to a client id: the client's v4 credential. */
 export interface V4Identity {
@@ -77,6 +78,8 @@ export interface V4Context {
   readonly activeUploads: Set<string>;
   /** List, download and delete (docs/protocol-v4.md §5.6, §5.7); absent: refused as STORAGE. */
   readonly files?: V4FileAccess;
+  /** The signed key set answered to KEYS (docs/protocol-v4.md §2.5); absent: none published. */
+  readonly keySet?: () => KeySet | undefined;
 }
 
 export type V4ErrorName = keyof typeof WireErrorCode;

@@ -183,6 +183,11 @@ export class V4Session {
           throw err;
         }
       }
+      case RequestCode.KEYS: {
+        const keySet = this.ctx.keySet?.();
+        if (keySet === undefined) throw v4Error('UNEXPECTED', 'this server publishes no key set');
+        return keySet;
+      }
       case RequestCode.LIST:
         return this.files.list(this.requireClient(), req);
       case RequestCode.GET:
