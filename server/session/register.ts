@@ -1,14 +1,11 @@
 /** 1025 registration (docs/protocol.md §5.1). Registering does not bind the connection. */
 import { ResponseCode } from '../../protocol/v3/constants';
-import { isIssuableV3ClientId } from '../../protocol/version';
 import type { RegisterRequest, Response } from '../../protocol/v3/messages';
 import { clientIdToHex } from '../../shared/client-id';
+import { issueClientId } from './client-ids';
 import type { Flow } from './context';
 import { sessionError, SessionErrorCode } from './session-error';
 import { abandonUpload } from './upload-flow';
-
-/** Draws before a source that keeps returning unusable ids is considered broken. */
-const MAX_ID_DRAWS = 8;
 
 export async function handleRegister(flow: Flow, req: RegisterRequest): Promise<Response> {
   const { ctx, remoteAddress } = flow;
@@ -16,7 +13,11 @@ export async function handleRegister(flow: Flow, req: RegisterRequest): Promise<
   if (!ctx.registerLimiter.take(remoteAddress)) {
     throw sessionError(SessionErrorCode.RATE_LIMITED, 'registrations over the rate limit');
   }
-  const result = await ctx.store.registerClient(newClientId(flow), req.name, ctx.sources.now());
+  const result = await ctx.store.registerClient(
+    issueClientId(ctx.sources),
+    req.name,
+    ctx.sources.now(),
+  );
   if (!result.ok) {
     throw sessionError(SessionErrorCode.NAME_TAKEN, 'name is taken by a client with a key');
   }
@@ -29,16 +30,4 @@ export async function handleRegister(flow: Flow, req: RegisterRequest): Promise<
   const id = result.client.id;
   await flow.audit.write(req.code, id, req, 'registered');
   return { code: ResponseCode.REGISTERED, clientId: id };
-}
-
-/**
- * A v3 client id never starts like a TLS record, so the first bytes of a connection tell the
- * protocol versions apart on one port (§9).
- */
-function newClientId(flow: Flow): Buffer {
-  for (let i = 0; i < MAX_ID_DRAWS; i++) {
-    const id = flow.ctx.sources.clientId();
-    if (isIssuableV3ClientId(id)) return id;
-  }
-  throw new Error(`the client-id source returned ${MAX_ID_DRAWS} ids that cannot be issued`);
 }

@@ -15,11 +15,9 @@ import {
 import { migrationStatement } from '../../../protocol/v4/migration';
 import type { Hello, Migrate, Register, Registered, Welcome } from '../../../protocol/v4/messages';
 import { clientIdToHex } from '../../../shared/client-id';
+import { issueClientId } from '../client-ids';
 import { v4Error, type V4Context } from './context';
 
-/** A v3 client id never starts with the first byte of a TLS record (docs/protocol.md §9). */
-const TLS_HANDSHAKE_RECORD = 0x16;
-const MAX_ID_DRAWS = 8;
 /** Longest name a v3 string255 can carry, so a v4 name stays valid in every listing. */
 const MAX_NAME_BYTES = 254;
 const AES_KEY_BYTES = 32;
@@ -96,16 +94,6 @@ function requireCertificate(peer: PeerIdentity): { fingerprint: string; spki: Bu
   return { fingerprint: peer.fingerprint, spki: peer.spki };
 }
 
-function newClientId(ctx: V4Context): Buffer {
-  for (let i = 0; i < MAX_ID_DRAWS; i++) {
-    const id = ctx.base.sources.clientId();
-    if (id[0] !== TLS_HANDSHAKE_RECORD) return id;
-  }
-  const id = Buffer.from(ctx.base.sources.clientId());
-  id[0] = (id[0] ?? 0) ^ 0x80;
-  return id;
-}
-
 /**
  * Registers a new client for the peer's certificate. The binding is written first: a crash
  * before the client row leaves a binding without a client, which lookUpPeer drops, never a
@@ -130,7 +118,7 @@ export async function register(
     throw v4Error('RATE_LIMITED', 'registrations over the rate limit');
   }
   const now = ctx.base.sources.now();
-  const id = newClientId(ctx);
+  const id = issueClientId(ctx.base.sources);
   if (!(await ctx.identities.bind({ clientId: id, fingerprint, boundAt: now, via: 'register' }))) {
     throw v4Error('ALREADY_REGISTERED', 'this certificate is bound to a client already');
   }
