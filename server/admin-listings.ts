@@ -4,6 +4,8 @@
  */
 import { AdminUsageError, hexOrDash, iso, printable } from './admin-format';
 import type { Backends } from './storage/open-backends';
+import { FileFlag } from '../protocol/v4/constants';
+import { currentMeta, type V4FileMeta, type V4FileMetaStore } from './session/v4/file-meta';
 import {
   StorageError,
   StorageErrorCode,
@@ -91,14 +93,44 @@ async function ownerNames(store: AdminQueries): Promise<(id: Buffer) => string> 
   return (id) => owners.get(id.toString('hex')) ?? '';
 }
 
-export async function listFiles(store: AdminQueries, since: number | undefined): Promise<Listing> {
+/**
+ * `metaStore`: what v4 recorded of each upload (docs/protocol-v4.md §7); the SHA-256, E2E and
+ * DEFLATED columns appear only when some file has such a record.
+ */
+export async function listFiles(
+  store: AdminQueries,
+  since: number | undefined,
+  metaStore?: V4FileMetaStore,
+): Promise<Listing> {
   const ownerName = await ownerNames(store);
   const files = (await store.listFiles()).filter(
     (file: FileRecord) => since === undefined || file.updatedAt >= since,
   );
+  const metas = await Promise.all(
+    files.map(async (file) =>
+      currentMeta(await metaStore?.get(file.clientId.toString('hex'), file.fileName), file),
+    ),
+  );
+  const v4 = metas.some((meta) => meta !== undefined);
+  const v4Fields = (meta: V4FileMeta | undefined): Record<string, unknown> =>
+    meta === undefined
+      ? {}
+      : {
+          sha256: meta.sha256.toString('hex'),
+          e2e: (meta.flags & FileFlag.E2E) !== 0,
+          compressed: (meta.flags & FileFlag.COMPRESSED) !== 0,
+        };
+  const v4Cells = (meta: V4FileMeta | undefined): string[] =>
+    meta === undefined
+      ? ['-', '-', '-']
+      : [
+          meta.sha256.toString('hex'),
+          (meta.flags & FileFlag.E2E) !== 0 ? 'yes' : 'no',
+          (meta.flags & FileFlag.COMPRESSED) !== 0 ? 'yes' : 'no',
+        ];
   return {
     noun: ['file', 'files'],
-    json: files.map((file) => ({
+    json: files.map((file, index) => ({
       clientId: file.clientId.toString('hex'),
       owner: ownerName(file.clientId),
       fileName: file.fileName,
@@ -109,9 +141,20 @@ export async function listFiles(store: AdminQueries, since: number | undefined):
       status: file.status,
       verified: file.verified,
       updatedAt: iso(file.updatedAt),
+      ...v4Fields(metas[index]),
     })),
-    headers: ['OWNER ID', 'OWNER', 'FILE', 'PATH', 'SIZE', 'CKSUM', 'STATUS', 'UPDATED'],
-    rows: files.map((file) => [
+    headers: [
+      'OWNER ID',
+      'OWNER',
+      'FILE',
+      'PATH',
+      'SIZE',
+      'CKSUM',
+      'STATUS',
+      'UPDATED',
+      ...(v4 ? ['SHA-256', 'E2E', 'DEFLATED'] : []),
+    ],
+    rows: files.map((file, index) => [
       file.clientId.toString('hex'),
       ownerName(file.clientId),
       file.fileName,
@@ -120,6 +163,7 @@ export async function listFiles(store: AdminQueries, since: number | undefined):
       file.cksum,
       file.status,
       iso(file.updatedAt),
+      ...(v4 ? v4Cells(metas[index]) : []),
     ]),
   };
 }

@@ -9,6 +9,7 @@
  * is never read out: clients show only whether they have keys. `migrate` copies the data
  * directory's backends into PostgreSQL + S3 (admin-migrate.ts).
  */
+import { createDiskFileMetaStore } from './storage/disk/v4-file-meta';
 import type { Argv, CommandModule } from 'yargs';
 import { assertNever } from '../protocol/errors';
 import { ExitCode } from '../shared/exit-codes';
@@ -125,7 +126,7 @@ async function run(
         await readV4Fingerprints(options.dataDir, options.backends?.database),
       );
     case 'files':
-      return listFiles(store, since);
+      return listFiles(store, since, createDiskFileMetaStore(options.dataDir));
     case 'audit':
       return listAudit(store, since, options.limit);
     case 'versions':

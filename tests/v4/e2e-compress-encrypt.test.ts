@@ -2,11 +2,12 @@
  * Compression before encryption and end-to-end encrypted files, real server and client
  * processes on loopback (docs/protocol-v4.md §5.8, §5.9).
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { SERVER_MAIN, startServerProcess, type ServerProcess } from '../helpers/server-process';
 import { patternBytes, removeDirs, runClient, sha256File, tempDir } from './helpers';
 
 const MIB = 1024 * 1024;
@@ -79,6 +80,30 @@ describe('v4 end to end: --compress and --e2e', () => {
     expect(got.code).toBe(0);
     expect(await sha256File(join(conf, 'back'))).toBe(await sha256File(text));
 
+    // The administrator sees the same: sizes, SHA-256 and the flags.
+    const admin = spawnSync(
+      process.execPath,
+      [SERVER_MAIN, 'admin', 'files', '--json', '--data-dir', data],
+      { encoding: 'utf8' },
+    );
+    expect(admin.status).toBe(0);
+    const rows = JSON.parse(admin.stdout) as Array<Record<string, unknown>>;
+    expect(rows.find((r) => r.fileName === 'log.txt')).toMatchObject({
+      size: 8 * MIB,
+      sha256: await sha256File(text),
+      e2e: false,
+      compressed: true,
+    });
+    expect(rows.find((r) => r.fileName === 'noise.bin')).toMatchObject({
+      size: 3 * MIB,
+      compressed: false,
+    });
+    const table = spawnSync(process.execPath, [SERVER_MAIN, 'admin', 'files', '--data-dir', data], {
+      encoding: 'utf8',
+    });
+    expect(table.stdout.split('\n')[0]).toContain('SHA-256');
+    expect(table.stdout).toContain(await sha256File(noise));
+
     // Without the flag nothing is deflated.
     await writeFile(join(conf, 'log2.txt'), compressible(2 * MIB));
     const plain = await runClient(conf, [...addr, join(conf, 'log2.txt')]);
@@ -108,6 +133,14 @@ describe('v4 end to end: --compress and --e2e', () => {
     const listed = doc(await runClient(conf, [...addr, 'list'])).files ?? [];
     expect(listed[0]).toMatchObject({ name: 'secret.txt', e2e: true, plainSize: plain.length });
     expect(listed[0]?.size).toBe(stored.length);
+    const admin = spawnSync(
+      process.execPath,
+      [SERVER_MAIN, 'admin', 'files', '--json', '--data-dir', data],
+      { encoding: 'utf8' },
+    );
+    expect(JSON.parse(admin.stdout)).toEqual([
+      expect.objectContaining({ fileName: 'secret.txt', size: stored.length, e2e: true }),
+    ]);
 
     const out = join(conf, 'restored.txt');
     expect((await runClient(conf, [...addr, 'get', 'secret.txt', '-o', out])).code).toBe(0);
