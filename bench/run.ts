@@ -10,12 +10,14 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   rmSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { alternate } from './alternate';
 import { startLatencyProxy } from './answer-latency';
 import { runConcurrent } from './concurrent';
 import { settleDisk } from './disk';
@@ -122,13 +124,19 @@ async function measureScp(
 interface ClientFeatures {
   /** It takes `--parallel` (its default is then what runs). */
   readonly parallel: boolean;
-  /** It takes `--protocol`: the bench asks for v3, the protocol scp is compared on. */
+  /** It takes `--protocol`: the v3 rows ask for v3; the v4 rows use the default. */
   readonly protocol: boolean;
+  /** It has `get` (protocol v4 downloads). */
+  readonly get: boolean;
 }
 
 async function clientFeatures(work: string): Promise<ClientFeatures> {
   const help = (await runClient(['--help'], work)).stdout;
-  return { parallel: help.includes('--parallel'), protocol: help.includes('--protocol') };
+  return {
+    parallel: help.includes('--parallel'),
+    protocol: help.includes('--protocol'),
+    get: help.includes('sft-client get'),
+  };
 }
 
 async function main(): Promise<void> {
@@ -141,6 +149,8 @@ async function main(): Promise<void> {
   try {
     const configDir = join(work, 'client');
     mkdirSync(configDir);
+    const v4ConfigDir = join(work, 'client-v4');
+    mkdirSync(v4ConfigDir);
     const bigFile = join(work, 'single-64MB.bin');
     writeRandomFile(bigFile, SINGLE_BYTES);
     const manySets = Array.from({ length: MANY_RUNS + 1 }, (_, run) =>
@@ -169,11 +179,44 @@ async function main(): Promise<void> {
     const common = clientArgs(server.port);
     // Register once so every timed run reconnects, as a returning user's does.
     await clientOk([...common, seed], work);
+    // v4 with the default --protocol and its own config dir: the first contact pins the
+    // server's fingerprint (trust on first use) and registers; the timed runs reconnect.
+    const v4Common = [
+      '--config-dir',
+      v4ConfigDir,
+      '--server',
+      `127.0.0.1:${server.port}`,
+      '--name',
+      'Bench Client 4',
+      '--quiet',
+    ];
+    if (features.protocol) {
+      await clientOk([...v4Common, seed], work);
+      const known = readFileSync(join(v4ConfigDir, 'known_servers'), 'utf8');
+      if (!known.includes(' v4 SHA256:'))
+        throw new Error(`no v4 pin after first contact: ${known}`);
+    }
+    const gotFile = join(work, 'got-64MB.bin');
 
-    // 1. single
-    resetPeakRss(server.pid);
-    const singleMs = await timed(SINGLE_RUNS, () => clientOk([...common, bigFile], work));
-    const singleRss = peakRss(server.pid);
+    // 1. single: v3 and v4 (and the v4 download) in turn, so the machine's load hits them alike
+    const singles = await alternate<'v3' | 'v4' | 'get'>(server.pid, SINGLE_RUNS, {
+      v3: () => clientOk([...common, bigFile], work),
+      ...(features.protocol ? { v4: () => clientOk([...v4Common, bigFile], work) } : {}),
+      ...(features.get
+        ? {
+            get: () =>
+              clientOk([...v4Common, 'get', basename(bigFile), '-o', gotFile, '--force'], work),
+          }
+        : {}),
+    });
+    const { v3, v4, get: got } = singles;
+    if (v3 === undefined) throw new Error('the v3 single runs did not run');
+    const singleMs = v3.runsMs;
+    const singleRss = v3.peakRss;
+    if (got !== undefined && !readFileSync(gotFile).equals(readFileSync(bigFile))) {
+      throw new Error('the v4 download differs from the file uploaded');
+    }
+    rmSync(gotFile, { force: true });
 
     // 2. many: every run a set of names new to the server, as a user's new folder would be
     resetPeakRss(server.pid);
@@ -239,6 +282,37 @@ async function main(): Promise<void> {
         '≥ 1.5× scp',
       ],
       ['single: server peak RSS', mb(singleRss), '', '', '< 100 MB'],
+      ...(v4 === undefined
+        ? []
+        : ([
+            [
+              `single: 64 MB over v4 (default --protocol), fresh process, median of ${SINGLE_RUNS}`,
+              `${rate(SINGLE_BYTES, median(v4.runsMs)).toFixed(0)} MB/s (${ms0(median(v4.runsMs))})`,
+              scpCell(scp?.single, typeof anchor === 'string' ? undefined : anchor.singleMs),
+              ratio(rate(SINGLE_BYTES, median(v4.runsMs)), scp?.single),
+              '≥ 3× scp',
+            ],
+            [
+              'single: v4 ÷ v3 (runs taken in turn)',
+              ratio(rate(SINGLE_BYTES, median(v4.runsMs)), ours.single),
+              '',
+              '',
+              '≥ 2× v3',
+            ],
+            ['single v4: server peak RSS', mb(v4.peakRss), '', '', '< 100 MB'],
+          ] as Array<[string, string, string, string, string]>)),
+      ...(got === undefined
+        ? []
+        : ([
+            [
+              `get: 64 MB download over v4, fresh process, median of ${SINGLE_RUNS}`,
+              `${rate(SINGLE_BYTES, median(got.runsMs)).toFixed(0)} MB/s (${ms0(median(got.runsMs))})`,
+              '',
+              '',
+              'reported',
+            ],
+            ['get v4: server peak RSS', mb(got.peakRss), '', '', ''],
+          ] as Array<[string, string, string, string, string]>)),
       [
         'single vs openssl enc time',
         opensslS === undefined
@@ -332,6 +406,30 @@ async function main(): Promise<void> {
         oursOverScp: scp === undefined ? null : ours.many / scp.many,
         answer1603: { count: answers.length, p50Ms: answerP50, p99Ms: answerP99 },
       },
+      singleV4:
+        v4 === undefined
+          ? null
+          : {
+              bytes: SINGLE_BYTES,
+              protocol: 'default (auto → v4)',
+              runsMs: v4.runsMs,
+              medianMs: median(v4.runsMs),
+              MBps: rate(SINGLE_BYTES, median(v4.runsMs)),
+              serverPeakRssBytes: v4.peakRss,
+              oursOverScp:
+                scp === undefined ? null : rate(SINGLE_BYTES, median(v4.runsMs)) / scp.single,
+              overV3: rate(SINGLE_BYTES, median(v4.runsMs)) / ours.single,
+            },
+      getV4:
+        got === undefined
+          ? null
+          : {
+              bytes: SINGLE_BYTES,
+              runsMs: got.runsMs,
+              medianMs: median(got.runsMs),
+              MBps: rate(SINGLE_BYTES, median(got.runsMs)),
+              serverPeakRssBytes: got.peakRss,
+            },
       scpSkipped: typeof anchor === 'string' ? anchor : null,
       concurrent: { ...concurrent, serverPeakRssBytes: concurrentRss },
       limits: {
