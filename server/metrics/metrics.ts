@@ -16,6 +16,8 @@ export interface ListenerCounters {
     readonly evictedIdle: number;
     readonly closedIdle: number;
     readonly closedSlow: number;
+    readonly bytesIn: number;
+    readonly bytesOut: number;
   };
 }
 
@@ -70,6 +72,24 @@ export class ServerMetrics {
         this.inc({ reason: 'evicted_idle' }, stats.evictedIdle);
         this.inc({ reason: 'idle_timeout' }, stats.closedIdle);
         this.inc({ reason: 'too_slow' }, stats.closedSlow);
+      },
+    });
+    new Counter({
+      name: 'sft_bytes_in_total',
+      help: 'Bytes read from client connections, counted when a connection closes',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(listener()?.stats.bytesIn ?? 0);
+      },
+    });
+    new Counter({
+      name: 'sft_bytes_out_total',
+      help: 'Bytes written to client connections, counted when a connection closes',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(listener()?.stats.bytesOut ?? 0);
       },
     });
     this.requests = new Counter({

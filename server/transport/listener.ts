@@ -42,6 +42,9 @@ export interface ServerStats {
   evictedIdle: number;
   closedIdle: number;
   closedSlow: number;
+  /** Bytes read from and written to sockets that have closed (TLS records included). */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 export interface SftServer {
@@ -85,6 +88,8 @@ class Server implements SftServer {
     evictedIdle: 0,
     closedIdle: 0,
     closedSlow: 0,
+    bytesIn: 0,
+    bytesOut: 0,
   };
   private readonly net: net.Server;
   private readonly connections = new Set<ServedConnection>();
@@ -177,6 +182,10 @@ class Server implements SftServer {
   }
 
   private onConnection(socket: Socket): void {
+    socket.once('close', () => {
+      this.stats.bytesIn += socket.bytesRead;
+      this.stats.bytesOut += socket.bytesWritten;
+    });
     const remote = normalizeAddress(socket.remoteAddress);
     if (this.closing) {
       socket.destroy();

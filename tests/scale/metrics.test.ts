@@ -39,6 +39,8 @@ describe('server metrics', () => {
       evictedIdle: 0,
       closedIdle: 3,
       closedSlow: 0,
+      bytesIn: 1000,
+      bytesOut: 70,
     };
     metrics.watchListener({ connectionCount: 4, stats });
     let text = await metrics.render();
@@ -46,6 +48,8 @@ describe('server metrics', () => {
     expect(sample(text, 'sft_connections_accepted_total')).toBe(5);
     expect(sample(text, 'sft_refusals_total{reason="max_connections_per_ip"}')).toBe(2);
     expect(sample(text, 'sft_refusals_total{reason="idle_timeout"}')).toBe(3);
+    expect(sample(text, 'sft_bytes_in_total')).toBe(1000);
+    expect(sample(text, 'sft_bytes_out_total')).toBe(70);
     stats.accepted = 9;
     text = await metrics.render();
     expect(sample(text, 'sft_connections_accepted_total')).toBe(9);

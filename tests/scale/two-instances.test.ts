@@ -163,6 +163,8 @@ describe('two instances, one database, one bucket', () => {
       );
       expect(metrics.body).toMatch(/^sft_upload_duration_seconds_count [1-9]/m);
       expect(metrics.body).toMatch(/^sft_connections_accepted_total [1-9]/m);
+      expect(metrics.body).toMatch(/^sft_bytes_in_total [1-9]/m);
+      expect(metrics.body).toMatch(/^sft_bytes_out_total [1-9]/m);
     }
   });
 });
