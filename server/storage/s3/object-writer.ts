@@ -155,7 +155,8 @@ export class S3ObjectWriter implements ObjectWriter {
       );
     } catch (err) {
       this.state = 'open';
-      await this.abort();
+      // The commit's failure is what the caller needs; a failed abort is left to the sweep.
+      await this.abort().catch(() => undefined);
       throw s3Error(`cannot store ${this.objectName}`, err);
     }
     this.state = 'committed';
