@@ -316,7 +316,18 @@ describe('fuzz soak against one live server', () => {
         return !/^defensive\.db(-wal|-shm)?$/.test(e.path);
       }
       // The server's own version-4 identity.
-      if (parts[0] === 'identity') return !/^identity\.(key|crt)$/.test(parts[1] ?? '');
+      if (parts[0] === 'identity') {
+        // Its keys, the key set, and the v4 fingerprint bindings (bound/, clients/).
+        const [, first, second] = parts;
+        if (parts.length === 2) {
+          return !/^(identity|next)\.(key|crt)$|^keyset\.json$|^(bound|clients)$/.test(first ?? '');
+        }
+        return !(
+          parts.length === 3 &&
+          (first === 'bound' || first === 'clients') &&
+          /^[0-9a-f]+\.json$/.test(second ?? '')
+        );
+      }
       // Kept versions: .versions/<client>/<name>/<n>, folders then plain files.
       if (parts[0] === '.versions') {
         return !/^[0-9a-f]{32}$/.test(parts[1] ?? '') || parts.length > 4;
