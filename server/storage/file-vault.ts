@@ -66,6 +66,7 @@ export class FileVault implements FileStore {
   private readonly catalog: FileCatalog;
   readonly keepVersions: number;
   private readonly now: () => number;
+  readonly adoptUpload?: (clientIdHex: string, fileName: string, path: string) => Promise<string>;
 
   constructor(options: FileVaultOptions) {
     if (!Number.isSafeInteger(options.keepVersions) || options.keepVersions < 0) {
@@ -75,6 +76,15 @@ export class FileVault implements FileStore {
     this.catalog = options.catalog;
     this.keepVersions = options.keepVersions;
     this.now = options.now;
+    const adopt = options.bytes.adopt?.bind(options.bytes);
+    if (adopt !== undefined) {
+      this.adoptUpload = async (clientIdHex, fileName, path) => {
+        const key = liveKey(clientIdHex, fileName);
+        await this.keepCurrent(clientIdHex, fileName);
+        await adopt(key, path);
+        return key;
+      };
+    }
   }
 
   async beginUpload(clientIdHex: string, fileName: string): Promise<UploadSink> {

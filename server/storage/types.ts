@@ -273,6 +273,13 @@ export interface ByteStore {
   removePrefix(prefix: string): Promise<void>;
   /** Drops writes a crash left unfinished; called once at start. Returns how many. */
   sweepIncomplete(): Promise<number>;
+  /**
+   * Publishes the finished local file at `path` (the server's own, on this store's file system)
+   * as `key` by moving it, not copying: the file is fsynced, renamed over `key` atomically, and
+   * its folder fsynced, the guarantees of `commit`. Only stores whose objects are files have
+   * it; the others take the bytes through `begin`.
+   */
+  adopt?(key: string, path: string): Promise<void>;
 }
 
 /** One upload's bytes as the session sees them; visible under the file's name after commit. */
@@ -287,6 +294,12 @@ export interface UploadSink {
 export interface FileStore {
   /** Starts an upload of `fileName` (already a checked base name, §9). */
   beginUpload(clientIdHex: string, fileName: string): Promise<UploadSink>;
+  /**
+   * Publishes a finished local file as `fileName` by moving it (ByteStore.adopt), keeping the
+   * verified file it replaces as a version, as an UploadSink's commit does; returns the object
+   * key. Absent when the ByteStore cannot adopt.
+   */
+  readonly adoptUpload?: (clientIdHex: string, fileName: string, path: string) => Promise<string>;
   /** Removes the live bytes of a file (1031, a failed store); kept versions stay. */
   remove(clientIdHex: string, fileName: string): Promise<void>;
   /** Removes everything of a client: live files and versions (a replaced registration). */

@@ -43,6 +43,8 @@ export interface PartialKey {
 export interface PartialUpload {
   /** Durable bytes present when opened: the upload continues from here. */
   readonly offset: number;
+  /** The local file holding the bytes, when the file store may adopt it whole (disk). */
+  readonly localPath?: string;
   /** Bytes [0, end) as they were written. */
   contents(end: number): AsyncIterable<Buffer>;
   write(data: Buffer): Promise<void>;

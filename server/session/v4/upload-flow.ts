@@ -1,10 +1,14 @@
 /**
  * Uploads of version 4 (docs/protocol-v4.md §5.4, §5.5): UPLOAD_BEGIN opens or resumes the
  * partial of (client, name, size, content check) and answers the durable offset; DATA is
- * hashed and written twice, to the partial (what a resume continues from) and to the file
- * store's upload sink (what becomes the file); UPLOAD_END compares the client's SHA-256 with
- * the bytes received and only then commits the sink, verified, through the same file store and
- * catalog as v3. The sink is written as the data arrives, so a finished upload needs no copy.
+ * hashed (SHA-256 and cksum, once each) and written to the partial, what a resume continues
+ * from; UPLOAD_END compares the client's SHA-256 with the bytes received and only then
+ * publishes, verified, through the same file store and catalog as v3.
+ *
+ * Publishing moves the partial into place when the file store can adopt a local file (disk:
+ * fsync, rename, folder fsync), so each byte is written once. Where it cannot (an object
+ * store, memory), DATA also goes to the file store's upload sink as it arrives and the sink
+ * is committed, so a finished upload still needs no copy.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { RequestCode, ResponseCode } from '../../../protocol/v4/constants';
@@ -19,7 +23,10 @@ export type AuditFor = (code: number, outcome: AuditEntry['outcome'], detail: st
 
 interface Opened {
   readonly partial: PartialUpload;
-  readonly sink: UploadSink;
+  /** Absent when the partial itself is published (adopted). */
+  readonly sink: UploadSink | undefined;
+  /** Makes the received bytes the file; returns its object key. */
+  readonly publish: () => Promise<string>;
   readonly sha: Hash;
   readonly cksum: Cksum;
 }
@@ -31,7 +38,8 @@ export class V4Upload {
   private checkpointing: Promise<void> | undefined;
   private checkpointFailure: unknown;
   private readonly partial: PartialUpload;
-  private readonly sink: UploadSink;
+  private readonly sink: UploadSink | undefined;
+  private readonly publish: () => Promise<string>;
   private readonly sha: Hash;
   private readonly cksum: Cksum;
 
@@ -44,7 +52,13 @@ export class V4Upload {
     private readonly releaseQuota: () => void,
     now: number,
   ) {
-    ({ partial: this.partial, sink: this.sink, sha: this.sha, cksum: this.cksum } = opened);
+    ({
+      partial: this.partial,
+      sink: this.sink,
+      publish: this.publish,
+      sha: this.sha,
+      cksum: this.cksum,
+    } = opened);
     this.received = opened.partial.offset;
     this.lastCheckpoint = now;
   }
@@ -53,7 +67,10 @@ export class V4Upload {
     return this.received;
   }
 
-  /** Checks limits, opens (or resumes) the partial and replays what it holds into a new sink. */
+  /**
+   * Checks limits, opens (or resumes) the partial and hashes what it holds (replayed into a new
+   * sink when the partial cannot be adopted).
+   */
   static async begin(
     ctx: V4Context,
     client: BoundClient,
@@ -89,20 +106,29 @@ export class V4Upload {
         size: req.size,
         check: req.check,
       });
-      sink = await files.beginUpload(client.clientIdHex, req.fileName);
+      const { adoptUpload } = files;
+      const localPath = partial.localPath;
+      let publish: () => Promise<string>;
+      if (adoptUpload !== undefined && localPath !== undefined) {
+        publish = () => adoptUpload(client.clientIdHex, req.fileName, localPath);
+      } else {
+        const opened = await files.beginUpload(client.clientIdHex, req.fileName);
+        sink = opened;
+        publish = () => opened.commit();
+      }
       const sha = createHash('sha256');
       const cksum = new Cksum();
       for await (const chunk of partial.contents(partial.offset)) {
         sha.update(chunk);
         cksum.update(chunk);
-        await sink.write(chunk);
+        if (sink !== undefined) await sink.write(chunk);
       }
       const upload = new V4Upload(
         ctx,
         key,
         req.fileName,
         req.size,
-        { partial, sink, sha, cksum },
+        { partial, sink, publish, sha, cksum },
         releaseQuota,
         now,
       );
@@ -124,7 +150,8 @@ export class V4Upload {
     this.sha.update(data);
     this.cksum.update(data);
     this.received += data.length;
-    await Promise.all([this.partial.write(data), this.sink.write(data)]);
+    if (this.sink === undefined) await this.partial.write(data);
+    else await Promise.all([this.partial.write(data), this.sink.write(data)]);
     const now = this.ctx.base.sources.now();
     if (now - this.lastCheckpoint >= this.ctx.checkpointIntervalMs && !this.checkpointing) {
       this.lastCheckpoint = now;
@@ -163,7 +190,7 @@ export class V4Upload {
     await this.checkpointing;
     const { store, fileLocks, sources, files } = this.ctx.base;
     await fileLocks.run(this.key, async () => {
-      const objectKey = await this.sink.commit();
+      const objectKey = await this.publish();
       const now = sources.now();
       try {
         await store.putFile(
@@ -205,7 +232,7 @@ export class V4Upload {
     this.done = true;
     await this.checkpointing;
     try {
-      await this.sink.abort().catch(() => undefined);
+      await this.sink?.abort().catch(() => undefined);
       await this.partial.remove();
     } finally {
       this.release();
@@ -218,7 +245,7 @@ export class V4Upload {
     this.done = true;
     await this.checkpointing;
     try {
-      await this.sink.abort().catch(() => undefined);
+      await this.sink?.abort().catch(() => undefined);
       await this.partial.close();
     } finally {
       this.release();

@@ -26,7 +26,7 @@ import {
   syncFolder,
 } from './directories';
 import { escapeError, fsError } from './errors';
-import { DiskObjectWriter } from './object-writer';
+import { closeReplaced, DiskObjectWriter, openReplaced } from './object-writer';
 
 /** Folder of upload temp files, inside the data directory. */
 export const INCOMING_DIR = '.incoming';
@@ -132,6 +132,54 @@ class DiskByteStore implements ByteStore {
       syncFolder: () => this.folderSyncs.sync(path.dirname(where.file)),
       prepareFolders: () => this.prepareFolders(where.folders),
     });
+  }
+
+  /**
+   * Moves a finished file of the server's (a v4 partial upload) into place as `key`: the same
+   * steps as a writer's commit (fsync of the file, rename over the destination, fsync of its
+   * folder), without writing the bytes a second time. The source must be a plain file inside
+   * the data directory, so the rename stays on one file system and cannot be pointed elsewhere.
+   */
+  async adopt(key: string, source: string): Promise<void> {
+    const where = this.locate(key);
+    const from = path.resolve(source);
+    if (!from.startsWith(this.root + path.sep)) {
+      throw escapeError(`${source} is outside the data directory`);
+    }
+    const folders = this.prepareFolders(where.folders);
+    folders.catch(() => undefined);
+    let handle: FileHandle;
+    try {
+      handle = await fsp.open(from, O_RDONLY | O_NOFOLLOW);
+    } catch (err) {
+      throw fsError(`cannot open ${source}`, err);
+    }
+    try {
+      if (!(await handle.stat()).isFile()) throw escapeError(`${source} is not a plain file`);
+      await handle.sync();
+    } catch (err) {
+      throw fsError(`cannot sync ${source}`, err);
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+    await folders;
+    // Held open across the rename, as a writer's commit does: the replaced file's blocks are
+    // freed after the answer, not inside the rename.
+    const replaced = openReplaced(where.file);
+    try {
+      await replaced;
+      await fsp.rename(from, where.file);
+    } catch (err) {
+      void closeReplaced(replaced);
+      throw fsError(`cannot store ${key}`, err);
+    }
+    try {
+      await this.folderSyncs.sync(path.dirname(where.file));
+    } catch (err) {
+      throw fsError(`stored ${key} but cannot sync its folder`, err);
+    } finally {
+      void closeReplaced(replaced);
+    }
   }
 
   /** The regular file at `file`, opened without following a symlink; undefined if none. */

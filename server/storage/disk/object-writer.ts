@@ -31,11 +31,11 @@ type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
  * Opens the file at `destination` if there is one, never following a symlink and never
  * blocking on a FIFO someone planted; undefined when there is nothing (or nothing to hold).
  */
-function openReplaced(destination: string): Promise<FileHandle | undefined> {
+export function openReplaced(destination: string): Promise<FileHandle | undefined> {
   return fsp.open(destination, O_RDONLY | O_NOFOLLOW | O_NONBLOCK).catch(() => undefined);
 }
 
-function closeReplaced(replaced: Promise<FileHandle | undefined>): Promise<void> {
+export function closeReplaced(replaced: Promise<FileHandle | undefined>): Promise<void> {
   return replaced.then((handle) => handle?.close()).catch(noop);
 }
 

@@ -76,6 +76,10 @@ class DiskPartial implements PartialUpload {
     this.durable = offset;
   }
 
+  get localPath(): string {
+    return this.dataPath;
+  }
+
   async *contents(end: number): AsyncIterable<Buffer> {
     if (end === 0) return;
     const stream = createReadStream(this.dataPath, {
