@@ -147,6 +147,7 @@ const OPTIONS = {
 
 const USAGE = `Usage: $0 [options] [file ...]
        $0 send [options] [file ...]
+       $0 list | get NAME [-o PATH] [--force] | delete NAME      (protocol v4)
 
 Uploads files to an sft-server over its encrypted protocol (version 3). Settings come from
 transfer.info in the config directory, and flags override them:
