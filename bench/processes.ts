@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 export const ROOT = join(__dirname, '..', '..');
-export const SERVER_MAIN = join(ROOT, 'dist', 'server', 'main.js');
+export const SERVER_MAIN = join(ROOT, 'dist', 'server', 'process', 'main.js');
 export const CLIENT_MAIN = join(ROOT, 'dist', 'client', 'process', 'main.js');
 
 export interface RunningServer {

@@ -11,7 +11,7 @@ import { Connection, type CloseReason } from './connection';
 import { SniffingConnection, type ServedConnection } from './tls-sniff';
 import { createV4Stack, type V4ConnectionFactory, type V4Options } from './tls-v4';
 import { resolveLimits, type ServerLimits } from './limits';
-import { KeyedLock } from '../keyed-lock';
+import { KeyedLock } from '../storage/keyed-lock';
 import { QuotaLedger } from '../session/quota-ledger';
 import { DecryptLockout } from '../session/lockout';
 import { BufferBudget } from './buffer-budget';
@@ -32,6 +32,8 @@ export interface ServerOptions {
   readonly v3?: boolean;
   /** Per-file locks shared with other servers (a shared database); default: this server's. */
   readonly fileLocks?: SessionContext['fileLocks'];
+  /** `--quota` reservations shared with other servers; default: this server's own. */
+  readonly quotaLedger?: QuotaLedger;
 }
 
 /** Counters of everything the server refused or closed; logged with each refusal. */
@@ -113,7 +115,7 @@ class Server implements SftServer {
       limits: this.limits,
       registerLimiter: new KeyedRateLimiter(this.limits.registerRate, sources.now),
       fileLocks: options.fileLocks ?? new KeyedLock(),
-      quotaLedger: new QuotaLedger(),
+      quotaLedger: options.quotaLedger ?? new QuotaLedger(),
       lockout: new DecryptLockout(this.limits.lockout, sources.now),
       budget: new BufferBudget(this.limits.maxBufferedBytes),
     };

@@ -82,7 +82,7 @@ export function testBytes(length: number, seed = 1): Buffer {
   return out;
 }
 
-export const SERVER_MAIN = join(ROOT, 'dist', 'server', 'main.js');
+export const SERVER_MAIN = join(ROOT, 'dist', 'server', 'process', 'main.js');
 
 export interface RealServer {
   readonly port: number;

@@ -2,7 +2,7 @@
  * The audit trail, end to end: a real `sft-server` process, one client that goes
  * through every audited outcome of 1025/1026/1027 and of uploads, a second address that runs
  * into the registration rate limit, then `sft-server admin audit|clients|files` (the built
- * dist/server/main.js, as an operator runs it next to the live server) must show all of it.
+ * dist/server/process/main.js, as an operator runs it next to the live server) must show all of it.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

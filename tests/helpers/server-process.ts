@@ -1,11 +1,11 @@
 /**
- * Runs the built `sft-server` (dist/server/main.js, built by tests/global-setup.js) as a real
+ * Runs the built `sft-server` (dist/server/process/main.js, built by tests/global-setup.js) as a real
  * child process. Ready when it logs the line with msg "listening" and a numeric `port`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
-export const SERVER_MAIN = join(__dirname, '..', '..', 'dist', 'server', 'main.js');
+export const SERVER_MAIN = join(__dirname, '..', '..', 'dist', 'server', 'process', 'main.js');
 const READY_TIMEOUT_MS = 30000;
 
 export interface LogLine {

@@ -15,7 +15,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { startDaemon, type Daemon } from '../../server/daemon';
+import { startDaemon, type Daemon } from '../../server/process/daemon';
 import type { ServerLimits } from '../../server/transport/limits';
 import { silentLogger } from '../../shared/logger';
 import { createServer, type SftServer } from '../../server/transport/listener';

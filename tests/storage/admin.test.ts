@@ -10,7 +10,7 @@ import {
   parseSince,
   runAdmin,
   type AdminOptions,
-} from '../../server/admin';
+} from '../../server/process/admin';
 import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
 import { aesKeyOf, idOf, tempDirs } from './temp-dir';
 

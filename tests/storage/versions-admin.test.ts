@@ -14,8 +14,8 @@ import {
   EXIT_FAILURE,
   EXIT_OK,
   type AdminOptions,
-} from '../../server/admin';
-import { startDaemon, type Daemon } from '../../server/daemon';
+} from '../../server/process/admin';
+import { startDaemon, type Daemon } from '../../server/process/daemon';
 import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
 import { silentLogger } from '../../shared/logger';
 import { Code, RawClient, Reply, checksum, uploadPackets } from '../helpers/raw-client';

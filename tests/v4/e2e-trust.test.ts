@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
-import { startDaemon, type Daemon } from '../../server/daemon';
+import { startDaemon, type Daemon } from '../../server/process/daemon';
 import { fingerprintOfKey } from '../../shared/fingerprint';
 import { loadOrCreateKey } from '../../shared/identity';
 import { silentLogger } from '../../shared/logger';

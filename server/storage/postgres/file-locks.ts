@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Pool } from 'pg';
-import { KeyedLock } from '../../keyed-lock';
+import { KeyedLock } from '../keyed-lock';
 import { checkout, run } from './database';
 
 /** The advisory lock key of a file name: 64 bits of its SHA-256 (a collision only serializes). */

@@ -4,9 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isNotFound } from '../shared/errno';
-import { DEFAULT_PORT } from '../shared/limits';
-import { MAX_PORT, parsePort as parsePortText } from '../shared/validators';
+import { isNotFound } from '../../shared/errno';
+import { DEFAULT_PORT } from '../../shared/limits';
+import { MAX_PORT, parsePort as parsePortText } from '../../shared/validators';
 
 export const PORT_INFO_FILE = 'port.info';
 

@@ -6,9 +6,9 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { Logger } from 'pino';
-import { DEFAULT_MAX_CHUNK } from '../protocol/v3/constants';
-import { ExitCode } from '../shared/exit-codes';
-import { createLogger, LOG_LEVELS } from '../shared/logger';
+import { DEFAULT_MAX_CHUNK } from '../../protocol/v3/constants';
+import { ExitCode } from '../../shared/exit-codes';
+import { createLogger, LOG_LEVELS } from '../../shared/logger';
 import {
   UsageError,
   parseByteSize,
@@ -18,12 +18,12 @@ import {
   resolvePort,
 } from './cli-options';
 import { adminCommand } from './admin';
-import { identityCommand, parseDurationMs, v4Options } from './transport/tls-cli';
+import { identityCommand, parseDurationMs, v4Options } from '../transport/tls-cli';
 import { startDaemon, type Daemon } from './daemon';
-import { DEFAULT_LIMITS, type ServerLimits } from './transport/limits';
-import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
-import { DEFAULT_KEEP_VERSIONS } from './storage/file-vault';
-import { parsePort } from '../shared/validators';
+import { DEFAULT_LIMITS, type ServerLimits } from '../transport/limits';
+import { loadMasterKey, MASTER_KEY_ENV } from '../storage/master-key';
+import { DEFAULT_KEEP_VERSIONS } from '../storage/file-vault';
+import { parsePort } from '../../shared/validators';
 
 const MS_PER_S = 1000;
 

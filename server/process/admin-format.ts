@@ -2,7 +2,7 @@
  * Output and argument helpers of `sft-server admin` (admin.ts): `--since` parsing, terminal-safe
  * text and aligned tables.
  */
-import { escapeControlCharacters } from '../shared/validators';
+import { escapeControlCharacters } from '../../shared/validators';
 
 const UNIT_MS: Readonly<Record<string, number>> = {
   s: 1000,

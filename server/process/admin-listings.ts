@@ -3,9 +3,9 @@
  * rows for a table and the same data for `--json`.
  */
 import { AdminUsageError, hexOrDash, iso, printable } from './admin-format';
-import type { Backends } from './storage/open-backends';
-import { FileFlag } from '../protocol/v4/constants';
-import { currentMeta, type V4FileMeta, type V4FileMetaStore } from './session/v4/file-meta';
+import type { Backends } from '../storage/open-backends';
+import { FileFlag } from '../../protocol/v4/constants';
+import { currentMeta, type V4FileMeta, type V4FileMetaStore } from '../session/v4/file-meta';
 import {
   StorageError,
   StorageErrorCode,
@@ -13,7 +13,7 @@ import {
   type ClientSummary,
   type FileRecord,
   type FileVersion,
-} from './storage/types';
+} from '../storage/types';
 
 /** The request code of audit rows written by the admin command (no protocol request). */
 export const ADMIN_REQUEST_CODE = 0;

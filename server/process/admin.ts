@@ -9,10 +9,10 @@
  * is never read out: clients show only whether they have keys. `migrate` copies the data
  * directory's backends into PostgreSQL + S3 (admin-migrate.ts).
  */
-import { createDiskFileMetaStore } from './storage/disk/v4-file-meta';
+import { createDiskFileMetaStore } from '../storage/disk/v4-file-meta';
 import type { Argv, CommandModule } from 'yargs';
-import { assertNever } from '../protocol/errors';
-import { ExitCode } from '../shared/exit-codes';
+import { assertNever } from '../../protocol/errors';
+import { ExitCode } from '../../shared/exit-codes';
 import { AdminUsageError, formatTable, parseSince, write } from './admin-format';
 import {
   listAudit,
@@ -22,12 +22,12 @@ import {
   restore,
   type Listing,
 } from './admin-listings';
-import { readV4Fingerprints } from './transport/tls-setup';
-import { DEFAULT_KEEP_VERSIONS } from './storage/file-vault';
-import { loadMasterKey, MASTER_KEY_ENV } from './storage/master-key';
+import { readV4Fingerprints } from '../transport/tls-setup';
+import { DEFAULT_KEEP_VERSIONS } from '../storage/file-vault';
+import { loadMasterKey, MASTER_KEY_ENV } from '../storage/master-key';
 import { runMigration } from './admin-migrate';
-import { openBackends, type Backends } from './storage/open-backends';
-import { StorageError } from './storage/types';
+import { openBackends, type Backends } from '../storage/open-backends';
+import { StorageError } from '../storage/types';
 
 export { AdminUsageError, formatTable, parseSince, printable } from './admin-format';
 
@@ -314,5 +314,5 @@ export function createAdminCommand(io: Partial<AdminIo> = {}): CommandModule<obj
   };
 }
 
-/** `sft-server admin …` for server/main.ts: `yargs.command(adminCommand)`. */
+/** `sft-server admin …` for server/process/main.ts: `yargs.command(adminCommand)`. */
 export const adminCommand: CommandModule<object, AdminArgs> = createAdminCommand();

@@ -7,14 +7,14 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { ServerLimits } from './transport/limits';
-import { createServer, type SftServer } from './transport/listener';
-import type { Sources } from './session/sources';
-import { DEFAULT_KEEP_VERSIONS, type FileVault } from './storage/file-vault';
-import { openBackends } from './storage/open-backends';
-import type { Catalog } from './storage/types';
-import { openV4, type V4Setup } from './transport/tls-setup';
-import { createOperations, type MetricsSettings } from './metrics/operations';
+import type { ServerLimits } from '../transport/limits';
+import { createServer, type SftServer } from '../transport/listener';
+import type { Sources } from '../session/sources';
+import { DEFAULT_KEEP_VERSIONS, type FileVault } from '../storage/file-vault';
+import { openBackends } from '../storage/open-backends';
+import type { Catalog } from '../storage/types';
+import { openV4, type V4Setup } from '../transport/tls-setup';
+import { createOperations, type MetricsSettings } from '../metrics/operations';
 
 export interface DaemonOptions {
   readonly dataDir: string;
@@ -103,6 +103,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       store: metered.catalog,
       files: metered.files,
       ...(store.fileLocks === undefined ? {} : { fileLocks: store.fileLocks }),
+      ...(store.quotaLedger === undefined ? {} : { quotaLedger: store.quotaLedger }),
       sources: options.sources,
       logger,
       limits: options.limits,

@@ -11,8 +11,8 @@
  */
 import { createHash } from 'node:crypto';
 import { AdminUsageError } from './admin-format';
-import { loadMasterKey } from './storage/master-key';
-import { openBackends } from './storage/open-backends';
+import { loadMasterKey } from '../storage/master-key';
+import { openBackends } from '../storage/open-backends';
 import {
   StorageError,
   StorageErrorCode,
@@ -20,7 +20,7 @@ import {
   type Catalog,
   type FileRecord,
   type FileVersion,
-} from './storage/types';
+} from '../storage/types';
 
 export interface MigrationEnd {
   readonly catalog: Catalog;
