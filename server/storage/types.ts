@@ -13,6 +13,7 @@
  * sessions use for bytes: file-vault.ts builds it from a FileCatalog and a ByteStore.
  */
 import { CodedError } from '../../shared/coded-error';
+import type { QuotaLedger } from '../session/quota-ledger';
 
 export interface ClientRecord {
   readonly id: Buffer;
@@ -241,6 +242,8 @@ export interface AdminQueries {
 export interface Catalog extends ClientStore, FileCatalog, AdminQueries {
   /** Per-file locks across every server sharing this database; absent: one server owns it. */
   readonly fileLocks?: { run<T>(key: string, work: () => Promise<T>): Promise<T> };
+  /** `--quota` reservations shared with every server of this database; absent: per server. */
+  readonly quotaLedger?: QuotaLedger;
   /** Writes anything written behind (LastSeen) now. */
   flush(): Promise<void>;
   /** Flushes, then closes; later calls reject with CLOSED. */

@@ -19,6 +19,7 @@ import type { Pool, PoolClient } from 'pg';
 import { archiveRow, findVersion, listVersions, prune, putBack } from './versions';
 import { WriteLane } from './write-lane';
 import type { AdvisoryFileLocks } from './file-locks';
+import type { SharedQuotaLedger } from './quota-ledger';
 import type { Logger } from '../../../shared/logger';
 import { GroupCommit, type WriteOptions } from '../group-commit';
 import { DEFAULT_TOUCH_FLUSH_MS, LastSeenWriteBehind } from '../last-seen';
@@ -61,6 +62,8 @@ export interface PostgresCatalogSettings {
   readonly onBatch?: (size: number) => void;
   /** Per-file locks across instances; closed with the catalog. */
   readonly fileLocks: AdvisoryFileLocks;
+  /** `--quota` reservations shared by instances; ended with the catalog. */
+  readonly quotaLedger: SharedQuotaLedger;
 }
 
 /** The PostgreSQL Catalog, plus a reachability probe for `/readyz`. */
@@ -72,6 +75,7 @@ export interface PostgresStore extends Catalog {
   ping(): Promise<void>;
   /** Serializes changes to one file name across every instance sharing the database. */
   readonly fileLocks: AdvisoryFileLocks;
+  readonly quotaLedger: SharedQuotaLedger;
 }
 
 function closedError(): StorageError {
@@ -87,6 +91,7 @@ export class PostgresCatalog implements PostgresStore {
   private closing: Promise<void> | undefined;
   readonly readOnly: boolean;
   readonly fileLocks: AdvisoryFileLocks;
+  readonly quotaLedger: SharedQuotaLedger;
 
   constructor(
     private readonly pool: Pool,
@@ -96,6 +101,7 @@ export class PostgresCatalog implements PostgresStore {
     this.logger = settings.logger;
     this.readOnly = settings.readOnly;
     this.fileLocks = settings.fileLocks;
+    this.quotaLedger = settings.quotaLedger;
     this.lastSeen = new LastSeenWriteBehind({
       flushMs: settings.touchFlushMs ?? DEFAULT_TOUCH_FLUSH_MS,
       flush: () => this.flush(),
@@ -426,6 +432,7 @@ export class PostgresCatalog implements PostgresStore {
         }
       })
       .finally(async () => {
+        await this.quotaLedger.end();
         for (const pool of [this.pool, this.fileLocks]) {
           await pool.end().catch((err: unknown) => {
             this.logger?.warn({ err: databaseError('closing a pool', err) }, 'pool did not close');

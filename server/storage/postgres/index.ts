@@ -10,6 +10,7 @@ import { PostgresCatalog, type PostgresStore } from './catalog';
 import { createPool } from './database';
 import { AdvisoryFileLocks } from './file-locks';
 import { migrate } from './schema';
+import { SharedQuotaLedger } from './quota-ledger';
 import { createSharedPartialStore } from './v4-partials';
 import type { PartialStore } from '../../session/v4/context';
 
@@ -65,6 +66,10 @@ export async function openPostgres(options: PostgresOptions): Promise<PostgresBa
   return new PostgresCatalog(pool, {
     readOnly: options.readOnly ?? false,
     fileLocks,
+    quotaLedger: new SharedQuotaLedger(pool, {
+      now: options.now,
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+    }),
     ...(options.masterKey === undefined ? {} : { masterKey: options.masterKey }),
     ...(options.logger === undefined ? {} : { logger: options.logger }),
     ...(options.touchFlushMs === undefined ? {} : { touchFlushMs: options.touchFlushMs }),

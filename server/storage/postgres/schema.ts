@@ -9,7 +9,7 @@ import type { Pool } from 'pg';
 import { StorageError, StorageErrorCode } from '../types';
 import { inTransaction, run, type Queryable } from './database';
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 /** Advisory lock key of migrations (any constant unlikely to be used by others). */
 const MIGRATION_LOCK = 0x5f7_0001;
 
@@ -88,8 +88,24 @@ const VERSION_3 = [
   )`,
 ];
 
+/**
+ * Version 4: `--quota` reservations of uploads in flight, per instance (quota-ledger.ts), so
+ * every instance counts the others' uploads; rows of a dead instance expire.
+ */
+const VERSION_4 = [
+  `CREATE TABLE quota_reservations (
+    instance bytea NOT NULL,
+    id bigint NOT NULL,
+    client_id bytea NOT NULL,
+    bytes bigint NOT NULL,
+    expires_at bigint NOT NULL,
+    PRIMARY KEY (instance, id)
+  )`,
+  'CREATE INDEX quota_reservations_expiry ON quota_reservations (expires_at)',
+];
+
 /** Step n brings the schema from version n to n + 1. */
-const MIGRATIONS: ReadonlyArray<readonly string[]> = [VERSION_1, VERSION_2, VERSION_3];
+const MIGRATIONS: ReadonlyArray<readonly string[]> = [VERSION_1, VERSION_2, VERSION_3, VERSION_4];
 
 function schemaError(message: string): StorageError {
   return new StorageError(StorageErrorCode.DATABASE, message);
