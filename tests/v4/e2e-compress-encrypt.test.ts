@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SERVER_MAIN, startServerProcess, type ServerProcess } from '../helpers/server-process';
-import { patternBytes, removeDirs, runClient, sha256File, tempDir } from './helpers';
+import { patternBytes, removeDirs, runClient, sha256File, tempDir, TestProxy } from './helpers';
 
 const MIB = 1024 * 1024;
 
@@ -170,5 +170,31 @@ describe('v4 end to end: --compress and --e2e', () => {
     expect(doc(forged).error?.code).toBe('DECRYPT_FAILED');
     expect(existsSync(out2)).toBe(false);
     expect((await readdir(conf)).filter((n) => n.includes('.sft-get'))).toEqual([]);
+  });
+  it('--e2e: a cut encrypted upload resumes with the same ciphertext', async () => {
+    const data = await dir('srv');
+    const conf = await dir('cli');
+    const file = join(conf, 'video.bin');
+    const plain = patternBytes(6 * MIB, 33);
+    await writeFile(file, plain);
+    const addr = await start(data);
+    const port = Number((addr[1] as string).split(':')[1]);
+    const proxy = await TestProxy.start(port, { cutAfter: 3 * MIB });
+    try {
+      const through = ['--server', `127.0.0.1:${proxy.port}`];
+      const cut = await runClient(conf, [...through, '--name', 'fay', '--e2e', file]);
+      expect(cut.code).toBe(3);
+      expect((await readdir(join(conf, 'e2e-outgoing'))).length).toBe(1);
+      const again = await runClient(conf, [...through, '--e2e', file]);
+      expect(again.code).toBe(0);
+      const row = (again.json?.files ?? [])[0] as { resumedFrom?: number } | undefined;
+      expect(row?.resumedFrom).toBeGreaterThan(MIB);
+      expect(await readdir(join(conf, 'e2e-outgoing'))).toEqual([]);
+      const out = join(conf, 'back.bin');
+      expect((await runClient(conf, [...through, 'get', 'video.bin', '-o', out])).code).toBe(0);
+      expect((await readFile(out)).equals(plain)).toBe(true);
+    } finally {
+      await proxy.close();
+    }
   });
 });
