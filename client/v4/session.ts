@@ -4,7 +4,7 @@
  * HELLO and, unless the certificate is known already, MIGRATE (a v3 client with me.info) or
  * REGISTER. No file byte is sent before the fingerprint check passed.
  */
-import { randomBytes, sign } from 'node:crypto';
+import { sign } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -20,7 +20,7 @@ import {
   type Welcome,
 } from '../../protocol/v4';
 import { clientIdToHex } from '../../shared/client-id';
-import { loadOrCreateIdentity, type Identity as KeyIdentity } from '../../shared/identity';
+import type { Identity as KeyIdentity } from '../../shared/identity';
 import type { Identity as V3Identity } from '../config/identity';
 import type { ServerAddress } from '../config/server-address';
 import { ClientErrorCode, clientError } from '../errors';
@@ -39,8 +39,9 @@ import type { V4Plan } from './plan';
 import { uploadFile, type V4UploadEvents, type V4UploadResult } from './upload';
 import type { UploadOptions } from './compress';
 import { learnServerKeys } from './key-rotation';
+import { IDENTITY_KEY_FILE, loadClientIdentity } from './client-identity';
 
-export const IDENTITY_KEY_FILE = 'identity.key';
+export { IDENTITY_KEY_FILE };
 export type ProtocolChoice = 'auto' | 'v4' | 'v3';
 /** A v3-only peer that swallows the TLS hello is given up on after this long (auto). */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 3000;
@@ -143,11 +144,7 @@ export class V4ClientSession {
       }
       return { kind: 'v3' };
     }
-    const key = await loadOrCreateIdentity(
-      { key: join(options.configDir, IDENTITY_KEY_FILE) },
-      'sft-client',
-      { now: Date.now, random: randomBytes },
-    );
+    const key = await loadClientIdentity(options.configDir);
     const outcome = await openChannel(options.server, key, {
       connectTimeoutMs: options.connectTimeoutMs,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
