@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { usePostgres } from '../helpers/postgres';
 import { useS3 } from '../helpers/s3';
-import { runClient } from '../v4/helpers';
+import { runClient, TestProxy } from '../v4/helpers';
 import {
   getOps,
   objectSha256,
@@ -147,6 +147,33 @@ describe('two instances, one database, one bucket', () => {
     // Under the quota it still works on either instance.
     const small = await fileOf('small.bin', 50 * 1024);
     expect((await send(b, dir, 'carol', [small.path])).json).toMatchObject({ ok: true });
+  });
+
+  test('an upload in flight on one instance counts against the quota on the other', async () => {
+    const dir = await configDir('frank');
+    const slow = await fileOf('slow.bin', 200 * 1024);
+    const racing = await fileOf('racing.bin', 150 * 1024);
+    // Registered first, so the slow run below is all upload.
+    expect((await send(a, dir, 'frank', [(await fileOf('hi.bin', 10)).path])).json).toMatchObject({
+      ok: true,
+    });
+    const proxy = await TestProxy.start(a.port, { bytesPerSecond: 64 * 1024 });
+    try {
+      const viaProxy = runClient(dir, [
+        '--protocol',
+        'v3',
+        '--server',
+        `127.0.0.1:${proxy.port}`,
+        slow.path,
+      ]);
+      // Well past B's next reading of the shared reservations, well before the upload ends.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const refused = await send(b, dir, 'frank', [racing.path]);
+      expect(refused.json?.ok).toBe(false);
+      expect((await viaProxy).json).toMatchObject({ ok: true });
+    } finally {
+      await proxy.close();
+    }
   });
 
   test('each instance answers /healthz, /readyz and /metrics with its own counts', async () => {
