@@ -20,7 +20,6 @@ import {
   framePayload,
   MIGRATION_EXPORTER_LABEL,
   MIGRATION_EXPORTER_LENGTH,
-  RequestCode,
   requestFrameLayout,
   ResponseCode,
   WireErrorCode,
@@ -217,10 +216,8 @@ export class V4Connection {
         );
         return;
       }
-      // DATA is a view into a buffer the framer reuses; the session keeps it past this call.
-      if (request.code === RequestCode.UPLOAD_DATA) {
-        request = { code: request.code, data: Buffer.from(request.data) };
-      }
+      // DATA stays a view into the framer's buffer, not copied: the framer holds every later
+      // byte until the request is served, and the upload is done with the view by then.
       this.serve(request);
     },
   };

@@ -142,7 +142,10 @@ export class V4Upload {
     }
   }
 
-  /** Appends one DATA payload (a copy the caller no longer touches). */
+  /**
+   * Appends one DATA payload: a view the caller reuses once this resolves, so nothing keeps it
+   * (partials and upload sinks are done with a buffer, or copied it, when their write resolves).
+   */
   async data(data: Buffer): Promise<void> {
     if (this.received + data.length > this.size) {
       throw v4Error('SIZE_MISMATCH', `data past the announced ${this.size} bytes`);
