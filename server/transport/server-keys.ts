@@ -97,12 +97,16 @@ export class ServerKeys {
           this.log.info('the grace of the key rotation ended: the next key is now presented');
         }
         if ((await ServerKeys.stamp(this.paths)) === this.served.stamp) return;
-        const before = this.served.loaded.current.fingerprint;
+        const before = this.served.loaded;
         this.served = await ServerKeys.load(this.paths, this.now);
-        const after = this.served.loaded.current.fingerprint;
+        const after = this.served.loaded;
+        // A file touched without a change in the keys (the set written on first start) is quiet.
+        if (JSON.stringify(before.keys) === JSON.stringify(after.keys)) return;
         this.log.info(
-          { fingerprint: after, next: this.served.loaded.next?.fingerprint ?? null },
-          before === after ? 'v4 key set reloaded' : 'v4 identity key changed',
+          { fingerprint: after.current.fingerprint, next: after.next?.fingerprint ?? null },
+          before.current.fingerprint === after.current.fingerprint
+            ? 'v4 key set reloaded'
+            : 'v4 identity key changed',
         );
       } catch (err) {
         this.log.error({ err }, 'could not reload the v4 keys; keeping the ones in use');
