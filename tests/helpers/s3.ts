@@ -41,6 +41,8 @@ interface KoaContext {
 type Middleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
 interface S3rverInstance {
   middleware: Middleware[];
+  /** Node's HTTP server, once running. */
+  readonly httpServer?: { closeAllConnections(): void };
   run(): Promise<{ port: number }>;
   close(): Promise<void>;
 }
@@ -122,6 +124,8 @@ export async function startS3Server(port = 0, given?: string): Promise<S3TestSer
   return {
     endpoint: `http://127.0.0.1:${address.port}`,
     async stop() {
+      // Idle keep-alive connections of SDK clients would hold the close open.
+      server.httpServer?.closeAllConnections();
       await server.close();
       if (given === undefined) rmSync(directory, { recursive: true, force: true });
     },
