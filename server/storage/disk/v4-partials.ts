@@ -63,6 +63,11 @@ async function readMeta(path: string): Promise<Meta | undefined> {
 class DiskPartial implements PartialUpload {
   private written: number;
   private durable: number;
+  /**
+   * A failed sync: the OS reports it once, so a later sync would pass over the lost pages.
+   * No checkpoint is recorded after it; a resume continues from the last good one.
+   */
+  private syncFailure: unknown;
 
   constructor(
     private readonly handle: FileHandle,
@@ -118,10 +123,16 @@ class DiskPartial implements PartialUpload {
   }
 
   async checkpoint(): Promise<number> {
+    if (this.syncFailure !== undefined) throw this.syncFailure;
     if (this.written === this.durable) return this.durable;
     const reached = this.written;
     try {
       await this.handle.datasync();
+    } catch (err) {
+      this.syncFailure = fsError(`cannot checkpoint ${this.dataPath}`, err);
+      throw this.syncFailure;
+    }
+    try {
       await this.writeMeta(reached);
     } catch (err) {
       throw fsError(`cannot checkpoint ${this.dataPath}`, err);
