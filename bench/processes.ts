@@ -31,7 +31,8 @@ function nodeArgs(variable: 'BENCH_SERVER_NODE_ARGS' | 'BENCH_CLIENT_NODE_ARGS')
  */
 export async function startServer(
   dataDir: string,
-  extraArgs: string[] = [],
+  extraArgs: readonly string[] = [],
+  env?: NodeJS.ProcessEnv,
 ): Promise<RunningServer> {
   const child: ChildProcess = spawn(
     process.execPath,
@@ -48,7 +49,7 @@ export async function startServer(
       'info',
       ...extraArgs,
     ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+    { stdio: ['ignore', 'pipe', 'inherit'], env },
   );
   const lines = createInterface({ input: child.stdout! });
   const port = await new Promise<number>((resolve, reject) => {

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { alternate } from './alternate';
 import { startLatencyProxy } from './answer-latency';
+import { backendsJson, backendsRows, measureBackends } from './backends';
 import { runConcurrent } from './concurrent';
 import { settleDisk } from './disk';
 import { aesMBps, cksumMBps, opensslSeconds } from './limits';
@@ -244,6 +245,24 @@ async function main(): Promise<void> {
     await server.stop();
     server = undefined;
 
+    // 3b. the same loads against PostgreSQL + S3 (skipped with a note when they cannot start)
+    const backends = await measureBackends({
+      work,
+      bigFile,
+      manySets,
+      seed,
+      serverFlags: SERVER_FLAGS,
+      protocolFlag: features.protocol,
+      singleRuns: SINGLE_RUNS,
+      manyRuns: MANY_RUNS,
+      sessions: SESSIONS,
+      fileBytes: MANY_FILE_BYTES,
+      clientOk,
+      timed,
+    });
+    if (typeof backends === 'string')
+      console.log(`note: PostgreSQL + S3 rows skipped: ${backends}`);
+
     // 4. limits
     const opensslS = opensslSeconds(bigFile);
     const sample = randomBytes(SINGLE_BYTES);
@@ -351,6 +370,11 @@ async function main(): Promise<void> {
         '',
         'RSS < 200 MB',
       ],
+      ...backendsRows(backends, {
+        singleBytes: SINGLE_BYTES,
+        manyBytes: MANY_FILES * MANY_FILE_BYTES,
+        manyFiles: MANY_FILES,
+      }),
       [
         'openssl enc -aes-256-cbc, 64 MB',
         opensslMBps === undefined ? 'n/a' : `${opensslMBps.toFixed(0)} MB/s`,
@@ -432,6 +456,10 @@ async function main(): Promise<void> {
             },
       scpSkipped: typeof anchor === 'string' ? anchor : null,
       concurrent: { ...concurrent, serverPeakRssBytes: concurrentRss },
+      pgS3: backendsJson(backends, {
+        singleBytes: SINGLE_BYTES,
+        manyBytes: MANY_FILES * MANY_FILE_BYTES,
+      }),
       limits: {
         opensslMBps,
         cksumMBps: cksum,
