@@ -8,6 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { ServerLimits } from '../transport/limits';
+import type { MemoryNudge } from '../transport/gc-nudge';
 import { createServer, type SftServer } from '../transport/listener';
 import type { Sources } from '../session/sources';
 import { DEFAULT_KEEP_VERSIONS, type FileVault } from '../storage/file-vault';
@@ -24,6 +25,8 @@ export interface DaemonOptions {
   readonly host?: string;
   readonly logger: Logger;
   readonly limits?: Partial<ServerLimits>;
+  /** `--gc-nudge`: collects young garbage during uploads (needs node --expose-gc). */
+  readonly memory?: MemoryNudge;
   readonly masterKey?: Buffer;
   readonly sources?: Sources;
   /** Verified versions kept per file name when uploads replace it (`--keep-versions`). */
@@ -107,6 +110,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       sources: options.sources,
       logger,
       limits: options.limits,
+      ...(options.memory === undefined ? {} : { memory: options.memory }),
       ...(v4 ? { v4: { ...v4.options, bytes: backends.bytes }, v3: options.v4?.v3 ?? true } : {}),
     });
     const address = await server.listen(options.port, options.host);

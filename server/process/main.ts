@@ -20,6 +20,7 @@ import {
 import { adminCommand } from './admin';
 import { identityCommand, parseDurationMs, v4Options } from '../transport/tls-cli';
 import { startDaemon, type Daemon } from './daemon';
+import { GcNudge, minorCollectorOf, type MemoryNudge } from '../transport/gc-nudge';
 import { DEFAULT_LIMITS, type ServerLimits } from '../transport/limits';
 import { loadMasterKey, MASTER_KEY_ENV } from '../storage/master-key';
 import { DEFAULT_KEEP_VERSIONS } from '../storage/file-vault';
@@ -52,6 +53,7 @@ interface ServeArgs {
   database: string;
   storage: string;
   'keep-versions': number;
+  'gc-nudge': boolean;
   's3-endpoint'?: string;
   'metrics-port'?: string;
   'metrics-host'?: string;
@@ -163,6 +165,12 @@ function serveOptions(y: Argv): Argv<ServeArgs> {
       default: 'disk',
       describe: 'disk (<data-dir>), or s3://bucket/prefix shared by instances (AWS_* credentials)',
     })
+    .option('gc-nudge', {
+      type: 'boolean',
+      default: false,
+      describe:
+        'collect young garbage every 4 MiB of upload data (lower peak memory); needs node started with --expose-gc, e.g. NODE_OPTIONS=--expose-gc',
+    })
     .option('keep-versions', {
       type: 'number',
       default: DEFAULT_KEEP_VERSIONS,
@@ -235,6 +243,17 @@ function limitsFrom(args: ServeArgs): Partial<ServerLimits> {
   };
 }
 
+/** `--gc-nudge` works only in a process started with `--expose-gc`: say so, do not pretend. */
+function gcNudgeFrom(scope: { gc?: unknown }): MemoryNudge {
+  const collect = minorCollectorOf(scope);
+  if (collect === undefined) {
+    throw new UsageError(
+      '--gc-nudge needs node started with --expose-gc (e.g. NODE_OPTIONS=--expose-gc sft-server …)',
+    );
+  }
+  return new GcNudge(collect);
+}
+
 function flushAndExit(logger: Logger | undefined, code: number): void {
   if (!logger) process.exit(code);
   logger.flush(() => process.exit(code));
@@ -273,6 +292,7 @@ async function serve(args: ServeArgs): Promise<void> {
       database: args.database,
       storage: args.storage,
       keepVersions: nonNegativeInteger(args['keep-versions'], '--keep-versions'),
+      ...(args['gc-nudge'] ? { memory: gcNudgeFrom(globalThis) } : {}),
       ...(args['s3-endpoint'] === undefined ? {} : { s3Endpoint: args['s3-endpoint'] }),
       ...metricsFrom(args),
     });

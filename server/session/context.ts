@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { ServerLimits } from '../transport/limits';
 import type { BufferBudget } from '../transport/buffer-budget';
+import type { MemoryNudge } from '../transport/gc-nudge';
 import type { Auditor } from './audit';
 import type { DecryptLockout } from './lockout';
 import type { QuotaLedger } from './quota-ledger';
@@ -30,6 +31,8 @@ export interface SessionContext {
   readonly lockout: DecryptLockout;
   /** Server-wide bound on plaintext gathered by uploads before it reaches the disk. */
   readonly budget?: BufferBudget;
+  /** `--gc-nudge`: collects young garbage every few MiB of upload data (opt-in). */
+  readonly memory?: MemoryNudge;
 }
 
 /**

@@ -120,6 +120,7 @@ async function startUpload(flow: Flow, req: SendFileRequest): Promise<Response |
     sink,
     performance.now(),
     ctx.budget,
+    ctx.memory,
   );
   if (state.disposed) {
     // The connection closed while the sink was being opened.

@@ -15,6 +15,7 @@ import { SendFileFrameMatcher, type SendFileFrameFields } from '../../protocol/v
 import { sessionError, SessionErrorCode } from './session-error';
 import type { UploadSink } from '../storage/types';
 import type { BufferBudget } from '../transport/buffer-budget';
+import type { MemoryNudge } from '../transport/gc-nudge';
 
 /** The fields of a packet that decide whether it continues this upload (§5.4). */
 export type UploadFrameFields = SendFileFrameFields;
@@ -84,6 +85,7 @@ export class Upload {
     private readonly sink: UploadSink,
     readonly startedAt: number,
     private readonly budget?: BufferBudget,
+    private readonly memory?: MemoryNudge,
   ) {
     // Small files get a small batch: no more than their ciphertext.
     this.batchSize = Math.min(BATCH_BYTES, id.contentSize);
@@ -234,6 +236,7 @@ export class Upload {
 
   private decipherChunk(ciphertext: Buffer): void {
     this.consumePlaintext(this.decipher.update(ciphertext));
+    this.memory?.note(ciphertext.length);
   }
 
   private consumePlaintext(plaintext: Buffer): void {

@@ -15,6 +15,7 @@ import { KeyedLock } from '../storage/keyed-lock';
 import { QuotaLedger } from '../session/quota-ledger';
 import { DecryptLockout } from '../session/lockout';
 import { BufferBudget } from './buffer-budget';
+import type { MemoryNudge } from './gc-nudge';
 import { KeyedRateLimiter } from './rate-limit';
 import { Session, type SessionContext } from '../session/session';
 import { systemSources, type Sources } from '../session/sources';
@@ -26,6 +27,8 @@ export interface ServerOptions {
   readonly sources?: Sources;
   readonly logger?: Logger;
   readonly limits?: Partial<ServerLimits>;
+  /** `--gc-nudge`: a collector of young garbage during uploads; none by default. */
+  readonly memory?: MemoryNudge;
   /** The version-4 stack (TLS on the same port, docs/protocol-v4.md §1); absent: v3 only. */
   readonly v4?: V4Options;
   /** False refuses v3 connections (`--v3 off`); only meaningful with `v4`. Default true. */
@@ -118,6 +121,7 @@ class Server implements SftServer {
       quotaLedger: options.quotaLedger ?? new QuotaLedger(),
       lockout: new DecryptLockout(this.limits.lockout, sources.now),
       budget: new BufferBudget(this.limits.maxBufferedBytes),
+      ...(options.memory === undefined ? {} : { memory: options.memory }),
     };
     this.v4 = options.v4 ? createV4Stack(this.context, options.v4) : undefined;
     this.v3Enabled = options.v3 ?? true;
