@@ -134,7 +134,11 @@ describe('v4 end to end: list, get, delete', () => {
       out,
     ]);
     expect(again.code).toBe(0);
-    expect(doc(again).file?.resumedFrom).toBeGreaterThan(4 * MIB);
+    // Resumed from what reached the temp file before the cut (how much depends on the machine's
+    // load), never from zero and never past the cut.
+    const resumedFrom = doc(again).file?.resumedFrom ?? 0;
+    expect(resumedFrom).toBeGreaterThanOrEqual(MIB);
+    expect(resumedFrom).toBeLessThanOrEqual(10 * MIB);
     expect(await sha256File(out)).toBe(await sha256File(file));
     expect((await readdir(conf)).filter((n) => n.includes('.sft-get'))).toEqual([]);
   });
