@@ -82,7 +82,7 @@ export async function issueCertificate(
   const keys = await importKeyPair(privateKey);
   const now = sources.now();
   const serial = sources.random(SERIAL_BYTES);
-  serial[0] = (serial[0] ?? 0) & 0x7f; // a positive INTEGER (RFC 5280 §4.1.2.2)
+  serial[0] = (serial[0] ?? 0) & 0x7f; // a positive INTEGER (RFC 5280, section 4.1.2.2)
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {
       serialNumber: serial.toString('hex'),

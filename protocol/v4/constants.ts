@@ -187,7 +187,7 @@ export const ResponsePayloadLimit = {
   [ResponseCode.ERROR]: 2 + 1 + 2 + Size.MAX_ERROR_TEXT,
 } as const;
 
-/** Label of the TLS exporter (RFC 8446 §7.5) that binds a migration signature to the channel. */
+/** Label of the TLS exporter (RFC 8446, section 7.5) that binds a migration signature to the channel. */
 export const MIGRATION_EXPORTER_LABEL = 'EXPORTER-sft4-migrate' as const;
 export const MIGRATION_EXPORTER_LENGTH = 32;
 /** Domain separation prefix of the signed migration statement (docs/protocol-v4.md §5.3). */

@@ -6,6 +6,7 @@
 import { RequestCode, ResponseCode } from '../../protocol/v3/constants';
 import { assertNever } from '../../protocol/errors';
 import type { ChecksumRequest, Response } from '../../protocol/v3/messages';
+import { requireBinding } from './binding';
 import type { Binding, Flow } from './context';
 import { sessionError, SessionErrorCode } from './session-error';
 import { abandonUpload } from './upload-flow';
@@ -64,13 +65,7 @@ export async function handleChecksum(
 
 /** The binding a checksum answer needs: this connection's client and a file it stored. */
 function boundFor(flow: Flow, req: ChecksumRequest): Binding {
-  const binding = flow.state.binding;
-  if (binding === undefined) {
-    throw sessionError(SessionErrorCode.NOT_BOUND, 'checksum answer before a 1026/1027');
-  }
-  if (!binding.clientId.equals(req.clientId)) {
-    throw sessionError(SessionErrorCode.WRONG_CLIENT, 'checksum answer for another client');
-  }
+  const binding = requireBinding(flow, req.clientId, 'checksum answer');
   if (!flow.state.storedHere.has(req.fileName)) {
     throw sessionError(
       SessionErrorCode.NOT_THIS_UPLOAD,

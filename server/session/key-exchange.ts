@@ -8,6 +8,7 @@ import type { ReconnectRequest, Response, SendPublicKeyRequest } from '../../pro
 import { clientIdToHex } from '../../shared/client-id';
 import { encodePublicKeyField, parsePublicKeyField, wrapAesKey } from '../../shared/crypto';
 import type { ClientRecord } from '../storage/types';
+import { requireNotLockedOut } from './binding';
 import type { Binding, Flow } from './context';
 import { sessionError, SessionErrorCode } from './session-error';
 import { abandonUpload } from './upload-flow';
@@ -36,15 +37,9 @@ export async function handleSendPublicKey(
 
 export async function handleReconnect(flow: Flow, req: ReconnectRequest): Promise<Response> {
   await abandonUpload(flow, 'new request');
-  const { store, sources, lockout } = flow.ctx;
+  const { store, sources } = flow.ctx;
   const client = await clientNamed(flow, req);
-  const locked = lockout.lockedFor(clientIdToHex(client.id), flow.remoteAddress);
-  if (locked > 0) {
-    throw sessionError(
-      SessionErrorCode.LOCKED_OUT,
-      `locked out for ${Math.ceil(locked / 1000)} s after repeated decrypt failures`,
-    );
-  }
+  requireNotLockedOut(flow, clientIdToHex(client.id));
   if (client.publicKey === null) {
     throw sessionError(SessionErrorCode.NO_KEY, 'client never sent a public key');
   }

@@ -21,14 +21,7 @@ import { SessionState, type Flow, type SessionContext } from './context';
 import { handleReconnect, handleSendPublicKey } from './key-exchange';
 import { handleRegister } from './register';
 import { toWire } from './to-wire';
-import {
-  abandonUpload,
-  breakUpload,
-  continuesUpload,
-  dropsAsBroken,
-  fieldsOf,
-  handleSendFile,
-} from './upload-flow';
+import { abandonUpload, breakUpload, dropsAsBroken, fieldsOf, handleSendFile } from './upload-flow';
 
 export type { SessionContext } from './context';
 
@@ -109,7 +102,7 @@ export class Session {
       const fields = fieldsOf(req);
       if (
         up !== undefined &&
-        continuesUpload(up, req.clientId, fields) &&
+        up.continues(req.clientId, fields) &&
         !up.failed &&
         !up.isLast(fields)
       ) {

@@ -7,22 +7,11 @@ import { performance } from 'node:perf_hooks';
 import { RequestCode, ResponseCode } from '../../protocol/v3/constants';
 import type { Response, SendFileRequest } from '../../protocol/v3/messages';
 import { CryptoError, CryptoErrorCode } from '../../shared/crypto';
+import { requireBinding, requireNotLockedOut } from './binding';
 import type { BrokenUpload, Flow } from './context';
 import { elapsed } from './audit';
 import { SessionError, sessionError, SessionErrorCode } from './session-error';
 import { Upload, type UploadFrameFields } from './upload';
-
-/**
- * THE predicate: does a packet continue the upload in progress? Same sender, the next packet
- * number, and every repeated field equal to packet 1's (§5.4, §9).
- */
-export function continuesUpload(
-  up: Upload | undefined,
-  clientId: Buffer,
-  fields: UploadFrameFields,
-): boolean {
-  return up !== undefined && fields.packetNumber === up.nextPacket && up.matches(clientId, fields);
-}
 
 export async function handleSendFile(
   flow: Flow,
@@ -30,7 +19,7 @@ export async function handleSendFile(
 ): Promise<Response | undefined> {
   const up = flow.state.upload;
   const fields = fieldsOf(req);
-  if (up !== undefined && continuesUpload(up, req.clientId, fields)) {
+  if (up !== undefined && up.continues(req.clientId, fields)) {
     if (up.failed) await up.drain(); // throws the write failure
     up.accept(req.content);
     up.nextPacket++;
@@ -59,22 +48,10 @@ export async function handleSendFile(
 
 async function startUpload(flow: Flow, req: SendFileRequest): Promise<Response | undefined> {
   const { ctx, state } = flow;
-  const { store, files, sources, limits, lockout } = ctx;
-  const binding = state.binding;
-  if (binding === undefined) {
-    throw sessionError(SessionErrorCode.NOT_BOUND, '1028 before a 1026/1027 on this connection');
-  }
-  if (!binding.clientId.equals(req.clientId)) {
-    throw sessionError(SessionErrorCode.WRONG_CLIENT, '1028 for another client than the bound one');
-  }
+  const { store, files, sources, limits } = ctx;
+  const binding = requireBinding(flow, req.clientId, '1028');
   const clientIdHex = binding.clientIdHex;
-  const locked = lockout.lockedFor(clientIdHex, flow.remoteAddress);
-  if (locked > 0) {
-    throw sessionError(
-      SessionErrorCode.LOCKED_OUT,
-      `locked out for ${Math.ceil(locked / 1000)} s after repeated decrypt failures`,
-    );
-  }
+  requireNotLockedOut(flow, clientIdHex);
   if (req.origSize > limits.maxFileSize) {
     throw sessionError(
       SessionErrorCode.FILE_TOO_LARGE,

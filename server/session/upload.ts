@@ -106,14 +106,23 @@ export class Upload {
     );
   }
 
+  /**
+   * THE predicate: does a packet continue this upload? Same sender, the next packet number,
+   * every repeated field equal to packet 1's (§5.4, §9). `continuesFrame` is the same test on a
+   * raw frame, for the fast path.
+   */
+  continues(clientId: Buffer, fields: UploadFrameFields): boolean {
+    return fields.packetNumber === this.nextPacket && this.matches(clientId, fields);
+  }
+
   /** True for the packet that completes the upload (it is answered, so it leaves the fast path). */
   isLast(fields: UploadFrameFields): boolean {
     return fields.packetNumber >= this.id.totalPackets;
   }
 
   /**
-   * `matches` plus the packet number, on a raw 1028 frame whose header starts at `frame` of
-   * `buf`: true for the next packet of this upload that is not its last.
+   * `continues` on a raw 1028 frame whose header starts at `frame` of `buf`, for the packets
+   * that are not the last: true for the next packet of this upload that is not its last.
    */
   continuesFrame(buf: Buffer, frame: number, payloadSize: number): boolean {
     if (!this.matcher.matches(buf, frame, payloadSize)) return false;

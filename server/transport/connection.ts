@@ -14,10 +14,10 @@ import type { Response } from '../../protocol/v3/messages';
 import { RequestDecoder, type RequestSink } from '../../protocol/v3/request-decoder';
 import type { Session } from '../session/session';
 import type { BufferBudget } from './buffer-budget';
+import { sweepVerdict } from './limits';
 
 /** Plaintext queued for the disk before the connection stops reading. */
 const WRITE_BACKLOG_LIMIT = 1024 * 1024;
-const MS_PER_SECOND = 1000;
 
 export type CloseReason =
   'peer' | 'idle' | 'slow' | 'evicted' | 'framing' | 'shutdown' | 'error' | 'internal';
@@ -106,20 +106,23 @@ export class Connection {
   ): CloseReason | undefined {
     // While the server works or waits for the peer to read, the peer is not the slow one.
     if (this.closed || this.busy || this.waitingForPeer) return undefined;
-    if (this.frameStartedAt !== undefined) {
-      const took = now - this.frameStartedAt;
-      const bytes = this.decoder.bufferedBytes - this.frameStartBytes;
-      if (took >= graceMs && (bytes * MS_PER_SECOND) / took < minRate) {
-        this.close('slow');
-        return 'slow';
-      }
-    }
-    // An open upload whose client stopped sending is idle too.
-    if (now - this.lastRequestAt >= idleTimeoutMs) {
-      this.close('idle');
-      return 'idle';
-    }
-    return undefined;
+    const arriving =
+      this.frameStartedAt === undefined
+        ? undefined
+        : {
+            startedAt: this.frameStartedAt,
+            bytes: this.decoder.bufferedBytes - this.frameStartBytes,
+          };
+    const verdict = sweepVerdict(
+      now,
+      this.lastRequestAt,
+      arriving,
+      idleTimeoutMs,
+      minRate,
+      graceMs,
+    );
+    if (verdict !== undefined) this.close(verdict);
+    return verdict;
   }
 
   /** Closes at once (idle, evicted, shutdown): an unfinished upload is dropped. */

@@ -79,3 +79,33 @@ export function resolveLimits(partial: Partial<ServerLimits> = {}): ServerLimits
   }
   return limits;
 }
+
+const MS_PER_SECOND = 1000;
+
+/** The request a connection is receiving now: when it started and the bytes of it so far. */
+export interface ArrivingRequest {
+  readonly startedAt: number;
+  readonly bytes: number;
+}
+
+/**
+ * The periodic sweep's verdict on a connection whose peer is the one to act (the server is not
+ * busy with it): 'slow' when the request arriving has trickled in below `minRequestRate` for
+ * longer than the grace, 'idle' when no complete request came for `idleTimeoutMs` (an open
+ * upload whose client stopped sending is idle too). One rule for every protocol version.
+ */
+export function sweepVerdict(
+  now: number,
+  lastRequestAt: number,
+  arriving: ArrivingRequest | undefined,
+  idleTimeoutMs: number,
+  minRate: number,
+  graceMs: number,
+): 'slow' | 'idle' | undefined {
+  if (arriving !== undefined) {
+    const took = now - arriving.startedAt;
+    if (took >= graceMs && (arriving.bytes * MS_PER_SECOND) / took < minRate) return 'slow';
+  }
+  if (now - lastRequestAt >= idleTimeoutMs) return 'idle';
+  return undefined;
+}

@@ -30,8 +30,8 @@ import { fingerprintOfSpki } from '../../shared/fingerprint';
 import type { PeerIdentity } from '../session/v4/identity-flows';
 import type { V4Session } from '../session/v4/session';
 import type { CloseReason } from './connection';
+import { sweepVerdict } from './limits';
 
-const MS_PER_SECOND = 1000;
 /** Received bytes held while a frame is served before the socket pauses (a few DATA frames). */
 const HOLD_HIGH_WATER = 8 * 1024 * 1024;
 /** The exporter's context is empty (docs/protocol-v4.md §5.3). */
@@ -149,18 +149,20 @@ export class V4Connection {
       }
       return undefined;
     }
-    if (this.frameStartedAt !== undefined) {
-      const took = now - this.frameStartedAt;
-      if (took >= graceMs && (this.frameBytes * MS_PER_SECOND) / took < minRate) {
-        this.close('slow');
-        return 'slow';
-      }
-    }
-    if (now - this.lastRequestAt >= idleTimeoutMs) {
-      this.close('idle');
-      return 'idle';
-    }
-    return undefined;
+    const arriving =
+      this.frameStartedAt === undefined
+        ? undefined
+        : { startedAt: this.frameStartedAt, bytes: this.frameBytes };
+    const verdict = sweepVerdict(
+      now,
+      this.lastRequestAt,
+      arriving,
+      idleTimeoutMs,
+      minRate,
+      graceMs,
+    );
+    if (verdict !== undefined) this.close(verdict);
+    return verdict;
   }
 
   close(reason: CloseReason): void {
