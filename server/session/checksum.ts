@@ -25,12 +25,13 @@ export async function handleChecksum(
   const lockKey = `${clientIdHex}/${req.fileName}`;
   switch (req.code) {
     case RequestCode.CHECKSUM_OK: {
-      // A file given up by 1031 is deleted: it cannot be verified any more.
-      const known = await fileLocks.run(lockKey, async () => {
-        const file = await store.findFile(clientId, req.fileName);
-        if (file === undefined || file.status === 'failed') return false;
+      // A file given up by 1031 is deleted: it cannot be verified any more. One conditional
+      // write: its row count says whether the file was known (and the audit row goes with it).
+      const known = await fileLocks.run(lockKey, () => {
         const audit = flow.audit.entry(req.code, clientId, req, 'checksum_ok');
-        return store.setFileStatus(clientId, req.fileName, 'verified', now, audit);
+        return store.setFileStatus(clientId, req.fileName, 'verified', now, audit, {
+          unlessFailed: true,
+        });
       });
       if (!known) {
         throw sessionError(SessionErrorCode.UNKNOWN_FILE, 'no such file for this client');

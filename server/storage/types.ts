@@ -154,6 +154,11 @@ export interface ClientStore {
   listClients(): Promise<ClientRecord[]>;
 }
 
+export interface SetStatusOptions {
+  /** Changes the row only when its status is not 'failed' (a file given up by 1031). */
+  readonly unlessFailed?: boolean;
+}
+
 /**
  * File rows, kept versions and the audit trail. Every change that takes an `audit` entry
  * writes it in the same transaction: both commit, or neither.
@@ -162,13 +167,18 @@ export interface FileCatalog {
   /** Inserts or replaces the row of (clientId, fileName) with status 'received'. */
   putFile(file: NewFile, audit?: AuditEntry): Promise<void>;
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined>;
-  /** False if there is no such row; `audit` is written with the change, and only with it. */
+  /**
+   * False if there is no such row; `audit` is written with the change, and only with it. With
+   * `unlessFailed`, a failed row is left as it is and answers false like a missing one: one
+   * conditional write where a read and a write would be two round trips (1029).
+   */
   setFileStatus(
     clientId: Buffer,
     fileName: string,
     status: FileStatus,
     now: number,
     audit?: AuditEntry,
+    options?: SetStatusOptions,
   ): Promise<boolean>;
   /** Bytes of plaintext stored for a client in live files (for quotas). */
   storedBytes(clientId: Buffer): Promise<number>;

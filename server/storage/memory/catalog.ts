@@ -18,6 +18,7 @@ import {
   type FileVersion,
   type NewFile,
   type RegisterResult,
+  type SetStatusOptions,
   type StoredAuditEntry,
   type VersionFilter,
 } from '../types';
@@ -155,11 +156,12 @@ export class MemoryCatalog implements Catalog {
     status: FileStatus,
     now: number,
     audit?: AuditEntry,
+    options: SetStatusOptions = {},
   ): Promise<boolean> {
     this.guard('setFileStatus');
     const key = fileKey(clientId, fileName);
     const file = this.files.get(key);
-    if (!file) return false;
+    if (!file || (options.unlessFailed === true && file.status === 'failed')) return false;
     this.files.set(key, { ...file, status, verified: status === 'verified', updatedAt: now });
     if (audit !== undefined) this.append(audit);
     return true;

@@ -38,6 +38,7 @@ import {
   type FileVersion,
   type NewFile,
   type RegisterResult,
+  type SetStatusOptions,
   type StoredAuditEntry,
   type VersionFilter,
 } from '../types';
@@ -284,11 +285,13 @@ export class PostgresCatalog implements PostgresStore {
     status: FileStatus,
     now: number,
     audit?: AuditEntry,
+    options: SetStatusOptions = {},
   ): Promise<boolean> {
     const owner = Buffer.from(clientId);
+    const sql = options.unlessFailed === true ? SQL.setFileStatusUnlessFailed : SQL.setFileStatus;
     return this.write(
       async (db) => {
-        const result = await run(db, 'cannot set the file status', SQL.setFileStatus, [
+        const result = await run(db, 'cannot set the file status', sql, [
           status,
           status === 'verified',
           now,

@@ -89,6 +89,9 @@ export const SQL = {
   setFileStatus:
     'UPDATE files SET status = $1, verified = $2, updated_at = $3 ' +
     'WHERE client_id = $4 AND file_name = $5',
+  setFileStatusUnlessFailed:
+    'UPDATE files SET status = $1, verified = $2, updated_at = $3 ' +
+    "WHERE client_id = $4 AND file_name = $5 AND status <> 'failed'",
   deleteFile: 'DELETE FROM files WHERE client_id = $1 AND file_name = $2',
   storedBytes:
     "SELECT COALESCE(SUM(size), 0)::bigint AS total FROM files WHERE client_id = $1 AND status <> 'failed'",

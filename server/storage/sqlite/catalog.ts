@@ -28,6 +28,7 @@ import {
   type FileVersion,
   type NewFile,
   type RegisterResult,
+  type SetStatusOptions,
   type StoredAuditEntry,
   type VersionFilter,
 } from '../types';
@@ -310,18 +311,14 @@ export class SqliteCatalog extends SqliteJobs implements SqliteStore {
     status: FileStatus,
     now: number,
     audit?: AuditEntry,
+    options: SetStatusOptions = {},
   ): Promise<boolean> {
     const owner = copy(clientId);
+    const sql = options.unlessFailed === true ? 'setFileStatusUnlessFailed' : 'setFileStatus';
     return this.write(
       async () => {
         const verified = status === 'verified' ? 1 : 0;
-        const result = await this.statement('setFileStatus').run([
-          status,
-          verified,
-          now,
-          owner,
-          fileName,
-        ]);
+        const result = await this.statement(sql).run([status, verified, now, owner, fileName]);
         return result.changes === 1;
       },
       audit === undefined ? {} : { audit: { entry: audit, when: (changed) => changed } },

@@ -92,6 +92,9 @@ export const SQL = {
   fileByKey: `SELECT ${FILE_COLUMNS} FROM files WHERE ID = ? AND FileName = ?`,
   setFileStatus:
     'UPDATE files SET Status = ?, Verified = ?, UpdatedAt = ? WHERE ID = ? AND FileName = ?',
+  setFileStatusUnlessFailed:
+    'UPDATE files SET Status = ?, Verified = ?, UpdatedAt = ? ' +
+    "WHERE ID = ? AND FileName = ? AND Status <> 'failed'",
   deleteFile: 'DELETE FROM files WHERE ID = ? AND FileName = ?',
   storedBytes:
     "SELECT COALESCE(SUM(Size), 0) AS total FROM files WHERE ID = ? AND Status <> 'failed'",

@@ -131,6 +131,33 @@ describe.each(BACKENDS)('catalog contract: $name', (factory) => {
     expect(await catalog.findFile(idOf(1), 'a')).toMatchObject({ status: 'received', size: 2 });
   });
 
+  it('setFileStatus unlessFailed leaves a failed row and its audit row unwritten', async () => {
+    const { catalog } = backend();
+    await withClient(catalog);
+    await catalog.putFile(file('a', 1));
+    await catalog.putFile(file('b', 2));
+    await catalog.setFileStatus(idOf(1), 'b', 'failed', T0);
+    const unlessFailed = { unlessFailed: true };
+    const ok = (at: number): AuditEntry => entry('checksum_ok', at);
+    expect(await catalog.setFileStatus(idOf(1), 'b', 'verified', T0 + 1, ok(1), unlessFailed)).toBe(
+      false,
+    );
+    expect(await catalog.setFileStatus(idOf(1), 'c', 'verified', T0 + 1, ok(1), unlessFailed)).toBe(
+      false,
+    );
+    expect(await catalog.findFile(idOf(1), 'b')).toMatchObject({ status: 'failed', updatedAt: T0 });
+    expect(await catalog.listAudit()).toEqual([]);
+    expect(await catalog.setFileStatus(idOf(1), 'a', 'verified', T0 + 2, ok(2), unlessFailed)).toBe(
+      true,
+    );
+    expect(await catalog.findFile(idOf(1), 'a')).toMatchObject({
+      status: 'verified',
+      verified: true,
+      updatedAt: T0 + 2,
+    });
+    expect((await catalog.listAudit()).map((row) => row.time)).toEqual([2]);
+  });
+
   it('storedBytes counts the live files of a client that did not fail', async () => {
     const { catalog } = backend();
     await withClient(catalog, 1, 'alice');
