@@ -18,26 +18,29 @@ import {
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { alternate } from './alternate';
+import { measureScp } from './anchor';
 import { startLatencyProxy } from './answer-latency';
-import { backendsJson, backendsRows, measureBackends } from './backends';
+import { measureBackends } from './backends';
 import { runConcurrent } from './concurrent';
 import { settleDisk } from './disk';
+import { measureFloors } from './floors';
 import { aesMBps, cksumMBps, opensslSeconds } from './limits';
 import { machineInfo } from './machine';
 import { ROOT, runClient, startServer, type RunningServer } from './processes';
+import {
+  MANY_FILE_BYTES,
+  MANY_FILES,
+  MANY_RUNS,
+  NUDGED_RUNS,
+  SESSIONS,
+  SINGLE_BYTES,
+  SINGLE_RUNS,
+  formatTable,
+  report,
+} from './report';
 import { peakRss, resetPeakRss } from './rss';
-import { startSshd, timeScp, type Sshd } from './sshd';
-import { median, percentile } from './stats';
+import { timed } from './timed';
 
-const MB = 1e6;
-const SINGLE_BYTES = 64_000_000;
-const SINGLE_RUNS = 5;
-/** Uploads of the 64 MB file to the server run with the opt-in --gc-nudge. */
-const NUDGED_RUNS = 3;
-const MANY_FILES = 200;
-const MANY_FILE_BYTES = 100 * 1024;
-const MANY_RUNS = 3;
-const SESSIONS = 200;
 /** Loopback benchmarks come from one address: lift the per-address defaults meant for the net. */
 const SERVER_FLAGS = [
   '--max-connections-per-ip',
@@ -71,57 +74,12 @@ function writeFileSet(dir: string, prefix: string, count: number, size: number):
   return files;
 }
 
-const mb = (bytes: number | undefined): string =>
-  bytes === undefined ? 'n/a' : `${(bytes / MB).toFixed(0)} MB`;
-const rate = (bytes: number, ms: number): number => bytes / MB / (ms / 1000);
-const ms0 = (ms: number): string => `${ms.toFixed(0)} ms`;
-
 async function clientOk(args: string[], cwd: string): Promise<number> {
   const run = await runClient(args, cwd);
   if (run.code !== 0) {
     throw new Error(`sft-client exited ${run.code}: ${run.stderr.trim() || run.stdout.trim()}`);
   }
   return run.ms;
-}
-
-/** Times `times` runs of `run`, each after a `sync` so none pays for another's writeback. */
-async function timed(times: number, run: (i: number) => Promise<number>): Promise<number[]> {
-  const all: number[] = [];
-  for (let i = 0; i < times; i++) {
-    settleDisk();
-    all.push(await run(i));
-  }
-  return all;
-}
-
-interface Anchor {
-  readonly singleMs: number[];
-  readonly manyMs: number[];
-}
-
-async function measureScp(
-  work: string,
-  bigFile: string,
-  manyFiles: readonly string[],
-): Promise<Anchor | string> {
-  const started = await startSshd(join(work, 'sshd'));
-  if (!started.ok) return started.why;
-  const sshd: Sshd = started.sshd;
-  try {
-    const dest = (name: string): string => {
-      const dir = join(work, 'scp-dest', name);
-      mkdirSync(dir, { recursive: true });
-      return dir;
-    };
-    // One unmeasured run: the first login pays for things a user's second would not.
-    await timeScp(sshd, [bigFile], dest('warm-up'));
-    const singleMs = await timed(SINGLE_RUNS, (i) => timeScp(sshd, [bigFile], dest(`single-${i}`)));
-    const manyMs = await timed(MANY_RUNS, (i) => timeScp(sshd, manyFiles, dest(`many-${i}`)));
-    return { singleMs, manyMs };
-  } finally {
-    await sshd.stop();
-    rmSync(join(work, 'scp-dest'), { recursive: true, force: true });
-  }
 }
 
 interface ClientFeatures {
@@ -167,7 +125,10 @@ async function main(): Promise<void> {
     const parallel = features.parallel;
 
     // 0. the anchor: scp to a private sshd, before our server runs
-    const anchor = await measureScp(work, bigFile, manySets[0]);
+    const anchor = await measureScp(work, bigFile, manySets[0], {
+      single: SINGLE_RUNS,
+      many: MANY_RUNS,
+    });
     if (typeof anchor === 'string') console.log(`note: scp anchor skipped: ${anchor}`);
 
     server = await startServer(join(work, 'data'), SERVER_FLAGS);
@@ -284,217 +245,36 @@ async function main(): Promise<void> {
     const sample = randomBytes(SINGLE_BYTES);
     const cksum = cksumMBps(sample);
     const aes = aesMBps(sample);
+    // 5. floors: what no implementation could beat here (bench/floors.ts)
+    const floors = await measureFloors(work, {
+      files: MANY_FILES,
+      fileBytes: MANY_FILE_BYTES,
+      singleBytes: SINGLE_BYTES,
+    });
 
-    const manyBytes = MANY_FILES * MANY_FILE_BYTES;
-    const ours = {
-      single: rate(SINGLE_BYTES, median(singleMs)),
-      many: rate(manyBytes, median(manyMs)),
-    };
-    const scp =
-      typeof anchor === 'string'
-        ? undefined
-        : {
-            single: rate(SINGLE_BYTES, median(anchor.singleMs)),
-            many: rate(manyBytes, median(anchor.manyMs)),
-          };
-    const ratio = (our: number, theirs: number | undefined): string =>
-      theirs === undefined ? 'n/a' : `${(our / theirs).toFixed(2)}×`;
-    const scpCell = (MBps: number | undefined, ms: number[] | undefined): string =>
-      MBps === undefined || ms === undefined
-        ? 'skipped'
-        : `${MBps.toFixed(0)} MB/s (${ms0(median(ms))})`;
-    const opensslMBps = opensslS === undefined ? undefined : SINGLE_BYTES / MB / opensslS;
-    const answerP50 = percentile(answers, 50);
-    const answerP99 = percentile(answers, 99);
-
-    const rows: Array<[string, string, string, string, string]> = [
-      ['figure', 'ours', 'scp', 'ours/scp', 'target'],
-      [
-        `single: 64 MB over v3, fresh process, median of ${SINGLE_RUNS}`,
-        `${ours.single.toFixed(0)} MB/s (${ms0(median(singleMs))})`,
-        scpCell(scp?.single, typeof anchor === 'string' ? undefined : anchor.singleMs),
-        ratio(ours.single, scp?.single),
-        '≥ 1.5× scp',
-      ],
-      ['single: server peak RSS', mb(singleRss), '', '', '< 100 MB'],
-      [
-        `single v3, server run with --gc-nudge (node --expose-gc; opt-in), median of ${NUDGED_RUNS}`,
-        `${rate(SINGLE_BYTES, median(nudgedMs)).toFixed(0)} MB/s, peak RSS ${mb(nudgedRss)}`,
-        '',
-        '',
-        '< 100 MB',
-      ],
-      ...(v4 === undefined
-        ? []
-        : ([
-            [
-              `single: 64 MB over v4 (default --protocol), fresh process, median of ${SINGLE_RUNS}`,
-              `${rate(SINGLE_BYTES, median(v4.runsMs)).toFixed(0)} MB/s (${ms0(median(v4.runsMs))})`,
-              scpCell(scp?.single, typeof anchor === 'string' ? undefined : anchor.singleMs),
-              ratio(rate(SINGLE_BYTES, median(v4.runsMs)), scp?.single),
-              '≥ 3× scp',
-            ],
-            [
-              'single: v4 ÷ v3 (runs taken in turn)',
-              ratio(rate(SINGLE_BYTES, median(v4.runsMs)), ours.single),
-              '',
-              '',
-              '≥ 2× v3',
-            ],
-            ['single v4: server peak RSS', mb(v4.peakRss), '', '', '< 100 MB'],
-          ] as Array<[string, string, string, string, string]>)),
-      ...(got === undefined
-        ? []
-        : ([
-            [
-              `get: 64 MB download over v4, fresh process, median of ${SINGLE_RUNS}`,
-              `${rate(SINGLE_BYTES, median(got.runsMs)).toFixed(0)} MB/s (${ms0(median(got.runsMs))})`,
-              '',
-              '',
-              'reported',
-            ],
-            ['get v4: server peak RSS', mb(got.peakRss), '', '', ''],
-          ] as Array<[string, string, string, string, string]>)),
-      [
-        'single vs openssl enc time',
-        opensslS === undefined
-          ? 'n/a'
-          : `${(median(singleMs) / 1000 / opensslS).toFixed(2)}× openssl`,
-        '',
-        '',
-        'openssl only encrypts',
-      ],
-      [
-        `many: 200 × 100 KiB, one client run${parallel ? ' (default --parallel)' : ''}, median of ${MANY_RUNS}`,
-        `${ours.many.toFixed(0)} MB/s (${ms0(median(manyMs))})`,
-        scpCell(scp?.many, typeof anchor === 'string' ? undefined : anchor.manyMs),
-        ratio(ours.many, scp?.many),
-        '≥ 3× scp',
-      ],
-      ['many: server peak RSS', mb(manyRss), '', '', ''],
-      [
-        'many: last packet → 1603, through a proxy',
-        `p50 ${answerP50.toFixed(1)} ms, p99 ${answerP99.toFixed(1)} ms (${answers.length} answers)`,
-        '',
-        '',
-        'reported',
-      ],
-      [
-        `concurrent: ${SESSIONS} sessions at once`,
-        `${concurrent.sessionsPerSecond.toFixed(0)} sessions/s, ${concurrent.verified}/${SESSIONS} verified`,
-        '',
-        '',
-        '≥ 300/s, all verified',
-      ],
-      [
-        'concurrent: session p50 / p99; server peak RSS',
-        `${ms0(concurrent.p50Ms)} / ${ms0(concurrent.p99Ms)}; ${mb(concurrentRss)}`,
-        '',
-        '',
-        'RSS < 200 MB',
-      ],
-      ...backendsRows(backends, {
-        singleBytes: SINGLE_BYTES,
-        manyBytes: MANY_FILES * MANY_FILE_BYTES,
-        manyFiles: MANY_FILES,
-      }),
-      [
-        'openssl enc -aes-256-cbc, 64 MB',
-        opensslMBps === undefined ? 'n/a' : `${opensslMBps.toFixed(0)} MB/s`,
-        '',
-        '',
-        'reference',
-      ],
-      ['cksum (this project)', `${cksum.toFixed(0)} MB/s`, '', '', '≥ 800 MB/s'],
-      [
-        'AES-256-CBC encrypt / decrypt (Node)',
-        `${aes.encrypt.toFixed(0)} / ${aes.decrypt.toFixed(0)} MB/s`,
-        '',
-        '',
-        'reference',
-      ],
-    ];
-    const width = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c].length)));
-    console.log('');
-    for (const r of rows) {
-      console.log(
-        `${r[0].padEnd(width[0])}  ${r[1].padEnd(width[1])}  ${r[2].padEnd(width[2])}  ${r[3].padEnd(width[3])}  ${r[4]}`,
-      );
-    }
-
-    const results = {
-      date: new Date().toISOString(),
+    const { rows, results } = report({
       machine,
-      clientParallel: parallel,
-      single: {
-        bytes: SINGLE_BYTES,
-        runsMs: singleMs,
-        medianMs: median(singleMs),
-        MBps: ours.single,
-        serverPeakRssBytes: singleRss,
-        gcNudge: {
-          runsMs: nudgedMs,
-          MBps: rate(SINGLE_BYTES, median(nudgedMs)),
-          serverPeakRssBytes: nudgedRss,
-        },
-        vsOpenssl: opensslS === undefined ? null : median(singleMs) / 1000 / opensslS,
-        scp:
-          typeof anchor === 'string'
-            ? null
-            : { runsMs: anchor.singleMs, medianMs: median(anchor.singleMs), MBps: scp?.single },
-        oursOverScp: scp === undefined ? null : ours.single / scp.single,
-      },
-      many: {
-        files: MANY_FILES,
-        fileBytes: MANY_FILE_BYTES,
-        runsMs: manyMs,
-        medianMs: median(manyMs),
-        MBps: ours.many,
-        serverPeakRssBytes: manyRss,
-        scp:
-          typeof anchor === 'string'
-            ? null
-            : { runsMs: anchor.manyMs, medianMs: median(anchor.manyMs), MBps: scp?.many },
-        oursOverScp: scp === undefined ? null : ours.many / scp.many,
-        answer1603: { count: answers.length, p50Ms: answerP50, p99Ms: answerP99 },
-      },
-      singleV4:
-        v4 === undefined
-          ? null
-          : {
-              bytes: SINGLE_BYTES,
-              protocol: 'default (auto → v4)',
-              runsMs: v4.runsMs,
-              medianMs: median(v4.runsMs),
-              MBps: rate(SINGLE_BYTES, median(v4.runsMs)),
-              serverPeakRssBytes: v4.peakRss,
-              oursOverScp:
-                scp === undefined ? null : rate(SINGLE_BYTES, median(v4.runsMs)) / scp.single,
-              overV3: rate(SINGLE_BYTES, median(v4.runsMs)) / ours.single,
-            },
-      getV4:
-        got === undefined
-          ? null
-          : {
-              bytes: SINGLE_BYTES,
-              runsMs: got.runsMs,
-              medianMs: median(got.runsMs),
-              MBps: rate(SINGLE_BYTES, median(got.runsMs)),
-              serverPeakRssBytes: got.peakRss,
-            },
-      scpSkipped: typeof anchor === 'string' ? anchor : null,
-      concurrent: { ...concurrent, serverPeakRssBytes: concurrentRss },
-      pgS3: backendsJson(backends, {
-        singleBytes: SINGLE_BYTES,
-        manyBytes: MANY_FILES * MANY_FILE_BYTES,
-      }),
-      limits: {
-        opensslMBps,
-        cksumMBps: cksum,
-        aesEncryptMBps: aes.encrypt,
-        aesDecryptMBps: aes.decrypt,
-      },
-    };
+      parallel,
+      anchor,
+      singleMs,
+      singleRss,
+      nudgedMs,
+      nudgedRss,
+      v4,
+      got,
+      manyMs,
+      manyRss,
+      answers,
+      concurrent,
+      concurrentRss,
+      backends,
+      floors,
+      opensslS,
+      cksum,
+      aes,
+    });
+    console.log('');
+    console.log(formatTable(rows));
     writeFileSync(join(ROOT, 'bench', 'results.json'), JSON.stringify(results, null, 2) + '\n');
     console.log('\nwrote bench/results.json');
   } finally {
