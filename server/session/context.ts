@@ -31,7 +31,7 @@ export interface SessionContext {
   readonly lockout: DecryptLockout;
   /** Server-wide bound on plaintext gathered by uploads before it reaches the disk. */
   readonly budget?: BufferBudget;
-  /** `--gc-nudge`: collects young garbage every few MiB of upload data (opt-in). */
+  /** `--gc-nudge`: collects young garbage every few MiB of transfer data (v3 and v4). */
   readonly memory?: MemoryNudge;
 }
 

@@ -167,6 +167,8 @@ export class V4Files {
       throw v4Error('STORAGE', `${download.fileName} ended before its ${download.size} bytes`);
     }
     download.position += data.length;
+    // Each piece read, framed and encrypted is a fresh buffer, garbage once sent (gc-nudge.ts).
+    this.ctx.base.memory?.note(data.length);
     if (download.position >= download.size) await this.close();
     return { code: ResponseCode.FILE_DATA, data };
   }

@@ -163,6 +163,8 @@ export class V4Upload {
     this.sha.update(data);
     this.cksum.update(data);
     this.received += data.length;
+    // The TLS records that carried this data were fresh buffers, now garbage (gc-nudge.ts).
+    this.ctx.base.memory?.note(data.length);
     if (this.sink === undefined) await this.partial.write(data);
     else await Promise.all([this.partial.write(data), this.sink.write(data)]);
     const now = this.ctx.base.sources.now();
