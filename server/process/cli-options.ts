@@ -1,9 +1,12 @@
 /**
  * Parsing of the server's command-line values that are more than a number: the port (flag,
- * else port.info, else the default, docs/protocol.md §7) and byte sizes with unit suffixes.
+ * else port.info, else the default, docs/protocol.md §7), byte sizes with unit suffixes and
+ * the `--gc-nudge` choice.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { assertNever } from '../../protocol/errors';
+import { GcNudge, minorCollectorOf, type MemoryNudge } from '../transport/gc-nudge';
 import { isNotFound } from '../../shared/errno';
 import { DEFAULT_PORT } from '../../shared/limits';
 import { MAX_PORT, parsePort as parsePortText } from '../../shared/validators';
@@ -95,4 +98,51 @@ export function nonNegativeInteger(value: unknown, flag: string): number {
     throw new UsageError(`${flag}: ${JSON.stringify(value)} must be a whole number, 0 or more`);
   }
   return n;
+}
+
+export type GcNudgeMode = 'auto' | 'on' | 'off';
+
+/**
+ * `--gc-nudge auto|on|off`; absent means `auto`. The flag was a boolean before it took a value,
+ * so its boolean forms keep their meaning: bare `--gc-nudge` and `=true` are `on`,
+ * `--no-gc-nudge` and `=false` are `off`.
+ */
+export function parseGcNudgeMode(value: unknown): GcNudgeMode {
+  if (value === undefined) return 'auto';
+  if (value === '' || value === true || value === 'true') return 'on';
+  if (value === false || value === 'false') return 'off';
+  if (value === 'auto' || value === 'on' || value === 'off') return value;
+  throw new UsageError(`--gc-nudge: ${JSON.stringify(value)} is not auto, on or off`);
+}
+
+/**
+ * The memory nudge `mode` asks for in a process whose globals are `scope`. The collector is the
+ * `gc` function node gives only when started with `--expose-gc` (the `sft-server` bin is):
+ * `auto` uses it when present and quietly does without; `on` without it is refused rather than
+ * pretending.
+ */
+export function memoryNudgeFor(
+  mode: GcNudgeMode,
+  scope: { gc?: unknown },
+): MemoryNudge | undefined {
+  switch (mode) {
+    case 'off':
+      return undefined;
+    case 'auto': {
+      const collect = minorCollectorOf(scope);
+      return collect === undefined ? undefined : new GcNudge(collect);
+    }
+    case 'on': {
+      const collect = minorCollectorOf(scope);
+      if (collect === undefined) {
+        throw new UsageError(
+          '--gc-nudge on needs node started with --expose-gc (the sft-server bin does this; ' +
+            'under plain node: node --expose-gc …/main.js, or NODE_OPTIONS=--expose-gc)',
+        );
+      }
+      return new GcNudge(collect);
+    }
+    default:
+      return assertNever(mode, '--gc-nudge mode');
+  }
 }

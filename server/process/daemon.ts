@@ -25,7 +25,7 @@ export interface DaemonOptions {
   readonly host?: string;
   readonly logger: Logger;
   readonly limits?: Partial<ServerLimits>;
-  /** `--gc-nudge`: collects young garbage during uploads (needs node --expose-gc). */
+  /** `--gc-nudge`: collects young garbage during transfers (needs node --expose-gc). */
   readonly memory?: MemoryNudge;
   readonly masterKey?: Buffer;
   readonly sources?: Sources;
@@ -116,7 +116,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     const address = await server.listen(options.port, options.host);
     await ops.start(server, store, backends.bytes);
     // The contract with scripts and tests: this line, with a numeric `port` (docs/protocol.md §7).
-    logger.info({ port: address.port, host: address.address, dataDir }, 'listening');
+    // `gcNudge` says whether `--gc-nudge` (auto by default) found a collector in this process.
+    logger.info(
+      { port: address.port, host: address.address, dataDir, gcNudge: options.memory !== undefined },
+      'listening',
+    );
     let closing: Promise<void> | undefined;
     const running = server;
     const v4Stack = v4;

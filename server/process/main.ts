@@ -1,7 +1,10 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --expose-gc
 /**
  * `sft-server`: the file-transfer daemon (docs/protocol.md). Flags are documented in `--help` and
  * the README. Exit codes: 0 after a clean shutdown, 1 on a fatal error, 2 on a usage error.
+ *
+ * The shebang starts node with `--expose-gc` so that `--gc-nudge auto` (the default) finds its
+ * collector: a process-edge choice, nothing flips a V8 flag at run time.
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -11,7 +14,9 @@ import { ExitCode } from '../../shared/exit-codes';
 import { createLogger, LOG_LEVELS } from '../../shared/logger';
 import {
   UsageError,
+  memoryNudgeFor,
   parseByteSize,
+  parseGcNudgeMode,
   nonNegativeInteger,
   positiveInteger,
   positiveNumber,
@@ -20,7 +25,7 @@ import {
 import { adminCommand } from './admin';
 import { identityCommand, parseDurationMs, v4Options } from '../transport/tls-cli';
 import { startDaemon, type Daemon } from './daemon';
-import { GcNudge, minorCollectorOf, type MemoryNudge } from '../transport/gc-nudge';
+import type { MemoryNudge } from '../transport/gc-nudge';
 import { DEFAULT_LIMITS, type ServerLimits } from '../transport/limits';
 import { loadMasterKey, MASTER_KEY_ENV } from '../storage/master-key';
 import { DEFAULT_KEEP_VERSIONS } from '../storage/file-vault';
@@ -53,7 +58,8 @@ interface ServeArgs {
   database: string;
   storage: string;
   'keep-versions': number;
-  'gc-nudge': boolean;
+  /** auto | on | off; '' (bare flag) and booleans are the flag's older boolean form. */
+  'gc-nudge'?: string | boolean;
   's3-endpoint'?: string;
   'metrics-port'?: string;
   'metrics-host'?: string;
@@ -166,10 +172,11 @@ function serveOptions(y: Argv): Argv<ServeArgs> {
       describe: 'disk (<data-dir>), or s3://bucket/prefix shared by instances (AWS_* credentials)',
     })
     .option('gc-nudge', {
-      type: 'boolean',
-      default: false,
+      // No yargs default: it would also stand in for the bare flag, which means `on`.
+      type: 'string',
+      defaultDescription: 'auto',
       describe:
-        'collect young garbage every 4 MiB of upload data (lower peak memory); needs node started with --expose-gc, e.g. NODE_OPTIONS=--expose-gc',
+        'collect young garbage every 4 MiB of transfer data (lower peak memory): auto (on when node has --expose-gc, as the sft-server bin starts it), on (refused without it), off',
     })
     .option('keep-versions', {
       type: 'number',
@@ -243,15 +250,9 @@ function limitsFrom(args: ServeArgs): Partial<ServerLimits> {
   };
 }
 
-/** `--gc-nudge` works only in a process started with `--expose-gc`: say so, do not pretend. */
-function gcNudgeFrom(scope: { gc?: unknown }): MemoryNudge {
-  const collect = minorCollectorOf(scope);
-  if (collect === undefined) {
-    throw new UsageError(
-      '--gc-nudge needs node started with --expose-gc (e.g. NODE_OPTIONS=--expose-gc sft-server …)',
-    );
-  }
-  return new GcNudge(collect);
+function memoryFrom(args: ServeArgs): { memory?: MemoryNudge } {
+  const memory = memoryNudgeFor(parseGcNudgeMode(args['gc-nudge']), globalThis);
+  return memory === undefined ? {} : { memory };
 }
 
 function flushAndExit(logger: Logger | undefined, code: number): void {
@@ -268,6 +269,7 @@ async function serve(args: ServeArgs): Promise<void> {
     });
     const log = logger;
     const limits = limitsFrom(args);
+    const memory = memoryFrom(args);
     const { port, source } = resolvePort(args.port, process.cwd());
     if (source === 'default') {
       log.warn({ port }, 'no --port and no port.info in the working directory: using the default');
@@ -292,7 +294,7 @@ async function serve(args: ServeArgs): Promise<void> {
       database: args.database,
       storage: args.storage,
       keepVersions: nonNegativeInteger(args['keep-versions'], '--keep-versions'),
-      ...(args['gc-nudge'] ? { memory: gcNudgeFrom(globalThis) } : {}),
+      ...memory,
       ...(args['s3-endpoint'] === undefined ? {} : { s3Endpoint: args['s3-endpoint'] }),
       ...metricsFrom(args),
     });

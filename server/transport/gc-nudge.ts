@@ -1,13 +1,14 @@
 /**
- * An opt-in bound on the garbage a large upload leaves between collections (`--gc-nudge`, off by
- * default). Every socket read and every decipher update allocates a fresh buffer outside the JS
- * heap; V8 frees it only when a collection finds its small wrapper dead, and the upload path
- * allocates so little on the JS heap that tens of MiB of dead buffers pile up first. A minor
- * collection every few MiB of data frees them while they are few.
+ * A bound on the garbage a large transfer leaves between collections (`--gc-nudge`, on by
+ * default where node gives a collector). Every socket read, TLS record and decipher update
+ * allocates a fresh buffer outside the JS heap; V8 frees it only when a collection finds its
+ * small wrapper dead, and the transfer path allocates so little on the JS heap that tens of MiB
+ * of dead buffers pile up first. A minor collection every few MiB of data frees them while they
+ * are few.
  *
- * Opt-in at the process edge only: the collector is the `gc` function that node gives when it
- * was started with `--expose-gc` (for example `NODE_OPTIONS=--expose-gc`). Nothing here changes
- * a V8 flag at run time.
+ * The collector is the `gc` function node gives when started with `--expose-gc`, a choice made
+ * at the process edge (the `sft-server` bin's shebang). Nothing here changes a V8 flag at run
+ * time.
  */
 
 /** Data processed between two nudges. */
