@@ -613,3 +613,29 @@ describe('another process holding the write lock', () => {
     expect((await store.findFile(idOf(1), 'f'))?.size).toBe(1);
   });
 });
+
+describe('prepared lookups', () => {
+  it('a lookup leaves no read transaction open: a write after another commit still succeeds', async () => {
+    const dir = await dirs.make();
+    const file = path.join(dir, 'lookup.db');
+    const a = await raw(file);
+    const b = await raw(file);
+    try {
+      await a.exec(
+        'PRAGMA journal_mode = WAL; CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER); ' +
+          'INSERT INTO t VALUES (1, 1), (2, 2);',
+      );
+      const lookup = await a.prepare('SELECT v FROM t WHERE k = ?', 'lookup');
+      expect(await lookup.get<{ v: number }>([1])).toEqual({ v: 1 });
+      // A snapshot still open on `a` would now be stale, and its write refused with SQLITE_BUSY.
+      await b.run('UPDATE t SET v = v + 1 WHERE k = 2');
+      await a.exec('BEGIN IMMEDIATE; UPDATE t SET v = 9 WHERE k = 1; COMMIT;');
+      expect(await lookup.get<{ v: number }>([1])).toEqual({ v: 9 });
+      expect(await lookup.get<{ v: number }>([3])).toBeUndefined();
+      await lookup.finalize();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});

@@ -43,20 +43,15 @@ export class AsyncStatement {
     });
   }
 
+  /**
+   * The row of a statement that has at most one (a lookup by key, an aggregate). Run to its end
+   * in one step: a statement left at a row would hold its read transaction open until a reset
+   * (a second trip to the thread pool), and while it is open a write on this connection meeting
+   * another process's lock gets SQLITE_BUSY at once (SQLite will not wait where it could
+   * deadlock), so the busy timeout would never apply. Finished, it holds nothing.
+   */
   get<T extends Row>(params: SqlParams): Promise<T | undefined> {
-    return new Promise((resolve, reject) => {
-      this.statement.get<T>(params, (err: Error | null, row?: T) => {
-        if (err) {
-          reject(databaseError(this.what, err));
-          return;
-        }
-        // A statement stopped at a row holds its read transaction open until reset; while it
-        // is open, a write on this connection meeting another process's lock gets SQLITE_BUSY
-        // at once (SQLite will not wait where it could deadlock), so the busy timeout would
-        // never apply. Reset errors repeat the step's, already reported.
-        this.statement.reset(() => resolve(row));
-      });
-    });
+    return this.all<T>(params).then((rows) => rows[0]);
   }
 
   all<T extends Row>(params: SqlParams): Promise<T[]> {
