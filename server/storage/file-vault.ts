@@ -20,6 +20,7 @@ import {
   type ArchiveAs,
   type AuditEntry,
   type ByteStore,
+  type CommitHint,
   type FileCatalog,
   type FileStore,
   type FileVersion,
@@ -80,8 +81,7 @@ export class FileVault implements FileStore {
     if (adopt !== undefined) {
       this.adoptUpload = async (clientIdHex, fileName, path) => {
         const key = liveKey(clientIdHex, fileName);
-        await this.keepCurrent(clientIdHex, fileName);
-        await adopt(key, path);
+        await adopt(key, path, await this.keepCurrent(clientIdHex, fileName));
         return key;
       };
     }
@@ -92,13 +92,14 @@ export class FileVault implements FileStore {
     const writer = await this.bytes.begin(key);
     let committing: Promise<string> | undefined;
     const commit = async (): Promise<string> => {
+      let hint: CommitHint;
       try {
-        await this.keepCurrent(clientIdHex, fileName);
+        hint = await this.keepCurrent(clientIdHex, fileName);
       } catch (err) {
         await writer.abort();
         throw err;
       }
-      await writer.commit();
+      await writer.commit(hint);
       return key;
     };
     return {
@@ -112,19 +113,25 @@ export class FileVault implements FileStore {
     };
   }
 
-  /** Keeps the live file as a version if it is verified (called before it is replaced). */
-  private async keepCurrent(clientIdHex: string, fileName: string): Promise<void> {
-    if (this.keepVersions === 0) return;
+  /**
+   * Keeps the live file as a version if it is verified (called before it is replaced). Returns
+   * what the lookup told about the live file, for the commit that follows.
+   */
+  private async keepCurrent(clientIdHex: string, fileName: string): Promise<CommitHint> {
+    if (this.keepVersions === 0) return {};
     const clientId = Buffer.from(clientIdHex, 'hex');
     const current = await this.catalog.findFile(clientId, fileName);
-    if (current?.status !== 'verified') return;
+    // A failed file's bytes were removed with its 1031.
+    if (current === undefined || current.status === 'failed') return { replacesNothing: true };
+    if (current.status !== 'verified') return {};
     const versions = await this.catalog.listVersions({ clientId, fileName });
     const as = this.archiveAs(clientIdHex, fileName, nextVersion(versions));
     // Nothing to keep when the bytes are gone (removed by hand): the row alone restores nothing.
-    if (!(await this.bytes.copy(liveKey(clientIdHex, fileName), as.objectKey))) return;
+    if (!(await this.bytes.copy(liveKey(clientIdHex, fileName), as.objectKey))) return {};
     const result = await this.catalog.archiveFile(clientId, fileName, as, this.keepVersions);
     if (result.archived === undefined) await this.bytes.remove(as.objectKey);
     await this.removeBytesOf(result.pruned);
+    return {};
   }
 
   private archiveAs(clientIdHex: string, fileName: string, version: number): ArchiveAs {

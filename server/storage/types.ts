@@ -260,12 +260,21 @@ export interface Catalog extends ClientStore, FileCatalog, AdminQueries {
   close(): Promise<void>;
 }
 
+/** What the caller knows about the key when it commits; never needed for correctness. */
+export interface CommitHint {
+  /**
+   * The catalog has no live file under the key: a backend may skip what it does only for an
+   * object being replaced (the disk holds the old file open across the rename).
+   */
+  readonly replacesNothing?: boolean;
+}
+
 /** Bytes of one object being written; nothing is visible under its key before `commit`. */
 export interface ObjectWriter {
   /** Appends bytes; resolves when the backend took them (backpressure for the connection). */
   write(data: Buffer): Promise<void>;
   /** Durable, atomic publish: the key then holds exactly the bytes written, or the old object. */
-  commit(): Promise<void>;
+  commit(hint?: CommitHint): Promise<void>;
   /** Drops what was written; safe to call more than once, after a failed write or a commit. */
   abort(): Promise<void>;
 }
@@ -292,7 +301,7 @@ export interface ByteStore {
    * its folder fsynced, the guarantees of `commit`. Only stores whose objects are files have
    * it; the others take the bytes through `begin`.
    */
-  adopt?(key: string, path: string): Promise<void>;
+  adopt?(key: string, path: string, hint?: CommitHint): Promise<void>;
 }
 
 /** One upload's bytes as the session sees them; visible under the file's name after commit. */

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { promises as fsPromises } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import {
@@ -113,6 +114,55 @@ describe('uploads', () => {
     expect(await readFile(path.join(data, HEX, 'same'), 'utf8')).toBe('old content');
     await second.commit();
     expect(await readFile(path.join(data, HEX, 'same'), 'utf8')).toBe('new');
+  });
+
+  it('opens the file it replaces only when the catalog has a live row of its name', async () => {
+    const { data } = await layout();
+    const catalog = new MemoryCatalog();
+    await catalog.registerClient(Buffer.from(HEX, 'hex'), 'alice', 0);
+    const vault = new FileVault({
+      bytes: createDiskByteStore(data),
+      catalog,
+      keepVersions: DEFAULT_KEEP_VERSIONS,
+      now: () => 0,
+    });
+    const live = path.join(data, HEX, 'f');
+    const open = jest.spyOn(fsPromises, 'open');
+    const opensOfLive = (): number => open.mock.calls.filter(([file]) => file === live).length;
+    try {
+      const first = await vault.beginUpload(HEX, 'f');
+      await first.write(Buffer.from('one'));
+      await first.commit();
+      expect(opensOfLive()).toBe(0);
+      await catalog.putFile({
+        clientId: Buffer.from(HEX, 'hex'),
+        fileName: 'f',
+        objectKey: `${HEX}/f`,
+        size: 3,
+        cksum: 0,
+        updatedAt: 0,
+      });
+      const second = await vault.beginUpload(HEX, 'f');
+      await second.write(Buffer.from('two'));
+      await second.commit();
+      expect(opensOfLive()).toBe(1);
+    } finally {
+      open.mockRestore();
+    }
+    expect(await readFile(live, 'utf8')).toBe('two');
+  });
+
+  it('a commit told nothing is replaced still replaces a file that is there', async () => {
+    const { data } = await layout();
+    const bytes = createDiskByteStore(data);
+    const first = await bytes.begin(`${HEX}/g`);
+    await first.write(Buffer.from('old'));
+    await first.commit();
+    const second = await bytes.begin(`${HEX}/g`);
+    await second.write(Buffer.from('new'));
+    await second.commit({ replacesNothing: true });
+    expect(await readFile(path.join(data, HEX, 'g'), 'utf8')).toBe('new');
+    expect(await readdir(path.join(data, INCOMING_DIR))).toEqual([]);
   });
 
   it('abort leaves nothing, is idempotent, and is a no-op after commit', async () => {

@@ -16,7 +16,7 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isNotFound } from '../../../shared/errno';
 import { parseKey, parsePrefix } from '../object-keys';
-import type { ByteStore, ObjectWriter } from '../types';
+import type { ByteStore, CommitHint, ObjectWriter } from '../types';
 import {
   CoalescedDirectorySync,
   ensureOwnDirectory,
@@ -140,7 +140,7 @@ class DiskByteStore implements ByteStore {
    * folder), without writing the bytes a second time. The source must be a plain file inside
    * the data directory, so the rename stays on one file system and cannot be pointed elsewhere.
    */
-  async adopt(key: string, source: string): Promise<void> {
+  async adopt(key: string, source: string, hint: CommitHint = {}): Promise<void> {
     const where = this.locate(key);
     const from = path.resolve(source);
     if (!from.startsWith(this.root + path.sep)) {
@@ -165,7 +165,7 @@ class DiskByteStore implements ByteStore {
     await folders;
     // Held open across the rename, as a writer's commit does: the replaced file's blocks are
     // freed after the answer, not inside the rename.
-    const replaced = openReplaced(where.file);
+    const replaced = openReplaced(where.file, hint);
     try {
       await replaced;
       await fsp.rename(from, where.file);

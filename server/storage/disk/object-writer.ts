@@ -7,7 +7,7 @@
 import { promises as fsp, constants as fsConstants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { isNotFound } from '../../../shared/errno';
-import { StorageError, StorageErrorCode, type ObjectWriter } from '../types';
+import { StorageError, StorageErrorCode, type CommitHint, type ObjectWriter } from '../types';
 import { fsError } from './errors';
 
 const { O_NOFOLLOW, O_NONBLOCK, O_RDONLY } = fsConstants;
@@ -27,11 +27,19 @@ export interface WriterTarget {
 
 type SinkState = 'open' | 'committing' | 'committed' | 'aborted';
 
+const NOTHING_REPLACED: Promise<FileHandle | undefined> = Promise.resolve(undefined);
+
 /**
  * Opens the file at `destination` if there is one, never following a symlink and never
  * blocking on a FIFO someone planted; undefined when there is nothing (or nothing to hold).
+ * Not even tried when the catalog says there is no live file: for a new name that open only
+ * fails, one trip to the thread pool per upload for nothing.
  */
-export function openReplaced(destination: string): Promise<FileHandle | undefined> {
+export function openReplaced(
+  destination: string,
+  hint: CommitHint = {},
+): Promise<FileHandle | undefined> {
+  if (hint.replacesNothing === true) return NOTHING_REPLACED;
   return fsp.open(destination, O_RDONLY | O_NOFOLLOW | O_NONBLOCK).catch(() => undefined);
 }
 
@@ -193,7 +201,7 @@ export class DiskObjectWriter implements ObjectWriter {
     await this.handle.close();
   }
 
-  commit(): Promise<void> {
+  commit(hint: CommitHint = {}): Promise<void> {
     if (this.state !== 'open') {
       return Promise.reject(
         new StorageError(
@@ -203,11 +211,11 @@ export class DiskObjectWriter implements ObjectWriter {
       );
     }
     this.state = 'committing';
-    this.committing = this.finishCommit();
+    this.committing = this.finishCommit(hint);
     return this.committing;
   }
 
-  private async finishCommit(): Promise<void> {
+  private async finishCommit(hint: CommitHint): Promise<void> {
     // A file this one replaces is held open across the rename, so freeing its blocks happens
     // when it is closed after the answer, not inside the rename.
     let replaced: Promise<FileHandle | undefined> = Promise.resolve(undefined);
@@ -217,7 +225,7 @@ export class DiskObjectWriter implements ObjectWriter {
       // still running is not waited for first: the fsync covers its bytes too.
       const folder = this.target.prepareFolders();
       folder.catch(noop);
-      replaced = openReplaced(this.destination);
+      replaced = openReplaced(this.destination, hint);
       await Promise.all([this.handle.sync(), this.syncing]);
       // After the background sync's outcome is known: the OS reports a write error once.
       if (this.failure !== undefined) throw this.failure;
