@@ -18,6 +18,7 @@ import {
   decodeRequest,
   encodeResponse,
   framePayload,
+  MAX_CHUNK_SIZE,
   MIGRATION_EXPORTER_LABEL,
   MIGRATION_EXPORTER_LENGTH,
   requestFrameLayout,
@@ -32,8 +33,15 @@ import type { V4Session } from '../session/v4/session';
 import type { CloseReason } from './connection';
 import { sweepVerdict } from './limits';
 
-/** Received bytes held while a frame is served before the socket pauses (a few DATA frames). */
-const HOLD_HIGH_WATER = 8 * 1024 * 1024;
+/**
+ * Received bytes held while a frame is served before the socket pauses: one largest DATA frame,
+ * so the next is there when the disk is done (the kernel's buffer holds more). Holding more
+ * only adds memory: bytes held across the memory nudge's minor collections are promoted, and
+ * then wait for a major collection however soon they are done with (gc-nudge.ts).
+ */
+const HOLD_HIGH_WATER = MAX_CHUNK_SIZE;
+/** Answer bytes the peer may leave unread before the next request is served (downloads). */
+const UNREAD_HIGH_WATER = 8 * 1024 * 1024;
 /** The exporter's context is empty (docs/protocol-v4.md §5.3). */
 const NO_CONTEXT = Buffer.alloc(0);
 
@@ -302,7 +310,9 @@ export class V4Connection {
    * request is served only then, so answers cannot pile up in memory.
    */
   private peerReading(): Promise<void> {
-    if (this.tls.destroyed || this.tls.writableLength <= HOLD_HIGH_WATER) return Promise.resolve();
+    if (this.tls.destroyed || this.tls.writableLength <= UNREAD_HIGH_WATER) {
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const done = (): void => {
         this.tls.off('drain', done);
