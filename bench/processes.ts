@@ -37,6 +37,8 @@ export async function startServer(
   const child: ChildProcess = spawn(
     process.execPath,
     [
+      // As the sft-server bin's shebang starts it (its default --gc-nudge auto needs gc).
+      '--expose-gc',
       ...nodeArgs('BENCH_SERVER_NODE_ARGS'),
       SERVER_MAIN,
       '--port',
