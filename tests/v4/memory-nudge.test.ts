@@ -5,16 +5,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { deflateRawSync } from 'node:zlib';
 import { RequestCode, ResponseCode } from '../../protocol/v4';
-import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
-import { createMemoryFileMetaStore } from '../../server/storage/memory/v4-file-meta';
-import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
-import { openBackends, type Backends } from '../../server/storage/open-backends';
+import { type Backends } from '../../server/storage/open-backends';
 import type { MemoryNudge } from '../../server/transport/gc-nudge';
-import { createServer, type SftServer } from '../../server/transport/listener';
-import { serverIdentity } from '../../server/transport/tls-setup';
+import { type SftServer } from '../../server/transport/listener';
 import { generateIdentityKey, issueCertificate } from '../../shared/identity';
-import { silentLogger } from '../../shared/logger';
 import { removeDirs, tempDir } from './helpers';
+import { startMemoryServer } from './memory-server';
 import { connectRaw, type RawV4 } from './raw-v4';
 
 const CHUNK = 65536;
@@ -38,27 +34,9 @@ describe('v4 transfers and the memory nudge', () => {
 
   beforeAll(async () => {
     dir = await tempDir('nudge');
-    backends = await openBackends({
-      dataDir: dir,
-      database: 'memory',
-      storage: 'memory',
-      keepVersions: 1,
-      now: Date.now,
-    });
-    server = createServer({
-      store: backends.catalog,
-      files: backends.files,
-      logger: silentLogger(),
-      memory: nudge,
-      v4: {
-        identity: await serverIdentity(dir),
-        identities: createMemoryV4Store(),
-        partials: createDiskPartialStore(dir, Date.now),
-        fileMeta: createMemoryFileMetaStore(),
-        bytes: backends.bytes,
-      },
-    });
-    const { port } = await server.listen(0, '127.0.0.1');
+    const started = await startMemoryServer(dir, { server: { memory: nudge }, files: true });
+    ({ server, backends } = started);
+    const port = started.port;
     const identity = await issueCertificate(await generateIdentityKey(), 'test', {
       now: Date.now,
       random: randomBytes,

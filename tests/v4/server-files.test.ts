@@ -12,16 +12,12 @@ import {
   type Response,
 } from '../../protocol/v4';
 import { checkKeySet } from '../../client/v4/key-rotation';
-import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
-import { createMemoryFileMetaStore } from '../../server/storage/memory/v4-file-meta';
-import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
-import { openBackends, type Backends } from '../../server/storage/open-backends';
+import { type Backends } from '../../server/storage/open-backends';
 import { liveKey } from '../../server/storage/object-keys';
-import { createServer, type SftServer } from '../../server/transport/listener';
-import { serverIdentity } from '../../server/transport/tls-setup';
+import { type SftServer } from '../../server/transport/listener';
 import { generateIdentityKey, issueCertificate } from '../../shared/identity';
-import { silentLogger } from '../../shared/logger';
 import { removeDirs, tempDir } from './helpers';
+import { startMemoryServer } from './memory-server';
 import { connectRaw, type RawV4 } from './raw-v4';
 
 const CHUNK = 65536;
@@ -42,29 +38,12 @@ describe('v4 server: files and key set', () => {
 
   beforeEach(async () => {
     dir = await tempDir('files');
-    backends = await openBackends({
-      dataDir: dir,
-      database: 'memory',
-      storage: 'memory',
-      keepVersions: 1,
-      now: Date.now,
-    });
-    const identity = await serverIdentity(dir);
+    let identity;
+    ({ server, backends, port, identity } = await startMemoryServer(dir, {
+      server: { limits: { maxFileSize: 10_000_000, quota: 50_000_000 } },
+      files: true,
+    }));
     fingerprint = identity.fingerprint;
-    server = createServer({
-      store: backends.catalog,
-      files: backends.files,
-      logger: silentLogger(),
-      limits: { maxFileSize: 10_000_000, quota: 50_000_000 },
-      v4: {
-        identity,
-        identities: createMemoryV4Store(),
-        partials: createDiskPartialStore(dir, Date.now),
-        fileMeta: createMemoryFileMetaStore(),
-        bytes: backends.bytes,
-      },
-    });
-    port = (await server.listen(0, '127.0.0.1')).port;
   });
   afterEach(async () => {
     for (const p of peers.splice(0)) p.close();

@@ -5,14 +5,11 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { RequestCode, ResponseCode } from '../../protocol/v4';
-import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
-import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
-import { openBackends, type Backends } from '../../server/storage/open-backends';
-import { createServer, type SftServer } from '../../server/transport/listener';
+import { type Backends } from '../../server/storage/open-backends';
+import { type SftServer } from '../../server/transport/listener';
 import { parseDurationMs } from '../../server/transport/tls-cli';
-import { serverIdentity } from '../../server/transport/tls-setup';
-import { silentLogger } from '../../shared/logger';
 import { removeDirs, sleep, tempDir } from './helpers';
+import { startMemoryServer } from './memory-server';
 import { connectRaw } from './raw-v4';
 
 describe('v4 under the server limits', () => {
@@ -23,27 +20,10 @@ describe('v4 under the server limits', () => {
 
   beforeEach(async () => {
     dir = await tempDir('limits');
-    backends = await openBackends({
-      dataDir: dir,
-      database: 'memory',
-      storage: 'memory',
-      keepVersions: 1,
-      now: Date.now,
-    });
-    server = createServer({
-      store: backends.catalog,
-      files: backends.files,
-      logger: silentLogger(),
-      limits: { idleTimeoutMs: 800, maxConnectionsPerIp: 3 },
-      v4: {
-        identity: await serverIdentity(dir),
-        identities: createMemoryV4Store(),
-        partials: createDiskPartialStore(dir, Date.now),
-        handshakeTimeoutMs: 800,
-        random: randomBytes,
-      },
-    });
-    port = (await server.listen(0, '127.0.0.1')).port;
+    ({ server, backends, port } = await startMemoryServer(dir, {
+      server: { limits: { idleTimeoutMs: 800, maxConnectionsPerIp: 3 } },
+      v4: { handshakeTimeoutMs: 800, random: randomBytes },
+    }));
   });
   afterEach(async () => {
     await server.close(0);

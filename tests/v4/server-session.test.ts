@@ -4,11 +4,8 @@
  */
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 
-import { openBackends, type Backends } from '../../server/storage/open-backends';
-import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
-import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
-import { createServer, type SftServer } from '../../server/transport/listener';
-import { serverIdentity } from '../../server/transport/tls-setup';
+import { type Backends } from '../../server/storage/open-backends';
+import { type SftServer } from '../../server/transport/listener';
 import {
   encodeFrameHeader,
   IdentityStatus,
@@ -19,8 +16,8 @@ import {
   type Response,
 } from '../../protocol/v4';
 import { generateIdentityKey, issueCertificate, type Identity } from '../../shared/identity';
-import { silentLogger } from '../../shared/logger';
 import { removeDirs, tempDir } from './helpers';
+import { startMemoryServer } from './memory-server';
 import { connectRaw, rawTcp, type RawV4 } from './raw-v4';
 
 const sources = { now: Date.now, random: randomBytes };
@@ -46,26 +43,16 @@ describe('v4 server session', () => {
 
   async function start(v3 = true): Promise<void> {
     dir = await tempDir('session');
-    backends = await openBackends({
-      dataDir: dir,
-      database: 'memory',
-      storage: 'memory',
-      keepVersions: 1,
-      now: Date.now,
-    });
-    server = createServer({
-      store: backends.catalog,
-      files: backends.files,
-      logger: silentLogger(),
-      limits: { maxFileSize: 100_000, quota: 150_000, registerRate: { perSecond: 0.01, burst: 4 } },
-      v3,
-      v4: {
-        identity: await serverIdentity(dir),
-        identities: createMemoryV4Store(),
-        partials: createDiskPartialStore(dir, Date.now),
+    ({ server, backends, port } = await startMemoryServer(dir, {
+      server: {
+        limits: {
+          maxFileSize: 100_000,
+          quota: 150_000,
+          registerRate: { perSecond: 0.01, burst: 4 },
+        },
+        v3,
       },
-    });
-    port = (await server.listen(0, '127.0.0.1')).port;
+    }));
   }
 
   async function peer(identity?: Identity): Promise<RawV4> {

@@ -1,0 +1,69 @@
+/**
+ * An in-process server with the v4 stack over memory backends, on an ephemeral loopback port:
+ * the setup the v4 server tests share. `files: true` adds list/download/delete (file metadata
+ * and the byte store); everything else in `options` goes to createServer as it is.
+ */
+import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
+import { createMemoryFileMetaStore } from '../../server/storage/memory/v4-file-meta';
+import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
+import { openBackends, type Backends } from '../../server/storage/open-backends';
+import { createServer, type ServerOptions, type SftServer } from '../../server/transport/listener';
+import type { V4Options } from '../../server/transport/tls-v4';
+import { serverIdentity } from '../../server/transport/tls-setup';
+import type { Identity } from '../../shared/identity';
+import { silentLogger } from '../../shared/logger';
+
+export interface MemoryServerOptions {
+  readonly server?: Omit<ServerOptions, 'store' | 'files' | 'v4'>;
+  readonly v4?: Partial<Pick<V4Options, 'handshakeTimeoutMs' | 'random'>>;
+  /** Adds list, download and delete. */
+  readonly files?: boolean;
+}
+
+export interface MemoryServer {
+  readonly server: SftServer;
+  readonly backends: Backends;
+  readonly identity: Identity;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startMemoryServer(
+  dir: string,
+  options: MemoryServerOptions = {},
+): Promise<MemoryServer> {
+  const backends = await openBackends({
+    dataDir: dir,
+    database: 'memory',
+    storage: 'memory',
+    keepVersions: 1,
+    now: Date.now,
+  });
+  const identity = await serverIdentity(dir);
+  const server = createServer({
+    logger: silentLogger(),
+    ...options.server,
+    store: backends.catalog,
+    files: backends.files,
+    v4: {
+      identity,
+      identities: createMemoryV4Store(),
+      partials: createDiskPartialStore(dir, Date.now),
+      ...options.v4,
+      ...(options.files === true
+        ? { fileMeta: createMemoryFileMetaStore(), bytes: backends.bytes }
+        : {}),
+    },
+  });
+  const { port } = await server.listen(0, '127.0.0.1');
+  return {
+    server,
+    backends,
+    identity,
+    port,
+    async close() {
+      await server.close(0);
+      await backends.close();
+    },
+  };
+}
