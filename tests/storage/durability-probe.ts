@@ -241,6 +241,24 @@ export async function installProbe(probe: Probe, scratch: string): Promise<void>
       },
   );
 
+  // Scripts too: a transaction begun by one must not pass for a statement committing alone.
+  probe.wrap(
+    databaseProto,
+    'exec',
+    (original) =>
+      function (this: unknown, sql: string, callback: (err: Error | null) => void) {
+        const seq = probe.next();
+        return original.call(
+          this,
+          sql as never,
+          function (this: unknown, err: Error | null) {
+            if (!err) probe.events.push({ kind: 'sql', seq, done: probe.next(), sql });
+            callback.call(this, err);
+          } as never,
+        );
+      },
+  );
+
   const socketProto = Socket.prototype as unknown as Record<string, AnyFn>;
   probe.wrap(
     socketProto,
@@ -278,6 +296,20 @@ function isRowOf(params: unknown[], clientHex: string, fileName: string): boolea
     params.includes(fileName) &&
     params.some((p) => Buffer.isBuffer(p) && p.toString('hex') === clientHex)
   );
+}
+
+/**
+ * True when a transaction was open on the connection when the statement starting at `seq` began:
+ * a BEGIN done before it without a COMMIT or ROLLBACK (not a ROLLBACK TO a savepoint) after.
+ */
+function inTransactionAt(events: readonly Event[], seq: number): boolean {
+  let open = false;
+  for (const e of events) {
+    if (e.kind !== 'sql' || e.done > seq) continue;
+    if (/^\s*BEGIN/i.test(e.sql)) open = true;
+    else if (/^\s*(COMMIT|END|ROLLBACK(?!\s+TO))/i.test(e.sql)) open = false;
+  }
+  return open;
 }
 
 /** The rules of durability.test.ts this file's 1603 broke (none if it was durable in time). */
@@ -341,14 +373,15 @@ export function brokenRules(
     );
   }
 
-  // The row: written, then a COMMIT with no rollback in between.
+  // The row: written outside a transaction (SQLite commits a statement alone as it completes),
+  // or written in one, then a COMMIT with no rollback in between.
   const row = events
     .flatMap((e) =>
       e.kind === 'row' && isRowOf(e.params, clientHex, fileName) && before(e.done) ? [e] : [],
     )
     .at(-1);
-  let committed = false;
-  if (row !== undefined) {
+  let committed = row !== undefined && !inTransactionAt(events, row.seq);
+  if (row !== undefined && !committed) {
     for (const e of events) {
       if (e.kind !== 'sql' || e.seq < row.done || !before(e.done)) continue;
       if (/^ROLLBACK/i.test(e.sql)) break;

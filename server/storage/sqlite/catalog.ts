@@ -38,6 +38,7 @@ import type { SqliteReader } from './reader';
 import { archiveRow, pruneVersions, restoreRow } from './versions';
 import type { AsyncDatabase, AsyncStatement } from './async';
 import {
+  auditParams,
   CLIENT_COLUMNS,
   copy,
   fileParams,
@@ -283,13 +284,14 @@ export class SqliteCatalog extends SqliteJobs implements SqliteStore {
 
   putFile(file: NewFile, audit?: AuditEntry): Promise<void> {
     const params = fileParams({ ...file, verified: false, status: 'received' });
-    return this.write(
-      async () => {
-        await this.statement('putFile').run(params);
-      },
-      // Same transaction: one flush for both, and no audit row for a change that failed.
-      audit === undefined ? {} : { audit: { entry: audit, when: () => true } },
-    );
+    // With its audit row: one statement that writes both or neither (file_stored, schema.ts).
+    const [name, values] =
+      audit === undefined
+        ? (['putFile', params] as const)
+        : (['putFileAudited', [...params, ...auditParams(audit)]] as const);
+    return this.write(async () => {
+      await this.statement(name).run(values);
+    });
   }
 
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined> {

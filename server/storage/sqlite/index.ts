@@ -9,6 +9,7 @@ import { SqliteCatalog, type SqliteStore } from './catalog';
 import { openConnection, type ConnectionOptions } from './connection';
 import { SqliteReader } from './reader';
 import { SQL, type StatementName } from './rows';
+import { CONNECTION_OBJECTS } from './schema';
 
 export { DATABASE_FILE_NAME } from './connection';
 export type { SqliteStore } from './catalog';
@@ -27,6 +28,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
   }
   const readOnly = options.readOnly ?? false;
   return openConnection(options, async (db, file) => {
+    await db.exec(CONNECTION_OBJECTS, 'cannot create the objects of the connection');
     const statements = new Map<StatementName, AsyncStatement>();
     for (const [name, sql] of Object.entries(SQL) as Array<[StatementName, string]>) {
       statements.set(name, await db.prepare(sql, name));

@@ -89,6 +89,10 @@ export const SQL = {
     'ON CONFLICT (ID, FileName) DO UPDATE SET PathName = excluded.PathName, ' +
     'Verified = excluded.Verified, Status = excluded.Status, Size = excluded.Size, ' +
     'Cksum = excluded.Cksum, UpdatedAt = excluded.UpdatedAt',
+  /** putFile with its audit row, one statement (schema.ts, CONNECTION_OBJECTS). */
+  putFileAudited:
+    `INSERT INTO file_stored (${FILE_COLUMNS}, ${AUDIT_INSERT_COLUMNS}) ` +
+    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   fileByKey: `SELECT ${FILE_COLUMNS} FROM files WHERE ID = ? AND FileName = ?`,
   setFileStatus:
     'UPDATE files SET Status = ?, Verified = ?, UpdatedAt = ? WHERE ID = ? AND FileName = ?',
