@@ -33,6 +33,7 @@ import {
   type VersionFilter,
 } from '../types';
 import * as admin from './admin-queries';
+import { setFileStatusAudited } from './audited-writes';
 import { closedError, SqliteJobs } from './jobs';
 import type { SqliteReader } from './reader';
 import { archiveRow, pruneVersions, restoreRow } from './versions';
@@ -316,15 +317,18 @@ export class SqliteCatalog extends SqliteJobs implements SqliteStore {
     options: SetStatusOptions = {},
   ): Promise<boolean> {
     const owner = copy(clientId);
-    const sql = options.unlessFailed === true ? 'setFileStatusUnlessFailed' : 'setFileStatus';
-    return this.write(
-      async () => {
-        const verified = status === 'verified' ? 1 : 0;
-        const result = await this.statement(sql).run([status, verified, now, owner, fileName]);
-        return result.changes === 1;
-      },
-      audit === undefined ? {} : { audit: { entry: audit, when: (changed) => changed } },
-    );
+    const unlessFailed = options.unlessFailed === true;
+    if (audit !== undefined) {
+      const statement = this.statement('setFileStatusAudited');
+      const change = { status, now, unlessFailed };
+      return this.write(() => setFileStatusAudited(statement, { owner, fileName }, change, audit));
+    }
+    const sql = unlessFailed ? 'setFileStatusUnlessFailed' : 'setFileStatus';
+    return this.write(async () => {
+      const verified = status === 'verified' ? 1 : 0;
+      const result = await this.statement(sql).run([status, verified, now, owner, fileName]);
+      return result.changes === 1;
+    });
   }
 
   deleteFile(clientId: Buffer, fileName: string, audit?: AuditEntry): Promise<boolean> {

@@ -9,7 +9,7 @@ import { SqliteCatalog, type SqliteStore } from './catalog';
 import { openConnection, type ConnectionOptions } from './connection';
 import { SqliteReader } from './reader';
 import { SQL, type StatementName } from './rows';
-import { CONNECTION_OBJECTS } from './schema';
+import { CONNECTION_OBJECTS } from './audited-writes';
 
 export { DATABASE_FILE_NAME } from './connection';
 export type { SqliteStore } from './catalog';

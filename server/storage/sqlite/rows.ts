@@ -89,10 +89,14 @@ export const SQL = {
     'ON CONFLICT (ID, FileName) DO UPDATE SET PathName = excluded.PathName, ' +
     'Verified = excluded.Verified, Status = excluded.Status, Size = excluded.Size, ' +
     'Cksum = excluded.Cksum, UpdatedAt = excluded.UpdatedAt',
-  /** putFile with its audit row, one statement (schema.ts, CONNECTION_OBJECTS). */
+  /** putFile with its audit row, one statement (audited-writes.ts). */
   putFileAudited:
     `INSERT INTO file_stored (${FILE_COLUMNS}, ${AUDIT_INSERT_COLUMNS}) ` +
     'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  /** setFileStatus with its audit row, one statement (audited-writes.ts). */
+  setFileStatusAudited:
+    'INSERT INTO file_status_set (Status, Verified, UpdatedAt, ID, FileName, UnlessFailed, ' +
+    `${AUDIT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   fileByKey: `SELECT ${FILE_COLUMNS} FROM files WHERE ID = ? AND FileName = ?`,
   setFileStatus:
     'UPDATE files SET Status = ?, Verified = ?, UpdatedAt = ? WHERE ID = ? AND FileName = ?',

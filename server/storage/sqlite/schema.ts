@@ -148,31 +148,6 @@ export function checkNotNewer(version: number, path: string): void {
   }
 }
 
-/**
- * Objects of one connection (TEMP: made at every open, never written to the file, so no schema
- * version). `file_stored` takes a file row and its audit row in ONE insert, which its trigger
- * turns into the upsert of the row (as SQL.putFile) and the insert of the audit row: a single
- * statement commits both or, failing, neither, so an upload's row is one statement instead of
- * a transaction of four (BEGIN, row, audit row, COMMIT), each a trip to the thread pool.
- */
-export const CONNECTION_OBJECTS = `
-CREATE TEMP VIEW file_stored (
-  ID, FileName, PathName, Verified, Status, Size, Cksum, UpdatedAt,
-  Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail
-) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0;
-CREATE TEMP TRIGGER file_stored_insert INSTEAD OF INSERT ON file_stored BEGIN
-  INSERT INTO files (ID, FileName, PathName, Verified, Status, Size, Cksum, UpdatedAt)
-    VALUES (NEW.ID, NEW.FileName, NEW.PathName, NEW.Verified, NEW.Status, NEW.Size, NEW.Cksum,
-      NEW.UpdatedAt)
-    ON CONFLICT (ID, FileName) DO UPDATE SET PathName = excluded.PathName,
-      Verified = excluded.Verified, Status = excluded.Status, Size = excluded.Size,
-      Cksum = excluded.Cksum, UpdatedAt = excluded.UpdatedAt;
-  INSERT INTO auth_log (Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail)
-    VALUES (NEW.Time, NEW.RemoteAddress, NEW.ClientID, NEW.Name, NEW.RequestCode, NEW.Outcome,
-      NEW.Detail);
-END;`;
-
 /** Brings the schema to SCHEMA_VERSION, each step in its own transaction. */
 export async function migrate(db: AsyncDatabase, path: string): Promise<void> {
   let version = await readSchemaVersion(db);
