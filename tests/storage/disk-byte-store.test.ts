@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsPromises } from 'node:fs';
 import { chmod, lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
@@ -310,6 +311,20 @@ describe('containment', () => {
     await expectCode(store.beginUpload(HEX, 'x'), StorageErrorCode.PATH_ESCAPE);
     await expectCode(store.sweepTemp(), StorageErrorCode.PATH_ESCAPE);
     expect(await readdir(outside)).toEqual([`victim${TEMP_SUFFIX}`]);
+  });
+
+  it('refuses to keep a copy of a symlink or a FIFO planted as a live file', async () => {
+    const { parent, data } = await layout();
+    const victim = path.join(parent, 'victim');
+    await writeFile(victim, 'precious');
+    await mkdir(path.join(data, HEX));
+    await symlink(victim, path.join(data, HEX, 'link'));
+    execFileSync('mkfifo', [path.join(data, HEX, 'fifo')]);
+    const bytes = createDiskByteStore(data);
+    await expectCode(bytes.copy(`${HEX}/link`, `${HEX}/kept`), StorageErrorCode.PATH_ESCAPE);
+    await expectCode(bytes.copy(`${HEX}/fifo`, `${HEX}/kept`), StorageErrorCode.PATH_ESCAPE);
+    expect(await bytes.copy(`${HEX}/none`, `${HEX}/kept`)).toBe(false);
+    expect((await readdir(path.join(data, HEX))).sort()).toEqual(['fifo', 'link']);
   });
 
   it('replaces a symlink planted as the destination file instead of writing through it', async () => {

@@ -11,7 +11,7 @@
  * O_NOFOLLOW), so nothing planted in the data directory redirects a write or a read.
  */
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants, createReadStream, promises as fsp } from 'node:fs';
+import { constants as fsConstants, createReadStream, lstatSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isNotFound } from '../../../shared/errno';
@@ -54,6 +54,24 @@ export function createDiskByteStore(
   options: DiskByteStoreOptions = {},
 ): ByteStore {
   return new DiskByteStore(path.resolve(dataDir), options.random ?? randomBytes);
+}
+
+/**
+ * True when a regular file is at `file`, false when nothing is; a symlink or anything else is
+ * refused. On this thread, as the folder checks (directories.ts): an lstat, no file opened.
+ */
+function isPlainFile(file: string, key: string): boolean {
+  let stats;
+  try {
+    stats = lstatSync(file, { throwIfNoEntry: false });
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw fsError(`cannot inspect ${key}`, err);
+  }
+  if (stats === undefined) return false;
+  if (stats.isSymbolicLink()) throw escapeError(`${key} is a symlink, not a stored file`);
+  if (!stats.isFile()) throw escapeError(`${key} is not a plain file`);
+  return true;
 }
 
 class DiskByteStore implements ByteStore {
@@ -213,9 +231,7 @@ class DiskByteStore implements ByteStore {
     const source = this.locate(from);
     const target = this.locate(to);
     if (!(await this.foldersExist(source.folders))) return false;
-    const handle = await this.openPlain(source.file, from);
-    if (handle === undefined) return false;
-    await handle.close();
+    if (!isPlainFile(source.file, from)) return false;
     await this.prepareFolders(target.folders);
     if (!(await existingOwnDirectory(this.incomingDir))) {
       await ensureOwnDirectory(this.incomingDir);
