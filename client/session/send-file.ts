@@ -7,7 +7,7 @@
  * Two output buffers alternate, so at most about four blocks are in memory whatever the size
  * of the file.
  */
-import { constants as fsConstants } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Size, string255Bytes } from '../../protocol';
 import { Cksum } from '../../shared/cksum';
@@ -50,21 +50,62 @@ async function readExactly(
   buffer: Buffer,
   length: number,
   position: number,
-  path: string,
+  plan: UploadPlan,
 ): Promise<Buffer> {
   let got = 0;
   while (got < length) {
     const { bytesRead } = await fh.read(buffer, got, length - got, position + got);
-    if (bytesRead === 0) {
-      throw clientError(
-        ClientErrorCode.FILE_CHANGED,
-        `${path} became shorter while it was being sent`,
-        { hint: 'send the file again once nothing is writing to it' },
-      );
-    }
+    if (bytesRead === 0) throw becameShorter(plan);
     got += bytesRead;
   }
   return buffer.subarray(0, length);
+}
+
+function cannotRead(plan: UploadPlan, err: unknown): Error {
+  return clientError(
+    ClientErrorCode.FILE_UNREADABLE,
+    `cannot read ${plan.path} (${errnoText(err)})`,
+    { cause: err },
+  );
+}
+
+function becameShorter(plan: UploadPlan): Error {
+  return clientError(
+    ClientErrorCode.FILE_CHANGED,
+    `${plan.path} became shorter while it was being sent`,
+    { hint: 'send the file again once nothing is writing to it' },
+  );
+}
+
+/**
+ * The whole of a file that fits in one block, read synchronously: open, read and close of a
+ * small local file take microseconds, less than the three thread-pool round trips they cost
+ * asynchronously, and a folder of small files is hundreds of them. Larger files keep the
+ * asynchronous double-buffered reads, so the event loop never waits on a long read.
+ */
+function readSmallFile(plan: UploadPlan, into: Buffer): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(plan.path, fsConstants.O_RDONLY);
+  } catch (err) {
+    throw cannotRead(plan, err);
+  }
+  try {
+    let got = 0;
+    while (got < plan.size) {
+      let n: number;
+      try {
+        n = readSync(fd, into, got, plan.size - got, got);
+      } catch (err) {
+        throw cannotRead(plan, err);
+      }
+      if (n === 0) throw becameShorter(plan);
+      got += n;
+    }
+    return into.subarray(0, plan.size);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -86,15 +127,14 @@ export async function sendFile(
     Packetizer.outputSize(blockPackets + 2, (blockPackets + 2) * chunk),
     Packetizer.outputSize(plan.totalPackets, plan.contentSize),
   );
-  let fh: FileHandle;
-  try {
-    fh = await open(plan.path, fsConstants.O_RDONLY);
-  } catch (err) {
-    throw clientError(
-      ClientErrorCode.FILE_UNREADABLE,
-      `cannot read ${plan.path} (${errnoText(err)})`,
-      { cause: err },
-    );
+  // A file of one block is read at once, synchronously (readSmallFile); no handle stays open.
+  let fh: FileHandle | undefined;
+  if (plan.size > blockBytes) {
+    try {
+      fh = await open(plan.path, fsConstants.O_RDONLY);
+    } catch (err) {
+      throw cannotRead(plan, err);
+    }
   }
   // A file of one block needs one slot; the second is made only when a second block comes.
   const inputs = [Buffer.allocUnsafe(blockBytes), EMPTY];
@@ -108,7 +148,8 @@ export async function sendFile(
     const startRead = (slot: number, position: number): Promise<Buffer> => {
       const length = Math.min(blockBytes, plan.size - position);
       if (inputs[slot].length < length) inputs[slot] = Buffer.allocUnsafe(blockBytes);
-      const p = readExactly(fh, inputs[slot], length, position, plan.path);
+      if (fh === undefined) return Promise.resolve(readSmallFile(plan, inputs[slot]));
+      const p = readExactly(fh, inputs[slot], length, position, plan);
       p.catch(noop); // awaited below; this only marks it handled while it waits
       return p;
     };
@@ -157,7 +198,7 @@ export async function sendFile(
     return { cksum: sum.digest(), complete: true };
   } finally {
     // FileHandle.close waits for a read still in flight.
-    await fh.close().catch(noop);
+    await fh?.close().catch(noop);
     await reading.catch(noop);
   }
 }

@@ -29,7 +29,7 @@ export async function prepareUploadPlans(
   files: readonly FileArgument[],
 ): Promise<PreparedUploads> {
   try {
-    const plans = await prepareUploads(files);
+    const plans = prepareUploads(files);
     return { v4: plans, v3: () => plans };
   } catch (err) {
     if (protocol === 'v3' || !isClientError(err) || err.code !== ClientErrorCode.FILE_TOO_LARGE) {

@@ -100,7 +100,12 @@ describe('name clashes', () => {
     await writeFile(join(root, 'x', 'twice.txt'), '1');
     await writeFile(join(root, 'y', 'twice.txt'), '2');
     const { files } = await expandDirectories([{ path: root }], { recursive: true, exclude: [] });
-    const err = await prepareUploads(files).catch((e: Error & { code?: string }) => e);
+    let err: unknown;
+    try {
+      prepareUploads(files);
+    } catch (e) {
+      err = e;
+    }
     expect(err).toMatchObject({ code: ClientErrorCode.DUPLICATE_FILE_NAME, exitCode: 2 });
     const message = (err as Error).message;
     expect(message).toContain(
