@@ -12,7 +12,6 @@ import { resolveConfig } from '../config/transfer-info';
 import { connectTransport } from '../transport/connection';
 import { ClientErrorCode, ExitCode, clientError, toClientError, type ClientError } from '../errors';
 import { parseCommandLine, type CommandLine } from './cli';
-import { runFileCommand } from './file-commands';
 import { chooseMode, createOutput, type OutputStreams, type RunSummary } from './output';
 import { expandDirectories } from '../session/file-list';
 import { sendInParallel } from '../session/parallel';
@@ -68,7 +67,11 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
     streams.stdout.write(commandLine.text);
     return ExitCode.OK;
   }
-  if (commandLine.command !== 'send') return runFileCommand(commandLine, streams);
+  if (commandLine.command !== 'send') {
+    // Loaded for list/get/delete only: an upload does not pay for their modules at start-up.
+    const { runFileCommand } = await import('./file-commands');
+    return runFileCommand(commandLine, streams);
+  }
   const { flags } = commandLine;
 
   const mode = chooseMode(flags, Boolean(streams.stdout.isTTY));
