@@ -144,11 +144,27 @@ export interface ClientStore {
   /**
    * Registers `name` under `id`. A record with that name but no public key is replaced (its
    * files, versions and row go, §5.1); a record with a key makes this fail with `name_taken`.
+   * `audit` is written with a registration, and only with it: both commit, or neither.
    */
-  registerClient(id: Buffer, name: string, now: number): Promise<RegisterResult>;
-  /** Sets the key once (§5.2): false if the client is unknown or already has a key. */
-  setPublicKey(id: Buffer, publicKeyDer: Buffer, aesKey: Buffer, now: number): Promise<boolean>;
-  setAesKey(id: Buffer, aesKey: Buffer, now: number): Promise<void>;
+  registerClient(
+    id: Buffer,
+    name: string,
+    now: number,
+    audit?: AuditEntry,
+  ): Promise<RegisterResult>;
+  /**
+   * Sets the key once (§5.2): false if the client is unknown or already has a key. `audit` is
+   * written with the key, and only with it.
+   */
+  setPublicKey(
+    id: Buffer,
+    publicKeyDer: Buffer,
+    aesKey: Buffer,
+    now: number,
+    audit?: AuditEntry,
+  ): Promise<boolean>;
+  /** Replaces the AES key of a known client; `audit` commits with it. */
+  setAesKey(id: Buffer, aesKey: Buffer, now: number, audit?: AuditEntry): Promise<void>;
   /** Updates LastSeen (a backend may write it behind). */
   touch(id: Buffer, now: number): Promise<void>;
   listClients(): Promise<ClientRecord[]>;

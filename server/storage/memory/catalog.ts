@@ -62,7 +62,12 @@ export class MemoryCatalog implements Catalog {
     return [...this.clients.values()].find((client) => client.name === name);
   }
 
-  async registerClient(id: Buffer, name: string, now: number): Promise<RegisterResult> {
+  async registerClient(
+    id: Buffer,
+    name: string,
+    now: number,
+    audit?: AuditEntry,
+  ): Promise<RegisterResult> {
     this.guard('registerClient');
     const existing = [...this.clients.values()].find((client) => client.name === name);
     if (existing && existing.publicKey !== null) return { ok: false, reason: 'name_taken' };
@@ -83,10 +88,17 @@ export class MemoryCatalog implements Catalog {
       lastSeen: now,
     };
     this.clients.set(hexOf(id), client);
+    if (audit !== undefined) this.append(audit);
     return existing ? { ok: true, client, replacedId: existing.id } : { ok: true, client };
   }
 
-  async setPublicKey(id: Buffer, der: Buffer, aesKey: Buffer, now: number): Promise<boolean> {
+  async setPublicKey(
+    id: Buffer,
+    der: Buffer,
+    aesKey: Buffer,
+    now: number,
+    audit?: AuditEntry,
+  ): Promise<boolean> {
     this.guard('setPublicKey');
     const client = this.clients.get(hexOf(id));
     if (!client || client.publicKey !== null) return false;
@@ -96,10 +108,11 @@ export class MemoryCatalog implements Catalog {
       aesKey: Buffer.from(aesKey),
       lastSeen: now,
     });
+    if (audit !== undefined) this.append(audit);
     return true;
   }
 
-  async setAesKey(id: Buffer, aesKey: Buffer, now: number): Promise<void> {
+  async setAesKey(id: Buffer, aesKey: Buffer, now: number, audit?: AuditEntry): Promise<void> {
     this.guard('setAesKey');
     const client = this.clients.get(hexOf(id));
     if (!client) {
@@ -113,6 +126,7 @@ export class MemoryCatalog implements Catalog {
       aesKey: Buffer.from(aesKey),
       lastSeen: Math.max(client.lastSeen, now),
     });
+    if (audit !== undefined) this.append(audit);
   }
 
   async touch(id: Buffer, now: number): Promise<void> {

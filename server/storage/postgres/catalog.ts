@@ -79,6 +79,14 @@ export interface PostgresStore extends Catalog {
   readonly quotaLedger: SharedQuotaLedger;
 }
 
+/** The write option that commits `audit` (if any) with a write whose result passes `when`. */
+function audited<T>(
+  audit: AuditEntry | undefined,
+  when: (value: T) => boolean,
+): Omit<WriteOptions<T>, 'atomic'> {
+  return audit === undefined ? {} : { audit: { entry: audit, when } };
+}
+
 function closedError(): StorageError {
   return new StorageError(StorageErrorCode.CLOSED, 'the client store is closed');
 }
@@ -170,8 +178,14 @@ export class PostgresCatalog implements PostgresStore {
     return rows[0] === undefined ? undefined : this.decodeClient(rows[0]);
   }
 
-  registerClient(id: Buffer, name: string, now: number): Promise<RegisterResult> {
+  registerClient(
+    id: Buffer,
+    name: string,
+    now: number,
+    audit?: AuditEntry,
+  ): Promise<RegisterResult> {
     const newId = Buffer.from(id);
+    const options = audited(audit, (result: RegisterResult) => result.ok);
     return this.write(async (db): Promise<RegisterResult> => {
       const { rows } = await run<ClientRow & Record<string, unknown>>(
         db,
@@ -199,11 +213,18 @@ export class PostgresCatalog implements PostgresStore {
         lastSeen: now,
       };
       return replacedId ? { ok: true, client, replacedId } : { ok: true, client };
-    });
+    }, options);
   }
 
-  setPublicKey(id: Buffer, publicKeyDer: Buffer, aesKey: Buffer, now: number): Promise<boolean> {
+  setPublicKey(
+    id: Buffer,
+    publicKeyDer: Buffer,
+    aesKey: Buffer,
+    now: number,
+    audit?: AuditEntry,
+  ): Promise<boolean> {
     const key = Buffer.from(id);
+    const options = audited(audit, (changed: boolean) => changed);
     const publicKey = Buffer.from(publicKeyDer);
     const stored = this.storedAesKey(key, aesKey);
     return this.write(async (db) => {
@@ -214,11 +235,12 @@ export class PostgresCatalog implements PostgresStore {
         key,
       ]);
       return result.rowCount === 1;
-    });
+    }, options);
   }
 
-  setAesKey(id: Buffer, aesKey: Buffer, now: number): Promise<void> {
+  setAesKey(id: Buffer, aesKey: Buffer, now: number, audit?: AuditEntry): Promise<void> {
     const key = Buffer.from(id);
+    const options = audited(audit, () => true);
     const stored = this.storedAesKey(key, aesKey);
     return this.write(async (db) => {
       const result = await run(db, 'cannot store the AES key', SQL.setAesKey, [stored, now, key]);
@@ -228,7 +250,7 @@ export class PostgresCatalog implements PostgresStore {
           `cannot store the AES key: no client ${key.toString('hex')}`,
         );
       }
-    });
+    }, options);
   }
 
   touch(id: Buffer, now: number): Promise<void> {

@@ -79,6 +79,18 @@ export const SQL = {
   deleteClient: 'DELETE FROM clients WHERE ID = ?',
   deleteFilesOf: 'DELETE FROM files WHERE ID = ?',
   deleteVersionsOf: 'DELETE FROM file_versions WHERE ID = ?',
+  /** insertClient with its audit row, for a name with no row (audited-writes.ts). */
+  registerClientAudited:
+    `INSERT INTO client_registered (ClientName, LastSeen, NewID, ${AUDIT_INSERT_COLUMNS}) ` +
+    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  /** setPublicKey with its audit row, one statement (audited-writes.ts). */
+  setPublicKeyAudited:
+    `INSERT INTO client_key_set (PublicKey, AESKey, LastSeen, KeyID, ${AUDIT_INSERT_COLUMNS}) ` +
+    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  /** setAesKey with its audit row, one statement (audited-writes.ts). */
+  setAesKeyAudited:
+    `INSERT INTO client_aes_key_set (AESKey, LastSeen, KeyID, ${AUDIT_INSERT_COLUMNS}) ` +
+    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
   setPublicKey:
     'UPDATE clients SET PublicKey = ?, AESKey = ?, LastSeen = ? WHERE ID = ? AND PublicKey IS NULL',
   setAesKey: 'UPDATE clients SET AESKey = ?, LastSeen = max(LastSeen, ?) WHERE ID = ?',

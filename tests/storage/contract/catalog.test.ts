@@ -78,6 +78,67 @@ describe.each(BACKENDS)('catalog contract: $name', (factory) => {
     expect(await codeOf(catalog.setAesKey(idOf(9), aesKeyOf(3), T0 + 3))).toBe('DATABASE');
   });
 
+  it('registerClient writes its audit row with a registration, none with a refusal', async () => {
+    const { catalog } = backend();
+    const registered = (detail: string): AuditEntry => ({
+      ...entry('registered', T0, detail),
+      requestCode: 1025,
+    });
+    expect(await catalog.registerClient(idOf(1), 'alice', T0, registered('new'))).toMatchObject({
+      ok: true,
+    });
+    expect((await catalog.findClientById(idOf(1)))?.name).toBe('alice');
+    // A keyless name is replaced, its audit row committed with the replacement.
+    const again = await catalog.registerClient(idOf(2), 'alice', T0 + 1, registered('replaced'));
+    expect(again.ok && again.replacedId?.equals(idOf(1))).toBe(true);
+    expect(await catalog.findClientById(idOf(1))).toBeUndefined();
+    await catalog.setPublicKey(idOf(2), PUBLIC_KEY, aesKeyOf(2), T0 + 2);
+    expect(await catalog.registerClient(idOf(3), 'alice', T0 + 3, registered('taken'))).toEqual({
+      ok: false,
+      reason: 'name_taken',
+    });
+    expect((await catalog.listAudit()).map((row) => row.detail)).toEqual(['new', 'replaced']);
+  });
+
+  it('registrations at once, one of a name registered among them, each with its audit row', async () => {
+    const { catalog } = backend();
+    const results = await Promise.all(
+      ['a', 'b', 'a', 'c'].map((name, i) =>
+        catalog.registerClient(idOf(i + 1), name, T0 + i, entry('registered', T0 + i, `${i}`)),
+      ),
+    );
+    expect(results.map((result) => result.ok)).toEqual([true, true, true, true]);
+    // The second 'a' replaced the first, keyless one (§5.1).
+    const second = results[2];
+    expect(second?.ok && second.replacedId?.equals(idOf(1))).toBe(true);
+    expect((await catalog.findClientByName('a'))?.id.equals(idOf(3))).toBe(true);
+    expect((await catalog.listClients()).map((client) => client.name)).toEqual(['a', 'b', 'c']);
+    const details = (await catalog.listAudit()).map((row) => row.detail).sort();
+    expect(details).toEqual(['0', '1', '2', '3']);
+  });
+
+  it('setPublicKey and setAesKey write their audit row with the key, none if nothing changed', async () => {
+    const { catalog } = backend();
+    await catalog.registerClient(idOf(1), 'alice', T0);
+    const keySet = (detail: string): AuditEntry => ({ ...entry('key_set', T0, detail) });
+    expect(await catalog.setPublicKey(idOf(1), PUBLIC_KEY, aesKeyOf(1), T0 + 1, keySet('1'))).toBe(
+      true,
+    );
+    expect(await catalog.setPublicKey(idOf(1), PUBLIC_KEY, aesKeyOf(2), T0 + 2, keySet('2'))).toBe(
+      false,
+    );
+    expect(await catalog.setPublicKey(idOf(9), PUBLIC_KEY, aesKeyOf(2), T0 + 2, keySet('9'))).toBe(
+      false,
+    );
+    expect((await catalog.findClientById(idOf(1)))?.aesKey).toEqual(aesKeyOf(1));
+    await catalog.setAesKey(idOf(1), aesKeyOf(3), T0 + 3, entry('reconnected', T0 + 3, '3'));
+    const client = await catalog.findClientById(idOf(1));
+    expect(client).toMatchObject({ aesKey: aesKeyOf(3), publicKey: PUBLIC_KEY, lastSeen: T0 + 3 });
+    const unknown = catalog.setAesKey(idOf(9), aesKeyOf(3), T0 + 4, entry('reconnected', T0, '4'));
+    expect(await codeOf(unknown)).toBe('DATABASE');
+    expect((await catalog.listAudit()).map((row) => row.detail)).toEqual(['1', '3']);
+  });
+
   it('touch raises LastSeen and never lowers it', async () => {
     const { catalog } = backend();
     await withClient(catalog);
