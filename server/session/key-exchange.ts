@@ -27,11 +27,12 @@ export async function handleSendPublicKey(
   const aesKey = sources.aesKey();
   const wrappedKey = wrapAesKey(publicKey, aesKey);
   const der = publicKey.export({ type: 'spki', format: 'der' });
-  if (!(await store.setPublicKey(client.id, der, aesKey, sources.now()))) {
+  // The audit row commits with the key: both, or neither.
+  const audit = flow.audit.entry(req.code, client.id, req, 'key_set');
+  if (!(await store.setPublicKey(client.id, der, aesKey, sources.now(), audit))) {
     throw sessionError(SessionErrorCode.KEY_ALREADY_SET, 'client already has a public key');
   }
   bind(flow, client, aesKey);
-  await flow.audit.write(req.code, client.id, req, 'key_set');
   return { code: ResponseCode.KEY_ACCEPTED, clientId: client.id, wrappedKey };
 }
 
@@ -46,9 +47,9 @@ export async function handleReconnect(flow: Flow, req: ReconnectRequest): Promis
   const publicKey = parsePublicKeyField(encodePublicKeyField(client.publicKey));
   const aesKey = sources.aesKey();
   const wrappedKey = wrapAesKey(publicKey, aesKey);
-  await store.setAesKey(client.id, aesKey, sources.now());
+  const audit = flow.audit.entry(req.code, client.id, req, 'reconnected');
+  await store.setAesKey(client.id, aesKey, sources.now(), audit);
   bind(flow, client, aesKey);
-  await flow.audit.write(req.code, client.id, req, 'reconnected');
   return { code: ResponseCode.RECONNECTED, clientId: client.id, wrappedKey };
 }
 

@@ -13,10 +13,13 @@ export async function handleRegister(flow: Flow, req: RegisterRequest): Promise<
   if (!ctx.registerLimiter.take(remoteAddress)) {
     throw sessionError(SessionErrorCode.RATE_LIMITED, 'registrations over the rate limit');
   }
+  const newId = issueClientId(ctx.sources);
+  // The audit row commits with the registration: both, or neither.
   const result = await ctx.store.registerClient(
-    issueClientId(ctx.sources),
+    newId,
     req.name,
     ctx.sources.now(),
+    flow.audit.entry(req.code, newId, req, 'registered'),
   );
   if (!result.ok) {
     throw sessionError(SessionErrorCode.NAME_TAKEN, 'name is taken by a client with a key');
@@ -27,7 +30,5 @@ export async function handleRegister(flow: Flow, req: RegisterRequest): Promise<
     await ctx.files.removeClient(replacedHex);
     flow.log.info({ replaced: replacedHex, name: req.name }, 'keyless registration replaced');
   }
-  const id = result.client.id;
-  await flow.audit.write(req.code, id, req, 'registered');
-  return { code: ResponseCode.REGISTERED, clientId: id };
+  return { code: ResponseCode.REGISTERED, clientId: result.client.id };
 }

@@ -117,9 +117,19 @@ describe('injected storage failures', () => {
     expect((await store.findFile(me.id, 'v.bin'))?.verified).toBe(true);
   });
 
+  it('the database fails on register: no registration, and no audit row of one', async () => {
+    faults.fail('registerClient');
+    expect((await client.request(register('r2'))).code).toBe(Reply.ERROR);
+    expect(store.auditLog.some((row) => row.outcome === 'registered' && row.name === 'r2')).toBe(
+      false,
+    );
+    expect(await store.findClientByName('r2')).toBeUndefined();
+  });
+
   it('a failing audit trail is logged but does not fail the request', async () => {
     faults.fail('audit', { times: 5 });
-    expect((await client.request(register('audited'))).code).toBe(Reply.REGISTERED);
+    // A refusal's audit row is written on its own (a change's row commits with the change).
+    expect((await client.request(register('faulty'))).code).toBe(Reply.REGISTRATION_FAILED);
     expect(
       logLines.some((l) => l.level === 50 && l.msg === 'could not write the audit trail'),
     ).toBe(true);
