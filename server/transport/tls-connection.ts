@@ -40,8 +40,12 @@ import { sweepVerdict } from './limits';
  * then wait for a major collection however soon they are done with (gc-nudge.ts).
  */
 const HOLD_HIGH_WATER = MAX_CHUNK_SIZE;
-/** Answer bytes the peer may leave unread before the next request is served (downloads). */
-const UNREAD_HIGH_WATER = 8 * 1024 * 1024;
+/**
+ * Answer bytes the peer may leave unread before the next request is served (downloads): two
+ * largest chunks keep the socket busy (the kernel's buffer holds more); every byte more is
+ * plaintext and its TLS records waiting in memory.
+ */
+const UNREAD_HIGH_WATER = 2 * MAX_CHUNK_SIZE;
 /** The exporter's context is empty (docs/protocol-v4.md §5.3). */
 const NO_CONTEXT = Buffer.alloc(0);
 
