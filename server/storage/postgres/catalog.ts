@@ -1,66 +1,48 @@
 /**
  * The Catalog on PostgreSQL, shared by every instance of a deployment (docs/protocol.md §7
- * tables, schema.ts). What differs from the SQLite catalog, and why:
+ * tables, schema.ts): files, versions and the audit trail. Client records, and the write lane
+ * both halves use, are in clients.ts (split by responsibility, as the SQLite catalog is). What
+ * differs from the SQLite catalog, and why:
  *
- * - No client cache: another instance may change a client's row at any time (its key set, a
- *   keyless registration replaced), so every lookup reads the row.
- * - Registrations are unique across instances by the table's constraints: the insert does
- *   nothing when the name or id is taken meanwhile, which reads as `name_taken`; a keyless row
- *   being replaced is locked (`FOR UPDATE`) so two instances cannot both replace it.
  * - Writes are group-committed (../group-commit.ts, write-lane.ts) one transaction at a time,
  *   each write in a savepoint: PostgreSQL aborts a whole transaction on any error, so a
  *   savepoint is what keeps one write's failure its own.
  * - Reads run on the pool concurrently with the writing transaction.
- * - AES keys are sealed with the master key (../master-key.ts) exactly as in SQLite, so rows
- *   move between the two backends unchanged.
+ * - No client cache, registrations unique across instances, AES keys sealed: see clients.ts.
  * Every failure rejects with a StorageError (DATABASE when PostgreSQL failed or is away).
  */
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
 import { archiveRow, findVersion, listVersions, prune, putBack } from './versions';
-import { WriteLane } from './write-lane';
 import type { AdvisoryFileLocks } from './file-locks';
 import type { SharedQuotaLedger } from './quota-ledger';
-import type { Logger } from '../../../shared/logger';
-import { GroupCommit, type WriteOptions } from '../group-commit';
-import { DEFAULT_TOUCH_FLUSH_MS, LastSeenWriteBehind } from '../last-seen';
-import { PLAIN_AES_KEY_BYTES, sealAesKey, unsealStoredAesKey } from '../master-key';
-import {
-  StorageError,
-  StorageErrorCode,
-  type ArchiveAs,
-  type ArchiveResult,
-  type AuditEntry,
-  type Catalog,
-  type ClientRecord,
-  type ClientSummary,
-  type FileRecord,
-  type FileStatus,
-  type FileVersion,
-  type NewFile,
-  type RegisterResult,
-  type SetStatusOptions,
-  type StoredAuditEntry,
-  type VersionFilter,
+import { PLAIN_AES_KEY_BYTES } from '../master-key';
+import type {
+  ArchiveAs,
+  ArchiveResult,
+  AuditEntry,
+  Catalog,
+  ClientSummary,
+  FileRecord,
+  FileStatus,
+  FileVersion,
+  NewFile,
+  SetStatusOptions,
+  StoredAuditEntry,
+  VersionFilter,
 } from '../types';
+import { closedError, PostgresClients, type PostgresClientSettings } from './clients';
 import { databaseError, run } from './database';
 import {
   fileParams,
   SQL,
   toAuditEntry,
-  toClientRecord,
   toFileRecord,
   type AuditRow,
   type ClientRow,
   type FileRow,
 } from './rows';
 
-export interface PostgresCatalogSettings {
-  readonly masterKey?: Buffer;
-  readonly logger?: Logger;
-  readonly touchFlushMs?: number;
-  readonly readOnly: boolean;
-  /** Group-commit batch sizes (writes per transaction), for metrics. */
-  readonly onBatch?: (size: number) => void;
+export interface PostgresCatalogSettings extends PostgresClientSettings {
   /** Per-file locks across instances; closed with the catalog. */
   readonly fileLocks: AdvisoryFileLocks;
   /** `--quota` reservations shared by instances; ended with the catalog. */
@@ -79,206 +61,14 @@ export interface PostgresStore extends Catalog {
   readonly quotaLedger: SharedQuotaLedger;
 }
 
-/** The write option that commits `audit` (if any) with a write whose result passes `when`. */
-function audited<T>(
-  audit: AuditEntry | undefined,
-  when: (value: T) => boolean,
-): Omit<WriteOptions<T>, 'atomic'> {
-  return audit === undefined ? {} : { audit: { entry: audit, when } };
-}
-
-function closedError(): StorageError {
-  return new StorageError(StorageErrorCode.CLOSED, 'the client store is closed');
-}
-
-export class PostgresCatalog implements PostgresStore {
-  private readonly masterKey: Buffer | undefined;
-  private readonly logger: Logger | undefined;
-  private readonly lastSeen: LastSeenWriteBehind;
-  private readonly group: GroupCommit;
-  private readonly lane: WriteLane;
-  private closing: Promise<void> | undefined;
-  readonly readOnly: boolean;
+export class PostgresCatalog extends PostgresClients implements PostgresStore {
   readonly fileLocks: AdvisoryFileLocks;
   readonly quotaLedger: SharedQuotaLedger;
 
-  constructor(
-    private readonly pool: Pool,
-    settings: PostgresCatalogSettings,
-  ) {
-    this.masterKey = settings.masterKey ? Buffer.from(settings.masterKey) : undefined;
-    this.logger = settings.logger;
-    this.readOnly = settings.readOnly;
+  constructor(pool: Pool, settings: PostgresCatalogSettings) {
+    super(pool, settings);
     this.fileLocks = settings.fileLocks;
     this.quotaLedger = settings.quotaLedger;
-    this.lastSeen = new LastSeenWriteBehind({
-      flushMs: settings.touchFlushMs ?? DEFAULT_TOUCH_FLUSH_MS,
-      flush: () => this.flush(),
-      onError: (err) => this.logger?.error({ err }, 'could not write LastSeen updates'),
-    });
-    this.lane = new WriteLane(pool, settings.onBatch);
-    this.group = new GroupCommit(this.lane.driver);
-  }
-
-  /**
-   * Queues a write for the next group commit; each runs in a savepoint of the group's
-   * transaction (or a transaction of its own when alone).
-   */
-  private write<T>(
-    body: (db: PoolClient) => Promise<T>,
-    options: Omit<WriteOptions<T>, 'atomic'> = {},
-  ): Promise<T> {
-    if (this.closing) return Promise.reject(closedError());
-    return this.group.write(() => body(this.lane.client()), { ...options, atomic: true });
-  }
-
-  /** Reads on the pool, beside any running write. */
-  private read<R extends object>(what: string, sql: string, params: readonly unknown[]) {
-    if (this.closing) return Promise.reject(closedError());
-    return run<R & Record<string, unknown>>(this.pool, what, sql, params).then(
-      (result) => result.rows as R[],
-    );
-  }
-
-  // ------------------------------------------------------------ clients
-
-  /** Decodes a row; re-seals a plain AES key when a master key is set. */
-  private async decodeClient(row: ClientRow): Promise<ClientRecord> {
-    let aesKey: Buffer | null = null;
-    if (row.aes_key !== null) {
-      const { key, form } = unsealStoredAesKey(this.masterKey, row.id, row.aes_key);
-      aesKey = key;
-      if (form === 'plain' && this.masterKey && !this.readOnly) {
-        const sealed = sealAesKey(this.masterKey, row.id, key);
-        // Opportunistic: the key is usable either way; a failed rewrite is retried next use.
-        await run(this.pool, 'cannot re-seal', SQL.resealAesKey, [
-          sealed,
-          row.id,
-          row.aes_key,
-        ]).catch((err: unknown) => this.logger?.warn({ err }, 'could not re-seal a plain AES key'));
-      }
-    }
-    const record = toClientRecord(row, aesKey);
-    return { ...record, lastSeen: this.lastSeen.lastSeen(row.id.toString('hex'), row.last_seen) };
-  }
-
-  private storedAesKey(id: Buffer, aesKey: Buffer): Buffer {
-    return this.masterKey ? sealAesKey(this.masterKey, id, aesKey) : Buffer.from(aesKey);
-  }
-
-  async findClientById(id: Buffer): Promise<ClientRecord | undefined> {
-    const rows = await this.read<ClientRow>('cannot find client', SQL.clientById, [
-      Buffer.from(id),
-    ]);
-    return rows[0] === undefined ? undefined : this.decodeClient(rows[0]);
-  }
-
-  async findClientByName(name: string): Promise<ClientRecord | undefined> {
-    const rows = await this.read<ClientRow>('cannot find client', SQL.clientByName, [name]);
-    return rows[0] === undefined ? undefined : this.decodeClient(rows[0]);
-  }
-
-  registerClient(
-    id: Buffer,
-    name: string,
-    now: number,
-    audit?: AuditEntry,
-  ): Promise<RegisterResult> {
-    const newId = Buffer.from(id);
-    const options = audited(audit, (result: RegisterResult) => result.ok);
-    return this.write(async (db): Promise<RegisterResult> => {
-      const { rows } = await run<ClientRow & Record<string, unknown>>(
-        db,
-        'cannot register',
-        SQL.clientByNameForUpdate,
-        [name],
-      );
-      const existing = rows[0];
-      let replacedId: Buffer | undefined;
-      if (existing) {
-        if (existing.public_key !== null) return { ok: false, reason: 'name_taken' };
-        // §5.1: a record that never got a key is not owned yet; the new registration wins.
-        // Its files and versions go with it (ON DELETE CASCADE).
-        replacedId = existing.id;
-        await run(db, 'cannot replace a keyless client', SQL.deleteClient, [existing.id]);
-        this.lastSeen.forget(existing.id.toString('hex'));
-      }
-      const inserted = await run(db, 'cannot register', SQL.insertClient, [newId, name, now]);
-      if (inserted.rowCount !== 1) return { ok: false, reason: 'name_taken' };
-      const client: ClientRecord = {
-        id: newId,
-        name,
-        publicKey: null,
-        aesKey: null,
-        lastSeen: now,
-      };
-      return replacedId ? { ok: true, client, replacedId } : { ok: true, client };
-    }, options);
-  }
-
-  setPublicKey(
-    id: Buffer,
-    publicKeyDer: Buffer,
-    aesKey: Buffer,
-    now: number,
-    audit?: AuditEntry,
-  ): Promise<boolean> {
-    const key = Buffer.from(id);
-    const options = audited(audit, (changed: boolean) => changed);
-    const publicKey = Buffer.from(publicKeyDer);
-    const stored = this.storedAesKey(key, aesKey);
-    return this.write(async (db) => {
-      const result = await run(db, 'cannot store the public key', SQL.setPublicKey, [
-        publicKey,
-        stored,
-        now,
-        key,
-      ]);
-      return result.rowCount === 1;
-    }, options);
-  }
-
-  setAesKey(id: Buffer, aesKey: Buffer, now: number, audit?: AuditEntry): Promise<void> {
-    const key = Buffer.from(id);
-    const options = audited(audit, () => true);
-    const stored = this.storedAesKey(key, aesKey);
-    return this.write(async (db) => {
-      const result = await run(db, 'cannot store the AES key', SQL.setAesKey, [stored, now, key]);
-      if (result.rowCount !== 1) {
-        throw new StorageError(
-          StorageErrorCode.DATABASE,
-          `cannot store the AES key: no client ${key.toString('hex')}`,
-        );
-      }
-    }, options);
-  }
-
-  touch(id: Buffer, now: number): Promise<void> {
-    if (this.closing) return Promise.reject(closedError());
-    this.lastSeen.note(id.toString('hex'), now);
-    return Promise.resolve();
-  }
-
-  private async writeTouches(): Promise<void> {
-    const batch = this.lastSeen.take();
-    if (batch.length === 0) return;
-    await run(this.pool, 'cannot write LastSeen', SQL.touchMany, [
-      batch.map(([hex]) => Buffer.from(hex, 'hex')),
-      batch.map(([, time]) => time),
-    ]);
-  }
-
-  flush(): Promise<void> {
-    this.lastSeen.stop();
-    if (this.closing) return Promise.reject(closedError());
-    return this.lane.schedule(() => this.writeTouches());
-  }
-
-  async listClients(): Promise<ClientRecord[]> {
-    const rows = await this.read<ClientRow>('cannot list clients', SQL.listClients, []);
-    const records: ClientRecord[] = [];
-    for (const row of rows) records.push(await this.decodeClient(row));
-    return records;
   }
 
   // ------------------------------------------------------------ files and versions
