@@ -6,6 +6,7 @@
  * The shebang starts node with `--expose-gc` so that `--gc-nudge auto` (the default) finds its
  * collector: a process-edge choice, nothing flips a V8 flag at run time.
  */
+import { resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { Logger } from 'pino';
@@ -25,6 +26,7 @@ import {
 import { adminCommand } from './admin';
 import { identityCommand, parseDurationMs, v4Options } from '../transport/tls-cli';
 import { startDaemon, type Daemon } from './daemon';
+import { issueIdentityApart } from './first-identity';
 import type { MemoryNudge } from '../transport/gc-nudge';
 import { DEFAULT_LIMITS, type ServerLimits } from '../transport/limits';
 import { loadMasterKey, MASTER_KEY_ENV } from '../storage/master-key';
@@ -283,6 +285,11 @@ async function serve(args: ServeArgs): Promise<void> {
         `no master key (--master-key-file or ${MASTER_KEY_ENV}): AES keys are stored in the clear`,
       );
     }
+    await issueIdentityApart(
+      resolve(args['data-dir']),
+      { node: process.execPath, nodeArgs: process.execArgv, script: process.argv[1] },
+      log,
+    );
     const daemon: Daemon = await startDaemon({
       dataDir: args['data-dir'],
       port,
