@@ -9,6 +9,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from '../../server/process/daemon';
+import { serverIdentity } from '../../server/transport/tls-setup';
 import { fingerprintOfKey } from '../../shared/fingerprint';
 import { loadOrCreateKey } from '../../shared/identity';
 import { silentLogger } from '../../shared/logger';
@@ -144,7 +145,8 @@ describe('v4 end to end: trust', () => {
     const refused = await runClient(conf, ['--server', addr, file]);
     expect(refused.code).toBe(6);
     expect(refused.json?.error?.code).toBe('IDENTITY_MISMATCH');
-    const other = b.lines.find((l) => l.msg === 'v4 identity created')?.fingerprint as string;
+    // The second server's own fingerprint, from its identity files.
+    const other = (await serverIdentity(dataB)).fingerprint;
     expect(refused.stderr).toContain(pinned);
     expect(refused.stderr).toContain(other);
     expect(refused.stderr).toContain(join(conf, 'known_servers'));
