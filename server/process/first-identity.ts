@@ -6,7 +6,7 @@
  * reads the key and certificate, as it does on every later start.
  */
 import { execFile } from 'node:child_process';
-import { access } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { identityPaths } from '../transport/tls-setup';
 
@@ -14,15 +14,6 @@ import { identityPaths } from '../transport/tls-setup';
 const CHILD_TIMEOUT_MS = 30_000;
 
 export type FirstIdentity = 'present' | 'issued-apart' | 'left-to-daemon';
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Runs `<this program> identity --data-dir dataDir` (same node, same node options) when the
@@ -35,7 +26,7 @@ export async function issueIdentityApart(
   log: Logger,
 ): Promise<FirstIdentity> {
   const paths = identityPaths(dataDir);
-  if ((await exists(paths.key)) && (await exists(paths.cert))) return 'present';
+  if (existsSync(paths.key) && existsSync(paths.cert)) return 'present';
   const args = [...program.nodeArgs, program.script, 'identity', '--data-dir', dataDir];
   const failure = await new Promise<Error | undefined>((resolve) => {
     execFile(program.node, args, { timeout: CHILD_TIMEOUT_MS }, (err) => resolve(err ?? undefined));

@@ -72,6 +72,32 @@ export interface ArchiveAs {
   readonly archivedAt: number;
 }
 
+/** What `restoreVersion` puts back, under what key, and what it keeps of the live row. */
+export interface RestoreOptions {
+  /** Where the restored version's bytes now are. */
+  readonly objectKey: string;
+  /** The live row becomes this version first, unless it failed. */
+  readonly current?: ArchiveAs;
+  readonly keep: number;
+  readonly now: number;
+  readonly audit?: AuditEntry;
+}
+
+/** The version `file` becomes when it is archived `as`. */
+export function archivedVersion(file: FileRecord, as: ArchiveAs): FileVersion {
+  return {
+    clientId: file.clientId,
+    fileName: file.fileName,
+    version: as.version,
+    objectKey: as.objectKey,
+    status: file.status,
+    size: file.size,
+    cksum: file.cksum,
+    updatedAt: file.updatedAt,
+    archivedAt: as.archivedAt,
+  };
+}
+
 export interface ArchiveResult {
   /** The version made; undefined when there was nothing to keep (no row, or not verified). */
   readonly archived: FileVersion | undefined;
@@ -224,13 +250,7 @@ export interface FileCatalog {
     clientId: Buffer,
     fileName: string,
     version: number,
-    options: {
-      readonly objectKey: string;
-      readonly current?: ArchiveAs;
-      readonly keep: number;
-      readonly now: number;
-      readonly audit?: AuditEntry;
-    },
+    options: RestoreOptions,
   ): Promise<ArchiveResult | undefined>;
   /** Versions, oldest first (by client, name, number). */
   listVersions(filter?: VersionFilter): Promise<FileVersion[]>;

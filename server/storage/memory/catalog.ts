@@ -9,8 +9,10 @@ import {
   StorageErrorCode,
   type ArchiveAs,
   type ArchiveResult,
+  archivedVersion,
   type AuditEntry,
   type Catalog,
+  type RestoreOptions,
   type ClientRecord,
   type ClientSummary,
   type FileRecord,
@@ -222,17 +224,7 @@ export class MemoryCatalog implements Catalog {
         `version ${as.version} of ${fileKey(clientId, fileName)} exists`,
       );
     }
-    return {
-      clientId: Buffer.from(clientId),
-      fileName,
-      version: as.version,
-      objectKey: as.objectKey,
-      status: current.status,
-      size: current.size,
-      cksum: current.cksum,
-      updatedAt: current.updatedAt,
-      archivedAt: as.archivedAt,
-    };
+    return { ...archivedVersion(current, as), clientId: Buffer.from(clientId) };
   }
 
   /** Adds `version` (if any) and drops the oldest beyond `keep`. */
@@ -263,13 +255,7 @@ export class MemoryCatalog implements Catalog {
     clientId: Buffer,
     fileName: string,
     version: number,
-    options: {
-      readonly objectKey: string;
-      readonly current?: ArchiveAs;
-      readonly keep: number;
-      readonly now: number;
-      readonly audit?: AuditEntry;
-    },
+    options: RestoreOptions,
   ): Promise<ArchiveResult | undefined> {
     this.guard('restoreVersion');
     const key = fileKey(clientId, fileName);

@@ -26,6 +26,7 @@ import type {
   FileStatus,
   FileVersion,
   NewFile,
+  RestoreOptions,
   SetStatusOptions,
   StoredAuditEntry,
   VersionFilter,
@@ -158,13 +159,7 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
     clientId: Buffer,
     fileName: string,
     version: number,
-    options: {
-      readonly objectKey: string;
-      readonly current?: ArchiveAs;
-      readonly keep: number;
-      readonly now: number;
-      readonly audit?: AuditEntry;
-    },
+    options: RestoreOptions,
   ): Promise<ArchiveResult | undefined> {
     const owner = Buffer.from(clientId);
     const { audit } = options;

@@ -3,7 +3,13 @@
  * verified file): the statements of archive, prune and restore, run inside the catalog's
  * write transaction, and the listing.
  */
-import type { ArchiveAs, FileRecord, FileVersion, VersionFilter } from '../types';
+import {
+  archivedVersion,
+  type ArchiveAs,
+  type FileRecord,
+  type FileVersion,
+  type VersionFilter,
+} from '../types';
 import { run, type Queryable } from './database';
 import {
   fileParams,
@@ -33,17 +39,7 @@ export async function archiveRow(
   if (rows[0] === undefined) return undefined;
   const current = toFileRecord(rows[0]);
   if (!accept(current)) return undefined;
-  const version: FileVersion = {
-    clientId: owner,
-    fileName,
-    version: as.version,
-    objectKey: as.objectKey,
-    status: current.status,
-    size: current.size,
-    cksum: current.cksum,
-    updatedAt: current.updatedAt,
-    archivedAt: as.archivedAt,
-  };
+  const version = archivedVersion(current, as);
   await run(db, 'cannot keep a version', SQL.insertVersion, versionParams(version));
   return version;
 }

@@ -20,6 +20,7 @@ import type {
   FileStatus,
   FileVersion,
   NewFile,
+  RestoreOptions,
   SetStatusOptions,
   StoredAuditEntry,
   VersionFilter,
@@ -169,13 +170,7 @@ export class SqliteCatalog extends SqliteClients implements SqliteStore {
     clientId: Buffer,
     fileName: string,
     version: number,
-    options: {
-      readonly objectKey: string;
-      readonly current?: ArchiveAs;
-      readonly keep: number;
-      readonly now: number;
-      readonly audit?: AuditEntry;
-    },
+    options: RestoreOptions,
   ): Promise<ArchiveResult | undefined> {
     const owner = copy(clientId);
     const { audit } = options;

@@ -1,5 +1,12 @@
 /** Kept versions in the SQLite catalog: a live row copied into file_versions, and pruning. */
-import type { ArchiveAs, ArchiveResult, FileRecord, FileVersion } from '../types';
+import {
+  archivedVersion,
+  type ArchiveAs,
+  type ArchiveResult,
+  type FileRecord,
+  type FileVersion,
+  type RestoreOptions,
+} from '../types';
 import {
   fileParams,
   toFileRecord,
@@ -22,17 +29,7 @@ export async function archiveRow(
   if (row === undefined) return undefined;
   const current = toFileRecord(row);
   if (!accept(current)) return undefined;
-  const version: FileVersion = {
-    clientId: owner,
-    fileName,
-    version: as.version,
-    objectKey: as.objectKey,
-    status: current.status,
-    size: current.size,
-    cksum: current.cksum,
-    updatedAt: current.updatedAt,
-    archivedAt: as.archivedAt,
-  };
+  const version = archivedVersion(current, as);
   await statement('insertVersion').run(versionParams(version));
   return version;
 }
@@ -61,12 +58,7 @@ export async function restoreRow(
   owner: Buffer,
   fileName: string,
   version: number,
-  options: {
-    readonly objectKey: string;
-    readonly current?: ArchiveAs;
-    readonly keep: number;
-    readonly now: number;
-  },
+  options: Omit<RestoreOptions, 'audit'>,
 ): Promise<ArchiveResult | undefined> {
   const row = await statement('versionByKey').get<VersionRow>([owner, fileName, version]);
   if (row === undefined) return undefined;
