@@ -7,16 +7,22 @@
  *   durable offset: the bytes of `.data` fdatasynced before the meta was written. After a
  *   crash `.data` may hold more (or, after power loss, garbage past that point): it is cut back
  *   to the durable offset when the upload resumes.
+ * - A new upload writes no `.meta` until its first checkpoint: until then there is nothing
+ *   durable to resume, and a `.data` without a `.meta` starts again at 0, as the answered
+ *   offset said. So a small file, published before any checkpoint, costs no record at all.
+ *   A `.meta` that exists but no longer fits (another upload of the name, or more than `.data`
+ *   holds) is replaced at once: it would otherwise vouch for bytes that were never synced.
  * - Paths are built from a checked client hex and a SHA-256 of the name, never from the name
  *   itself, so nothing a client sends chooses a path.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
+import { createReadStream, lstatSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../../shared/atomic-file';
+import { syncDirectory, writeFileAtomic } from '../../../shared/atomic-file';
 import type { PartialKey, PartialStore, PartialUpload } from '../../session/v4/context';
 import { StorageError, StorageErrorCode } from '../types';
+import { ensureOwnDirectory, existingOwnDirectory } from './directories';
 
 export const PARTIALS_DIR = '.partial-v4';
 const DIR_MODE = 0o700;
@@ -39,6 +45,19 @@ function fsError(what: string, err: unknown): StorageError {
 
 function isNotFound(err: unknown): boolean {
   return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
+
+/**
+ * Whether anything is at `path`. On this thread, as directories.ts checks its folders: a
+ * lookup in a folder in use is answered from the kernel's cache, cheaper than a round trip
+ * through the thread pool, and most uploads find no partial.
+ */
+function exists(path: string): boolean {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+  } catch (err) {
+    throw fsError(`cannot inspect ${path}`, err);
+  }
 }
 
 async function readMeta(path: string): Promise<Meta | undefined> {
@@ -76,6 +95,8 @@ class DiskPartial implements PartialUpload {
     private readonly meta: Omit<Meta, 'durable' | 'updatedAt'>,
     readonly offset: number,
     private readonly now: () => number,
+    /** A `.meta` is on disk (recorded earlier, or written since): `remove` deletes it. */
+    private metaOnDisk: boolean,
   ) {
     this.written = offset;
     this.durable = offset;
@@ -151,29 +172,43 @@ class DiskPartial implements PartialUpload {
 
   async remove(): Promise<void> {
     await this.handle.close().catch(() => undefined);
-    for (const path of [this.metaPath, this.dataPath]) {
+    // `.data` is usually gone already: the file store adopted it (moved it into place).
+    const paths = this.metaOnDisk ? [this.metaPath, this.dataPath] : [this.dataPath];
+    for (const path of paths) {
+      if (path === this.dataPath && !exists(path)) continue;
       await fsp.unlink(path).catch((err: unknown) => {
         if (!isNotFound(err)) throw fsError(`cannot remove ${path}`, err);
       });
     }
+    this.metaOnDisk = false;
   }
 
-  writeMeta(durable: number): Promise<void> {
+  async writeMeta(durable: number): Promise<void> {
     const meta: Meta = { ...this.meta, durable, updatedAt: this.now() };
-    return writeFileAtomic(this.metaPath, JSON.stringify(meta), { mode: FILE_MODE });
+    await writeFileAtomic(this.metaPath, JSON.stringify(meta), { mode: FILE_MODE });
+    this.metaOnDisk = true;
   }
 }
 
 export function createDiskPartialStore(dataDir: string, now: () => number): PartialStore {
   const root = join(dataDir, PARTIALS_DIR);
 
-  async function ensureDir(dir: string): Promise<void> {
-    await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE }).catch((err: unknown) => {
-      throw fsError(`cannot create ${dir}`, err);
-    });
-    const stats = await fsp.lstat(dir);
-    if (stats.isSymbolicLink() || !stats.isDirectory()) {
-      throw new StorageError(StorageErrorCode.PATH_ESCAPE, `${dir} is not a plain folder`);
+  /**
+   * Makes sure `dir` (in `parent`) is a plain folder; a planted symlink is refused. A folder
+   * made here is synced into its parent, so the records a checkpoint writes into it survive a
+   * crash. The data directory is the operator's and may be a symlink.
+   */
+  async function ensureDir(dir: string, parent: string, parentIsDataDir: boolean): Promise<void> {
+    if (await existingOwnDirectory(dir)) return;
+    if (parentIsDataDir) {
+      await fsp.mkdir(parent, { recursive: true, mode: DIR_MODE }).catch((err: unknown) => {
+        throw fsError(`cannot create ${parent}`, err);
+      });
+    }
+    if (await ensureOwnDirectory(dir)) {
+      await syncDirectory(parent, { followSymlink: parentIsDataDir }).catch((err: unknown) => {
+        throw fsError(`cannot sync ${parent}`, err);
+      });
     }
   }
 
@@ -183,13 +218,14 @@ export function createDiskPartialStore(dataDir: string, now: () => number): Part
         throw new StorageError(StorageErrorCode.PATH_ESCAPE, 'client id is not 32 hex digits');
       }
       const dir = join(root, key.clientIdHex);
-      await ensureDir(root);
-      await ensureDir(dir);
+      await ensureDir(root, dataDir, true);
+      await ensureDir(dir, root, false);
       const base = join(dir, createHash('sha256').update(key.fileName, 'utf8').digest('hex'));
       const dataPath = `${base}.data`;
       const metaPath = `${base}.meta`;
       const check = key.check.toString('hex');
-      const recorded = await readMeta(metaPath);
+      const metaFound = exists(metaPath);
+      const recorded = metaFound ? await readMeta(metaPath) : undefined;
       const resumes =
         recorded !== undefined &&
         recorded.fileName === key.fileName &&
@@ -220,9 +256,17 @@ export function createDiskPartialStore(dataDir: string, now: () => number): Part
         { fileName: key.fileName, size: key.size, check },
         offset,
         now,
+        metaFound,
       );
-      if (!resumes) {
-        await partial.writeMeta(0).catch(async (err: unknown) => {
+      // A record that does not say exactly this offset of this upload is replaced now (see
+      // above); with none, the first checkpoint writes one. Bytes kept below a record that
+      // promised more are synced first: the new record vouches for them.
+      if (metaFound && (!resumes || recorded?.durable !== offset)) {
+        const replaced = async (): Promise<void> => {
+          if (offset > 0) await handle.datasync();
+          await partial.writeMeta(offset);
+        };
+        await replaced().catch(async (err: unknown) => {
           await handle.close().catch(() => undefined);
           throw fsError(`cannot write ${metaPath}`, err);
         });
