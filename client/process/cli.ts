@@ -1,25 +1,41 @@
 /**
- * The client's command line on yargs, like the server's: every flag is defined once below, and
- * `--help` is generated from those definitions and the shared exit-code table. Parsing never
- * prints or exits; it returns what to do, or throws a USAGE ClientError.
+ * The client's command line, on node:util's parseArgs: the flags are defined once in
+ * cli-options.ts, and `--help` is generated from them and the shared exit-code table. Parsing
+ * never prints or exits; it returns what to do, or throws a USAGE ClientError.
  *
- * Commands: `send [files..]`, also the default (`sft-client FILE…`), so later commands fit as
- * further yargs commands.
+ * Commands: `send [files..]`, also the default (`sft-client FILE…`), and `list`, `get NAME`,
+ * `delete NAME`. A command is the first argument that is not an option; a file named like a
+ * command is sent with `send NAME` (or after `--`).
  */
-import yargs, { type Argv, type Options } from 'yargs';
-import { ExitCode, formatExitCodes } from '../../shared/exit-codes';
+import { parseArgs } from 'node:util';
+import { assertNever } from '../../protocol/errors';
 import { parseFingerprint } from '../../shared/fingerprint';
-import { ClientErrorCode, clientError, isClientError } from '../errors';
+import { ClientErrorCode, clientError } from '../errors';
+import {
+  DEFAULT_CONNECT_TIMEOUT_S,
+  DEFAULT_PARALLEL,
+  DEFAULT_RESPONSE_TIMEOUT_S,
+  GET_OPTIONS,
+  MAX_PARALLEL,
+  OPTIONS,
+  PROGRAM,
+  formatHelp,
+  type OptionName,
+  type OptionSpec,
+} from './cli-options';
 
-export const DEFAULT_CONNECT_TIMEOUT_S = 10;
-export const DEFAULT_RESPONSE_TIMEOUT_S = 60;
-export const DEFAULT_PARALLEL = 4;
-/** More connections than this only queue at the server's per-address limit. */
-export const MAX_PARALLEL = 32;
+export {
+  DEFAULT_CONNECT_TIMEOUT_S,
+  DEFAULT_PARALLEL,
+  DEFAULT_RESPONSE_TIMEOUT_S,
+  MAX_PARALLEL,
+} from './cli-options';
+
 /** setTimeout's limit (2^31 - 1 ms), in seconds. */
 const MAX_TIMEOUT_S = 2_147_483;
 const MS_PER_S = 1000;
-const PROGRAM = 'sft-client';
+const COMMANDS = ['send', 'list', 'get', 'delete'] as const;
+type Command = (typeof COMMANDS)[number];
 
 /** What a send run needs from the command line. */
 export interface SendFlags {
@@ -65,128 +81,6 @@ export type CommandLine =
   /** --help or --version: print `text` and stop. */
   | { readonly command: 'print'; readonly text: string };
 
-/** The options every command takes; the help text is generated from these. */
-const OPTIONS = {
-  'config-dir': {
-    alias: 'c',
-    requiresArg: true,
-    type: 'string',
-    default: '.',
-    describe: 'directory of transfer.info, me.info and priv.key',
-  },
-  server: {
-    alias: 's',
-    requiresArg: true,
-    type: 'string',
-    describe: 'server as HOST:PORT (IPv4, host name or [IPv6]:port); overrides line 1',
-  },
-  name: {
-    alias: 'n',
-    requiresArg: true,
-    type: 'string',
-    describe: 'client name to register under (1-100 characters); overrides line 2',
-  },
-  'connect-timeout': {
-    // Strings, so a bad value is reported as typed rather than as NaN.
-    type: 'string',
-    requiresArg: true,
-    default: String(DEFAULT_CONNECT_TIMEOUT_S),
-    describe: 'seconds to wait for the connection',
-  },
-  'response-timeout': {
-    type: 'string',
-    requiresArg: true,
-    default: String(DEFAULT_RESPONSE_TIMEOUT_S),
-    describe: 'seconds to wait for each answer, or for the server to take more data',
-  },
-  parallel: {
-    type: 'string',
-    requiresArg: true,
-    default: String(DEFAULT_PARALLEL),
-    describe: 'connections to send files over at once (1: one connection, files in turn)',
-  },
-  recursive: {
-    alias: 'r',
-    type: 'boolean',
-    default: false,
-    describe: 'send the files below directories given as arguments',
-  },
-  quiet: { alias: 'q', type: 'boolean', default: false, describe: 'print nothing but errors' },
-  verbose: { alias: 'v', type: 'boolean', default: false, describe: 'debug log on stderr' },
-  json: { type: 'boolean', default: false, describe: 'print one JSON summary on stdout' },
-  protocol: {
-    type: 'string',
-    requiresArg: true,
-    choices: ['auto', 'v4', 'v3'],
-    default: 'auto',
-    describe:
-      'auto: TLS 1.3 (v4), falling back to v3 only for servers never seen speaking v4; ' +
-      'v4: never fall back; v3: the old protocol, for old servers',
-  },
-  'server-fingerprint': {
-    type: 'string',
-    requiresArg: true,
-    describe:
-      'expect this v4 server key (SHA256:…, from sft-server identity) instead of trust on first use',
-  },
-  compress: {
-    type: 'boolean',
-    default: false,
-    describe:
-      'v4: deflate chunks that shrink before encryption (off by default: sizes can leak ' +
-      'content when part of it is chosen by someone else)',
-  },
-  e2e: {
-    type: 'boolean',
-    default: false,
-    describe:
-      'v4: encrypt files with e2e.key of the config directory before sending, so the server ' +
-      'holds only ciphertext (losing e2e.key loses these files)',
-  },
-} as const satisfies Record<string, Options>;
-
-const USAGE = `Usage: $0 [options] [file ...]
-       $0 send [options] [file ...]
-       $0 list | get NAME [-o PATH] [--force] | delete NAME      (protocol v4)
-
-Uploads files to an sft-server over its encrypted protocol (version 3). Settings come from
-transfer.info in the config directory, and flags override them:
-  transfer.info   line 1: server as host:port (IPv4, hostname or [IPv6]:port)
-                  line 2: your client name (1-100 characters)
-                  line 3: file to send (relative to the config directory)
-  me.info         written after registering (name, client id, private key); when it
-                  exists the client reconnects instead of registering
-  priv.key        the same private key (both written with mode 0600)
-
-Files given as arguments are sent instead of line 3, several at once over --parallel
-connections; the summary lists them in the order given. With -r, a directory stands for the
-files below it; the server keeps base names only, so files of one name are refused.`;
-
-const CLIENT_EXIT_CODES = [
-  ExitCode.OK,
-  ExitCode.FAILURE,
-  ExitCode.USAGE,
-  ExitCode.CONNECTION,
-  ExitCode.REJECTED,
-  ExitCode.CHECKSUM,
-  ExitCode.IDENTITY_MISMATCH,
-] as const;
-
-const EPILOGUE = `Exit codes:\n${formatExitCodes(CLIENT_EXIT_CODES)}`;
-
-type Value = string | boolean | number;
-type ParsedArgs = {
-  readonly [K in keyof typeof OPTIONS]?: Value | readonly Value[];
-} & {
-  readonly files?: readonly Value[];
-  readonly '--'?: readonly Value[];
-  readonly _?: readonly Value[];
-  /** The file of get and delete. */
-  readonly file?: Value;
-  readonly output?: Value | readonly Value[];
-  readonly force?: Value | readonly Value[];
-};
-
 function usageError(message: string): never {
   throw clientError(ClientErrorCode.USAGE, message, {
     hint: `run ${PROGRAM} --help for the options`,
@@ -215,61 +109,88 @@ function parseConnections(text: string): number {
   return value;
 }
 
-/** yargs names unknown flags without dashes ("Unknown argument: bogus"); say what was typed. */
-function failureMessage(message: string): string {
-  const unknown = /^Unknown arguments?: (.*)$/.exec(message);
-  if (!unknown) return message;
-  const flags = unknown[1].split(', ').map((f) => (f.length === 1 ? `-${f}` : `--${f}`));
-  return `Unknown option${flags.length > 1 ? 's' : ''}: ${flags.join(', ')}`;
+const ALL_OPTIONS: Readonly<Record<OptionName, OptionSpec>> = { ...OPTIONS, ...GET_OPTIONS };
+
+function isOptionName(name: string): name is OptionName {
+  return Object.prototype.hasOwnProperty.call(ALL_OPTIONS, name);
 }
 
-function buildParser(version: string): Argv {
-  const sendCommand = (y: Argv): Argv =>
-    y.positional('files', {
-      type: 'string',
-      array: true,
-      describe: 'files to send (default: line 3 of transfer.info)',
-    });
-  return yargs()
-    .scriptName(PROGRAM)
-    .parserConfiguration({
-      // Names after `--` (say, of files starting with a dash) are kept apart, then sent.
-      'populate--': true,
-      // File names are names: "007" stays "007".
-      'parse-numbers': false,
-      'parse-positional-numbers': false,
-    })
-    .usage(USAGE)
-    .options(OPTIONS)
-    .command('$0 [files..]', 'upload files (the default command)', sendCommand)
-    .command('send [files..]', 'upload files, the same as without a command', sendCommand)
-    .command('list', 'list the files this client stored, newest first (protocol v4)')
-    .command('get <file>', 'download a file this client stored (protocol v4)', (y: Argv) =>
-      y
-        .positional('file', { type: 'string', describe: 'the name the server stores it under' })
-        .option('output', {
-          alias: 'o',
-          type: 'string',
-          requiresArg: true,
-          describe: 'where to write it (default: its name in the working directory)',
-        })
-        .option('force', { type: 'boolean', default: false, describe: 'replace an existing file' }),
-    )
-    .command('delete <file>', 'delete a file this client stored (protocol v4)', (y: Argv) =>
-      y.positional('file', { type: 'string', describe: 'the name the server stores it under' }),
-    )
-    .strict()
-    .help('help', 'show this help')
-    .alias('h', 'help')
-    .version('version', 'show the version', `${PROGRAM} ${version}`)
-    .epilogue(EPILOGUE)
-    .wrap(null)
-    .exitProcess(false)
-    .fail((message: string | undefined, err: Error | undefined) => {
-      // yargs reports some mistakes (a flag without its value) as an error object.
-      if (isClientError(err)) throw err;
-      usageError(failureMessage(message ?? err?.message ?? 'bad command line'));
-    });
+function isCommand(word: string): word is Command {
+  return (COMMANDS as readonly string[]).includes(word);
+}
+
+/** What the tokens say, before the values are checked. */
+interface Scanned {
+  readonly command: Command;
+  /** Positional arguments after the command (all of them for the default send). */
+  readonly operands: readonly string[];
+  /** The last value of each flag given (a flag given twice takes the last: scripts append). */
+  readonly values: Partial<Record<OptionName, string | boolean>>;
+  /** Flags nobody defined, as typed. */
+  readonly unknown: readonly string[];
+  /** How each flag given was typed (`-o` or `--output`), for messages. */
+  readonly typed: Partial<Record<OptionName, string>>;
+}
+
+/** Splits `argv` into command, operands and flag values; refuses malformed flags. */
+function scan(argv: readonly string[]): Scanned {
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: ALL_OPTIONS,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const values: Partial<Record<OptionName, string | boolean>> = {};
+  const unknown: string[] = [];
+  const typed: Partial<Record<OptionName, string>> = {};
+  const positionals: string[] = [];
+  let command: Command | undefined;
+  let terminated = false;
+  for (const token of tokens) {
+    if (token.kind === 'option-terminator') {
+      terminated = true;
+    } else if (token.kind === 'positional') {
+      // The first word that is not an option, before any `--`, may name the command.
+      if (command === undefined && positionals.length === 0 && !terminated) {
+        if (isCommand(token.value)) {
+          command = token.value;
+          continue;
+        }
+        command = 'send';
+      }
+      positionals.push(token.value);
+    } else if (!isOptionName(token.name)) {
+      unknown.push(token.rawName);
+    } else {
+      typed[token.name] = token.rawName;
+      values[token.name] = optionValue(token.name, token.rawName, token.value, token.inlineValue);
+    }
+  }
+  return { command: command ?? 'send', operands: positionals, values, unknown, typed };
+}
+
+function optionValue(
+  name: OptionName,
+  rawName: string,
+  value: string | undefined,
+  inline: boolean | undefined,
+): string | boolean {
+  const spec = ALL_OPTIONS[name];
+  if (spec.type === 'boolean') {
+    if (value !== undefined) usageError(`${rawName} takes no value, got "${value}"`);
+    return true;
+  }
+  // A value that looks like a flag was most likely a forgotten one; `--name=-x` says it is not.
+  if (value === undefined || (inline !== true && value.length > 1 && value.startsWith('-'))) {
+    usageError(
+      `--${name} needs a value${value === undefined ? '' : ` (to give "${value}", write --${name}=${value})`}`,
+    );
+  }
+  if ('choices' in spec && spec.choices !== undefined && !spec.choices.includes(value)) {
+    usageError(`--${name} must be one of ${spec.choices.join(', ')}, got "${value}"`);
+  }
+  return value;
 }
 
 function serverFingerprintFlag(text: string | undefined): { serverFingerprint?: string } {
@@ -283,22 +204,17 @@ function serverFingerprintFlag(text: string | undefined): { serverFingerprint?: 
   return { serverFingerprint: fingerprint };
 }
 
-function sendFlags(args: ParsedArgs): SendFlags {
-  // A flag given twice takes the last value (scripts append overrides).
-  const last = (key: keyof typeof OPTIONS): Value | undefined => {
-    const value = args[key];
-    return Array.isArray(value) ? value[value.length - 1] : (value as Value | undefined);
-  };
+function sendFlags(values: Scanned['values'], files: readonly string[]): SendFlags {
   const text = (key: keyof typeof OPTIONS): string | undefined => {
-    const value = last(key);
+    const value = values[key];
     return typeof value === 'string' ? value : undefined;
   };
-  const flag = (key: keyof typeof OPTIONS): boolean => last(key) === true;
+  const flag = (key: keyof typeof OPTIONS): boolean => values[key] === true;
   return {
-    configDir: text('config-dir') ?? '.',
+    configDir: text('config-dir') ?? OPTIONS['config-dir'].default,
     server: text('server'),
     name: text('name'),
-    files: [...(args.files ?? []), ...(args['--'] ?? [])].map(String),
+    files,
     quiet: flag('quiet'),
     verbose: flag('verbose'),
     json: flag('json'),
@@ -312,11 +228,20 @@ function sendFlags(args: ParsedArgs): SendFlags {
     ),
     parallel: parseConnections(text('parallel') ?? String(DEFAULT_PARALLEL)),
     recursive: flag('recursive'),
-    protocol: (text('protocol') ?? 'auto') as SendFlags['protocol'],
+    protocol: (text('protocol') ?? OPTIONS.protocol.default) as SendFlags['protocol'],
     ...serverFingerprintFlag(text('server-fingerprint')),
     compress: flag('compress'),
     e2e: flag('e2e'),
   };
+}
+
+/** The one file name `get` and `delete` take. */
+function oneName(command: 'get' | 'delete', operands: readonly string[]): string {
+  if (operands.length === 0) usageError(`${command} needs the name of a file`);
+  if (operands.length > 1) {
+    usageError(`${command} takes one file name, got ${operands.length}: ${operands.join(', ')}`);
+  }
+  return operands[0];
 }
 
 /**
@@ -327,34 +252,43 @@ export async function parseCommandLine(
   argv: readonly string[],
   version: string,
 ): Promise<CommandLine> {
-  let printed = '';
-  const parser = buildParser(version);
-  const args = (await parser.parseAsync([...argv], {}, (_err, _argv, output) => {
-    // Called instead of printing: the --help and --version texts arrive here.
-    printed = output;
-  })) as unknown as ParsedArgs;
-  if (printed !== '') {
-    return { command: 'print', text: printed.endsWith('\n') ? printed : `${printed}\n` };
+  return Promise.resolve().then(() => parseNow(argv, version));
+}
+
+function parseNow(argv: readonly string[], version: string): CommandLine {
+  const { command, operands, values, unknown, typed } = scan(argv);
+  if (values.help === true) return { command: 'print', text: formatHelp() };
+  if (values.version === true) return { command: 'print', text: `${PROGRAM} ${version}\n` };
+  const misplaced =
+    command === 'get'
+      ? []
+      : (Object.keys(GET_OPTIONS) as (keyof typeof GET_OPTIONS)[]).flatMap(
+          (name) => typed[name] ?? [],
+        );
+  const refused = [...unknown, ...misplaced];
+  if (refused.length > 0) {
+    usageError(`Unknown option${refused.length > 1 ? 's' : ''}: ${refused.join(', ')}`);
   }
-  const lastOf = (value: Value | readonly Value[] | undefined): Value | undefined =>
-    Array.isArray(value) ? value[value.length - 1] : (value as Value | undefined);
-  const fileName = String(args.file ?? '');
-  switch (String(args._?.[0] ?? '')) {
+  switch (command) {
+    case 'send':
+      return { command, flags: sendFlags(values, operands) };
     case 'list':
-      return { command: 'list', flags: sendFlags(args) };
+      if (operands.length > 0) usageError(`list takes no file names, got ${operands.join(', ')}`);
+      return { command, flags: sendFlags(values, []) };
     case 'get': {
-      const output = lastOf(args.output);
+      const fileName = oneName(command, operands);
+      const output = values.output;
       return {
-        command: 'get',
-        flags: sendFlags(args),
+        command,
+        flags: sendFlags(values, []),
         fileName,
-        ...(output === undefined ? {} : { output: String(output) }),
-        force: lastOf(args.force) === true,
+        ...(typeof output === 'string' ? { output } : {}),
+        force: values.force === true,
       };
     }
     case 'delete':
-      return { command: 'delete', flags: sendFlags(args), fileName };
+      return { command, flags: sendFlags(values, []), fileName: oneName(command, operands) };
     default:
-      return { command: 'send', flags: sendFlags(args) };
+      return assertNever(command);
   }
 }

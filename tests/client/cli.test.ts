@@ -1,5 +1,5 @@
 /**
- * The yargs command line: `sft-client FILE…` and `sft-client send FILE…` are the same, help is
+ * The command line (node:util parseArgs): `sft-client FILE…` and `sft-client send FILE…` are the same, help is
  * generated from the option definitions, and every mistake is a USAGE error (exit 2).
  */
 import { ClientErrorCode, ExitCode } from '../../client/errors';
@@ -99,6 +99,16 @@ describe('parseCommandLine', () => {
     expect((await flags([])).recursive).toBe(false);
   });
 
+  it('takes a value starting with a dash when written with = (or after a short flag)', async () => {
+    expect(await flags(['--name=-x', '-c-d'])).toMatchObject({ name: '-x', configDir: '-d' });
+  });
+
+  it('reads a command only as the first word, never after --', async () => {
+    expect(await flags(['--', 'list'])).toMatchObject({ files: ['list'] });
+    expect(await flags(['a.bin', 'get'])).toMatchObject({ files: ['a.bin', 'get'] });
+    expect((await parseCommandLine(['-q', 'list'], '9.9.9')).command).toBe('list');
+  });
+
   it('takes the last value of a flag given twice', async () => {
     expect((await flags(['-s', 'a:1', '--server', 'b:2'])).server).toBe('b:2');
   });
@@ -111,6 +121,19 @@ describe('parseCommandLine', () => {
     [['--response-timeout', '0'], /--response-timeout must be a number of seconds above 0/],
     [['--connect-timeout', 'soon'], /--connect-timeout must be a number of seconds above 0/],
     [['--connect-timeout', '99999999'], /--connect-timeout/],
+    [['--protocol', 'v5'], /^--protocol must be one of auto, v4, v3, got "v5"$/],
+    [['--quiet=yes'], /^--quiet takes no value/],
+    // A value that looks like a flag is a forgotten value; --server=-x would take it.
+    [
+      ['-s', '--quiet', 'a.bin'],
+      /^--server needs a value \(to give "--quiet", write --server=--quiet\)$/,
+    ],
+    [['--parallel', '0'], /^--parallel must be a whole number from 1 to 32/],
+    [['--server-fingerprint', 'MD5:ab'], /^--server-fingerprint must look like SHA256:/],
+    [['-o', 'x', 'a.bin'], /^Unknown option: -o$/],
+    [['list', 'a.bin'], /^list takes no file names/],
+    [['get', 'a', 'b'], /^get takes one file name, got 2/],
+    [['delete'], /^delete needs the name of a file$/],
   ])('refuses %j with a usage error', async (argv, message) => {
     const err = await usageError(argv);
     expect(err.code).toBe(ClientErrorCode.USAGE);
