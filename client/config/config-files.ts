@@ -9,6 +9,9 @@ import { ClientErrorCode, configError } from '../errors';
 export const TRANSFER_INFO = 'transfer.info';
 export const ME_INFO = 'me.info';
 export const PRIV_KEY = 'priv.key';
+/** The v4 identity (docs/protocol-v4.md §2.1): key and its self-signed certificate. */
+export const IDENTITY_KEY_FILE = 'identity.key';
+export const IDENTITY_CERT_FILE = 'identity.crt';
 /** me.info and priv.key hold a private key: owner read/write only (§8). */
 export const SECRET_FILE_MODE = 0o600;
 /** Mode of a config directory the client creates (it holds the private key). */

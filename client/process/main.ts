@@ -5,21 +5,26 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ME_INFO, PRIV_KEY } from '../config/config-files';
-import { clientIdToHex } from '../../shared/client-id';
-import { saveIdentity } from '../config/identity';
-import { resolveConfig } from '../config/transfer-info';
-import { connectTransport } from '../transport/connection';
-import { ClientErrorCode, ExitCode, clientError, toClientError, type ClientError } from '../errors';
-import { parseCommandLine, type CommandLine } from './cli';
-import { chooseMode, createOutput, type OutputStreams, type RunSummary } from './output';
-import { expandDirectories } from '../session/file-list';
-import { sendInParallel } from '../session/parallel';
-import { silentLog, type ClientLog, type UploadResult } from '../session/types';
-import { prepareUploadPlans } from '../v4/plan';
-import { hasV4Identity, IDENTITY_KEY_FILE, V4ClientSession } from '../v4/session';
+import { IDENTITY_KEY_FILE, ME_INFO, PRIV_KEY } from '../config/config-files';
 import { E2E_KEY_FILE } from '../config/e2e-key';
-import { uploadEncrypted } from '../v4/e2e-files';
+import { clientIdToHex } from '../../shared/client-id';
+import type { Identity } from '../config/identity';
+import { resolveConfig, type ResolvedConfig } from '../config/transfer-info';
+import { ClientErrorCode, ExitCode, clientError, toClientError, type ClientError } from '../errors';
+import { parseCommandLine, type CommandLine, type SendFlags } from './cli';
+import {
+  chooseMode,
+  createOutput,
+  type Output,
+  type OutputStreams,
+  type RunSummary,
+} from './output';
+import { expandDirectories } from '../session/file-list';
+import { silentLog, type ClientLog, type UploadResult } from '../session/types';
+import type { UploadPlan } from '../session/upload-plan';
+import { prepareUploadPlans } from '../v4/plan';
+import { hasV4Identity, refuseV3IfPinned } from '../v4/protocol-choice';
+import type { V4ClientSession, V4Open } from '../v4/session';
 
 /** Shell convention: 128 + signal number. */
 const SIGNAL_EXIT_CODES: readonly (readonly [NodeJS.Signals, number])[] = [
@@ -50,6 +55,82 @@ async function createLog(verbose: boolean): Promise<ClientLog> {
   if (!verbose) return silentLog;
   const { createLogger } = await import('../../shared/logger');
   return createLogger({ name: 'sft-client', level: 'debug', toStderr: true, pretty: false });
+}
+
+/** The v4 session, or word to speak v3 (`--protocol v3`, or auto against a v3-only server). */
+async function openV4(
+  flags: SendFlags,
+  config: ResolvedConfig,
+  output: Output,
+  log: ClientLog,
+): Promise<V4Open> {
+  const choice = {
+    configDir: config.configDir,
+    server: config.server,
+    protocol: flags.protocol,
+    serverFingerprint: flags.serverFingerprint,
+  };
+  if (flags.protocol === 'v3') {
+    await refuseV3IfPinned(choice);
+    return { kind: 'v3' };
+  }
+  const { V4ClientSession } = await import('../v4/session');
+  return V4ClientSession.open({
+    ...choice,
+    registerName: config.registerName,
+    v3Identity: config.identity,
+    connectTimeoutMs: flags.connectTimeoutMs,
+    responseTimeoutMs: flags.responseTimeoutMs,
+    notice: (line) => output.warn(line),
+    events: output.events,
+    log,
+  });
+}
+
+interface V3Callbacks {
+  readonly onOpen: (identity: Identity, registered: boolean) => void;
+  readonly onResult: (result: UploadResult) => void;
+}
+
+/** Sends `plans` over protocol v3, on up to --parallel connections (docs/protocol.md §5). */
+async function sendV3(
+  plans: readonly UploadPlan[],
+  flags: SendFlags,
+  config: ResolvedConfig,
+  output: Output,
+  log: ClientLog,
+  callbacks: V3Callbacks,
+): Promise<void> {
+  const [{ sendInParallel }, { connectTransport }, { saveIdentity }] = await Promise.all([
+    import('../session/parallel'),
+    import('../transport/connection'),
+    import('../config/identity'),
+  ]);
+  const timeouts = {
+    connectTimeoutMs: flags.connectTimeoutMs,
+    responseTimeoutMs: flags.responseTimeoutMs,
+  };
+  output.begin(plans);
+  await sendInParallel({
+    session: {
+      connect: () => connectTransport(config.server, timeouts),
+      identity: config.identity,
+      registerName: config.registerName,
+      saveIdentity: (identity) => saveIdentity(config.configDir, identity),
+      events: output.events,
+      log,
+    },
+    plans,
+    connections: flags.parallel,
+    onOpen: callbacks.onOpen,
+    onResult: callbacks.onResult,
+    onDegraded: ({ asked, refused, used, reason }) => {
+      output.warn(
+        `the server refused ${refused} of ${asked - 1} extra connections (${reason}); ` +
+          `the files went over ${used} connection${used === 1 ? '' : 's'}`,
+      );
+    },
+  });
 }
 
 /** Runs the client with `argv` (no node/script); returns the exit code. */
@@ -116,24 +197,10 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
     }
     const prepared = await prepareUploadPlans(flags.protocol, expanded.files);
     log.debug({ server: config.server.display, files: prepared.v4.length }, 'starting');
-    const timeouts = {
-      connectTimeoutMs: flags.connectTimeoutMs,
-      responseTimeoutMs: flags.responseTimeoutMs,
-    };
     // Version 4 unless the server speaks only v3 (docs/protocol-v4.md §2.4); exit 6 on a
-    // fingerprint mismatch or a refused downgrade, before any file byte is sent.
-    const v4 = await V4ClientSession.open({
-      configDir: config.configDir,
-      server: config.server,
-      protocol: flags.protocol,
-      serverFingerprint: flags.serverFingerprint,
-      registerName: config.registerName,
-      v3Identity: config.identity,
-      ...timeouts,
-      notice: (line) => output.warn(line),
-      events: output.events,
-      log,
-    });
+    // fingerprint mismatch or a refused downgrade, before any file byte is sent. The modules
+    // of the protocol not spoken are not loaded.
+    const v4 = await openV4(flags, config, output, log);
     if (v4.kind === 'v4') {
       v4Session = v4.session;
       summary = {
@@ -142,10 +209,11 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
         name: v4Session.name,
         registered: v4Session.registered,
       };
+      const e2e = flags.e2e ? await import('../v4/e2e-files') : undefined;
       for (const plan of prepared.v4) {
         const options = { compress: flags.compress };
-        const result = flags.e2e
-          ? await uploadEncrypted(v4Session, plan, config.configDir, options)
+        const result = e2e
+          ? await e2e.uploadEncrypted(v4Session, plan, config.configDir, options)
           : await v4Session.upload(plan, options);
         files.push(result);
         output.fileDone(result);
@@ -163,19 +231,7 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
       );
     }
     if (flags.compress) output.warn('--compress applies to protocol v4 only: sending as v3 does');
-    const plans = prepared.v3();
-    output.begin(plans);
-    await sendInParallel({
-      session: {
-        connect: () => connectTransport(config.server, timeouts),
-        identity: config.identity,
-        registerName: config.registerName,
-        saveIdentity: (identity) => saveIdentity(config.configDir, identity),
-        events: output.events,
-        log,
-      },
-      plans,
-      connections: flags.parallel,
+    await sendV3(prepared.v3(), flags, config, output, log, {
       onOpen: (identity, registered) => {
         summary = {
           ...summary,
@@ -187,12 +243,6 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
       onResult: (result) => {
         files.push(result);
         output.fileDone(result);
-      },
-      onDegraded: ({ asked, refused, used, reason }) => {
-        output.warn(
-          `the server refused ${refused} of ${asked - 1} extra connections (${reason}); ` +
-            `the files went over ${used} connection${used === 1 ? '' : 's'}`,
-        );
       },
     });
     const failed = files.filter((f) => !f.verified);

@@ -10,7 +10,7 @@ import type { Identity } from '../config/identity';
 import type { ClientError } from '../errors';
 import type { SessionEvents, UploadResult } from '../session/types';
 import type { UploadPlan } from '../session/upload-plan';
-import { v4ResultFields } from '../v4/upload';
+import type { V4UploadResult } from '../v4/upload';
 
 /** The exact line docs/protocol.md §8 asks for. */
 export const SERVER_ERROR_LINE = 'server responded with an error';
@@ -270,4 +270,11 @@ export async function createOutput(
       streams.stdout.write(`${JSON.stringify(doc)}\n`);
     },
   };
+}
+
+/** The v4 figures of a result, for the JSON summary (nothing for a v3 result). */
+function v4ResultFields(result: UploadResult): Record<string, unknown> {
+  if (!('sha256' in result)) return {};
+  const v4 = result as V4UploadResult;
+  return { sha256: v4.sha256, resumedFrom: v4.resumedFrom, bytesSent: v4.bytesSent };
 }

@@ -13,9 +13,10 @@ import {
   loadOrCreateIdentity,
   type Identity,
 } from '../../shared/identity';
+import { IDENTITY_CERT_FILE, IDENTITY_KEY_FILE } from '../config/config-files';
 
-export const IDENTITY_KEY_FILE = 'identity.key';
-export const IDENTITY_CERT_FILE = 'identity.crt';
+export { IDENTITY_CERT_FILE, IDENTITY_KEY_FILE };
+
 const COMMON_NAME = 'sft-client';
 
 export async function loadClientIdentity(configDir: string): Promise<Identity> {

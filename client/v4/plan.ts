@@ -9,7 +9,7 @@ import { basename } from 'node:path';
 import type { FileArgument } from '../config/transfer-info';
 import { ClientErrorCode, isClientError } from '../errors';
 import { prepareUploads, type UploadPlan } from '../session/upload-plan';
-import type { ProtocolChoice } from './session';
+import type { ProtocolChoice } from './protocol-choice';
 
 /** What a v4 upload needs of a file. */
 export interface V4Plan {

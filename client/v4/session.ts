@@ -5,8 +5,6 @@
  * REGISTER. No file byte is sent before the fingerprint check passed.
  */
 import { sign } from 'node:crypto';
-import { access } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   IdentityStatus,
   MAX_CHUNK_SIZE,
@@ -27,13 +25,14 @@ import { ClientErrorCode, clientError } from '../errors';
 import type { ClientLog } from '../session/types';
 import { openChannel } from './channel';
 import { expect, expectFailure } from './errors';
+import { recordKnownServer, staleEntryHint, type KnownServer } from './known-servers';
 import {
-  findKnownServer,
-  loadKnownServers,
-  recordKnownServer,
-  staleEntryHint,
-  type KnownServer,
-} from './known-servers';
+  downgrade,
+  hasV4Identity,
+  loadPins,
+  refuseV3IfPinned,
+  type ProtocolChoice,
+} from './protocol-choice';
 import { V4Link } from './link';
 import type { V4Plan } from './plan';
 import { uploadFile, type V4UploadEvents, type V4UploadResult } from './upload';
@@ -41,8 +40,7 @@ import type { UploadOptions } from './compress';
 import { learnServerKeys } from './key-rotation';
 import { IDENTITY_KEY_FILE, loadClientIdentity } from './client-identity';
 
-export { IDENTITY_KEY_FILE };
-export type ProtocolChoice = 'auto' | 'v4' | 'v3';
+export { IDENTITY_KEY_FILE, hasV4Identity, type ProtocolChoice };
 /** A v3-only peer that swallows the TLS hello is given up on after this long (auto). */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 3000;
 const NO_CONTEXT = Buffer.alloc(0);
@@ -83,30 +81,6 @@ function mismatch(options: V4SessionOptions, expected: string, got: string): Err
   );
 }
 
-function downgrade(options: V4SessionOptions, why: string, reason: string): Error {
-  return clientError(
-    ClientErrorCode.DOWNGRADE_REFUSED,
-    `${options.server.display} ${why}, but answered only as a version-3 server (${reason}); ` +
-      'refusing to downgrade: nothing was sent',
-    {
-      hint:
-        options.protocol === 'v4'
-          ? 'use --protocol auto or v3 only for servers that never spoke v4'
-          : staleEntryHint(options.configDir, options.server.display),
-    },
-  );
-}
-
-/** True when the config dir holds a v4 identity key (the client may be known by it). */
-export async function hasV4Identity(configDir: string): Promise<boolean> {
-  try {
-    await access(join(configDir, IDENTITY_KEY_FILE));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export class V4ClientSession {
   private constructor(
     private readonly link: V4Link,
@@ -127,23 +101,11 @@ export class V4ClientSession {
    */
   static async open(options: V4SessionOptions): Promise<V4Open> {
     const address = options.server.display;
-    const entries = await loadKnownServers(options.configDir);
-    const known = findKnownServer(entries, address);
-    const pinned =
-      options.serverFingerprint ?? (known?.protocol === 'v4' ? known.fingerprint : undefined);
-    // Every v4 line of the address: a rotation adds the next key beside the current one (§2.5).
-    const accepted =
-      options.serverFingerprint !== undefined
-        ? [options.serverFingerprint]
-        : entries.flatMap((e) =>
-            e.address === address && e.protocol === 'v4' ? [e.fingerprint] : [],
-          );
     if (options.protocol === 'v3') {
-      if (pinned !== undefined) {
-        throw downgrade(options, 'is pinned as a version-4 server', '--protocol v3');
-      }
+      await refuseV3IfPinned(options);
       return { kind: 'v3' };
     }
+    const { known, pinned, accepted } = await loadPins(options);
     const key = await loadClientIdentity(options.configDir);
     const outcome = await openChannel(options.server, key, {
       connectTimeoutMs: options.connectTimeoutMs,

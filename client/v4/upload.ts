@@ -160,10 +160,3 @@ export async function uploadFile(
     await handle.close().catch(() => undefined);
   }
 }
-
-/** The v4 figures of a result, for the JSON summary (nothing for a v3 result). */
-export function v4ResultFields(result: UploadResult): Record<string, unknown> {
-  if (!('sha256' in result)) return {};
-  const v4 = result as V4UploadResult;
-  return { sha256: v4.sha256, resumedFrom: v4.resumedFrom, bytesSent: v4.bytesSent };
-}
