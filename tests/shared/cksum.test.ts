@@ -7,7 +7,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { Cksum, cksum, crcUpdate } from '../../shared/cksum';
+import { REVERSED_BYTE, SCRATCH_BYTES, createBitReverser } from '../../shared/bit-reverse';
+import { Cksum, cksum, crcUpdate, crcUpdateTables } from '../../shared/cksum';
 import { CAPTURE_NAMES, loadCapture } from '../protocol/captures';
 import { seededRandom } from '../protocol/support';
 
@@ -127,6 +128,78 @@ describe('streaming', () => {
     );
   });
 });
+
+describe('the native path (zlib crc32 over bit-reversed bytes)', () => {
+  it('is available here: WebAssembly SIMD and zlib.crc32 (Node 20.15+)', () => {
+    // The tables would still give right answers without it, only slower: say so here.
+    expect(createBitReverser()).toBeDefined();
+  });
+
+  it('reverses the bits of every byte, whole 16-byte steps and the tail', () => {
+    const reverser = createBitReverser();
+    if (reverser === undefined) throw new Error('no WebAssembly SIMD');
+    const data = Buffer.from(Array.from({ length: 256 + 7 }, (_, i) => i & 0xff));
+    data.copy(reverser.scratch);
+    reverser.reverse(data.length);
+    for (let i = 0; i < data.length; i++) {
+      let expected = 0;
+      for (let bit = 0; bit < 8; bit++) if (data[i] & (1 << bit)) expected |= 0x80 >> bit;
+      expect(reverser.scratch[i]).toBe(expected);
+      expect(REVERSED_BYTE[data[i]]).toBe(expected);
+    }
+  });
+
+  it.each([
+    4095,
+    4096,
+    4097,
+    SCRATCH_BYTES - 1,
+    SCRATCH_BYTES,
+    SCRATCH_BYTES + 1,
+    3 * SCRATCH_BYTES + 17,
+  ])('agrees with the tables on %i bytes, at any offset and from any state', (size) => {
+    const base = pseudoRandomBytes(size + 3, size);
+    for (const offset of [0, 1, 3]) {
+      const view = base.subarray(offset, offset + size);
+      for (const state of [0, 0x04c11db7, -1, 0x80000001]) {
+        expect(crcUpdate(state, view)).toBe(crcUpdateTables(state, view));
+      }
+    }
+  });
+
+  it('streams: pieces above and below the threshold give the whole-buffer cksum', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 3 * SCRATCH_BYTES }), { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 0, max: 1000 }),
+        (sizes, seed) => {
+          const pieces = sizes.map((size, i) => pseudoRandomBytes(size, seed + i));
+          const sum = new Cksum();
+          for (const piece of pieces) sum.update(piece);
+          const whole = Buffer.concat(pieces);
+          expect(sum.digest()).toBe(
+            ~crcUpdateTables(0, Buffer.concat([whole, lengthBytes(whole.length)])) >>> 0,
+          );
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
+  it('leaves the input unchanged (only the scratch copy is reversed)', () => {
+    const data = pseudoRandomBytes(100_000, 11);
+    const copy = Buffer.from(data);
+    cksum(data);
+    expect(data.equals(copy)).toBe(true);
+  });
+});
+
+/** The length as cksum appends it: least significant byte first, as few bytes as needed. */
+function lengthBytes(length: number): Buffer {
+  const out: number[] = [];
+  for (let n = length; n > 0; n = Math.floor(n / 256)) out.push(n % 256);
+  return Buffer.from(out);
+}
 
 describe('lengths that need more than four bytes', () => {
   /**
