@@ -35,6 +35,8 @@ export interface Figures {
   readonly got: KindFigures | undefined;
   readonly manyMs: number[];
   readonly manyRss: number | undefined;
+  /** The many load over v4 (the default --protocol); undefined for a client without v4. */
+  readonly manyV4Ms: number[] | undefined;
   readonly answers: number[];
   readonly concurrent: ConcurrentResult;
   readonly concurrentRss: number | undefined;
@@ -139,6 +141,17 @@ export function report(f: Figures): { readonly rows: Row[]; readonly results: un
       ratio(ours.many, scp?.many),
       '≥ 3× scp',
     ],
+    ...(f.manyV4Ms === undefined
+      ? []
+      : ([
+          [
+            `many over v4 (the default protocol), median of ${MANY_RUNS}`,
+            `${rate(manyBytes, median(f.manyV4Ms)).toFixed(0)} MB/s (${ms0(median(f.manyV4Ms))})`,
+            scpCell(scp?.many, typeof anchor === 'string' ? undefined : anchor.manyMs),
+            ratio(rate(manyBytes, median(f.manyV4Ms)), scp?.many),
+            'reported',
+          ],
+        ] as Row[])),
     ['many: server peak RSS', mb(manyRss), '', '', ''],
     [
       'many: last packet → 1603, through a proxy',
@@ -218,6 +231,16 @@ export function report(f: Figures): { readonly rows: Row[]; readonly results: un
           : { runsMs: anchor.manyMs, medianMs: median(anchor.manyMs), MBps: scp?.many },
       oursOverScp: scp === undefined ? null : ours.many / scp.many,
       answer1603: { count: answers.length, p50Ms: answerP50, p99Ms: answerP99 },
+      v4:
+        f.manyV4Ms === undefined
+          ? null
+          : {
+              runsMs: f.manyV4Ms,
+              medianMs: median(f.manyV4Ms),
+              MBps: rate(manyBytes, median(f.manyV4Ms)),
+              oursOverScp:
+                scp === undefined ? null : rate(manyBytes, median(f.manyV4Ms)) / scp.many,
+            },
     },
     singleV4:
       v4 === undefined

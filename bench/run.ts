@@ -188,6 +188,11 @@ async function main(): Promise<void> {
     resetPeakRss(server.pid);
     const manyMs = await timed(MANY_RUNS, (i) => clientOk([...common, ...manySets[i]], work));
     const manyRss = peakRss(server.pid);
+    // The same folders over v4, the protocol a user gets by default (its own client, so the
+    // names are new to it as well).
+    const manyV4Ms = features.protocol
+      ? await timed(MANY_RUNS, (i) => clientOk([...v4Common, ...manySets[i]], work))
+      : undefined;
 
     // 2b. the 1603 wait under the same load, through a timing proxy (its figures only)
     const proxy = await startLatencyProxy(server.port);
@@ -262,6 +267,7 @@ async function main(): Promise<void> {
       got,
       manyMs,
       manyRss,
+      manyV4Ms,
       answers,
       concurrent,
       concurrentRss,
