@@ -197,25 +197,6 @@ export class V4Files {
     });
   }
 
-  /** Records what the server verified of an upload just stored, for LIST and GET. */
-  async recordUpload(
-    client: BoundClient,
-    fileName: string,
-    sha256: Buffer,
-    flags: number,
-  ): Promise<void> {
-    const access = this.ctx.files;
-    if (access === undefined) return;
-    const file = await this.ctx.base.store.findFile(client.clientId, fileName);
-    if (file === undefined) return;
-    await access.meta.put(client.clientIdHex, fileName, {
-      size: file.size,
-      updatedAt: file.updatedAt,
-      sha256,
-      flags,
-    });
-  }
-
   /** Ends the download in progress, if any. */
   async close(): Promise<void> {
     const download = this.download;

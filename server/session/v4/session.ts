@@ -165,16 +165,16 @@ export class V4Session {
         const upload = this.requireUpload();
         this.upload = undefined;
         try {
-          const stored = await upload.end(client, req, (code, outcome, detail) =>
-            this.entry(code, outcome, detail),
+          const stored = await upload.end(
+            client,
+            req,
+            (code, outcome, detail) => this.entry(code, outcome, detail),
+            this.uploadFlags,
           );
           this.log.info(
             { client: client.clientIdHex, file: upload.fileName, size: stored.size },
             'v4 file stored',
           );
-          await this.files
-            .recordUpload(client, upload.fileName, stored.sha256, this.uploadFlags)
-            .catch((err: unknown) => this.log.error({ err }, 'could not record the SHA-256'));
           return stored;
         } catch (err) {
           await this.auditRefusal(req.code, err, upload.fileName);

@@ -193,8 +193,15 @@ export class V4Upload {
   /**
    * Verifies and publishes. The file becomes visible only here, after its SHA-256 matched;
    * a mismatch removes the partial (its bytes are wrong, resuming them would not help).
+   * What was verified (SHA-256, `flags`) is recorded before the answer, under the file's lock,
+   * tied to the row just written (docs/protocol-v4.md §7).
    */
-  async end(client: BoundClient, req: UploadEnd, auditFor: AuditFor): Promise<Stored> {
+  async end(
+    client: BoundClient,
+    req: UploadEnd,
+    auditFor: AuditFor,
+    flags: number,
+  ): Promise<Stored> {
     if (this.received !== this.size) {
       throw v4Error('SIZE_MISMATCH', `END after ${this.received} of ${this.size} bytes`);
     }
@@ -230,17 +237,29 @@ export class V4Upload {
         await files.remove(client.clientIdHex, this.fileName).catch(() => undefined);
         throw err;
       }
-      await store.setFileStatus(
-        client.clientId,
-        this.fileName,
-        'verified',
-        now,
-        auditFor(
-          RequestCode.UPLOAD_END,
-          'checksum_ok',
-          `${this.fileName}: sha256 ${sha256.toString('hex')}`,
+      // Both after the row's commit, so a record never outlives a failed replacement and
+      // erases the flags of the file it would have replaced; side by side, as neither needs
+      // the other, so their syncs overlap.
+      const settled = await Promise.allSettled([
+        store.setFileStatus(
+          client.clientId,
+          this.fileName,
+          'verified',
+          now,
+          auditFor(
+            RequestCode.UPLOAD_END,
+            'checksum_ok',
+            `${this.fileName}: sha256 ${sha256.toString('hex')}`,
+          ),
         ),
-      );
+        this.ctx.files?.meta.put(client.clientIdHex, this.fileName, {
+          size: this.size,
+          updatedAt: now,
+          sha256,
+          flags,
+        }),
+      ]);
+      for (const result of settled) if (result.status === 'rejected') throw result.reason;
     });
     this.done = true;
     await this.partial.remove();

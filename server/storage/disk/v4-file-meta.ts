@@ -2,6 +2,8 @@
  * V4FileMetaStore on disk (docs/protocol-v4.md §7): one small JSON file per stored file,
  * `<data-dir>/.meta-v4/<client id hex>/<sha256 hex of the file name>.json`, replaced
  * atomically, mode 0600 in 0700 folders. File names never become paths (their SHA-256 does).
+ * Records of one client written close together (uploads on parallel connections) share the
+ * sync of their folder.
  */
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -10,9 +12,10 @@ import { writeFileAtomic } from '../../../shared/atomic-file';
 import type { V4FileMeta, V4FileMetaStore } from '../../session/v4/file-meta';
 import { checkClientIdHex } from '../object-keys';
 import { StorageError, StorageErrorCode } from '../types';
+import { FolderSyncs } from './directories';
+import { ensureRecordFolder } from './v4-folders';
 
 export const FILE_META_DIR = '.meta-v4';
-const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
 
 interface Stored {
@@ -48,6 +51,7 @@ function parse(text: string): V4FileMeta | undefined {
 
 export function createDiskFileMetaStore(dataDir: string): V4FileMetaStore {
   const root = join(dataDir, FILE_META_DIR);
+  const folderSyncs = new FolderSyncs();
   const folder = (clientIdHex: string): string => join(root, checkClientIdHex(clientIdHex));
   const path = (clientIdHex: string, fileName: string): string =>
     join(
@@ -72,9 +76,11 @@ export function createDiskFileMetaStore(dataDir: string): V4FileMetaStore {
         flags: meta.flags,
       };
       try {
-        await fsp.mkdir(folder(clientIdHex), { recursive: true, mode: DIR_MODE });
+        await ensureRecordFolder(root, dataDir, true);
+        await ensureRecordFolder(folder(clientIdHex), root, false);
         await writeFileAtomic(path(clientIdHex, fileName), JSON.stringify(stored), {
           mode: FILE_MODE,
+          syncDirectory: (dir) => folderSyncs.sync(dir),
         });
       } catch (err) {
         throw fsError('cannot write a file record', err);

@@ -19,13 +19,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { syncDirectory, writeFileAtomic } from '../../../shared/atomic-file';
+import { writeFileAtomic } from '../../../shared/atomic-file';
 import type { PartialKey, PartialStore, PartialUpload } from '../../session/v4/context';
 import { StorageError, StorageErrorCode } from '../types';
-import { ensureOwnDirectory, existingOwnDirectory } from './directories';
+import { ensureRecordFolder } from './v4-folders';
 
 export const PARTIALS_DIR = '.partial-v4';
-const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
 const CLIENT_HEX = /^[0-9a-f]{32}$/;
 const READ_CHUNK = 1024 * 1024;
@@ -193,33 +192,14 @@ class DiskPartial implements PartialUpload {
 export function createDiskPartialStore(dataDir: string, now: () => number): PartialStore {
   const root = join(dataDir, PARTIALS_DIR);
 
-  /**
-   * Makes sure `dir` (in `parent`) is a plain folder; a planted symlink is refused. A folder
-   * made here is synced into its parent, so the records a checkpoint writes into it survive a
-   * crash. The data directory is the operator's and may be a symlink.
-   */
-  async function ensureDir(dir: string, parent: string, parentIsDataDir: boolean): Promise<void> {
-    if (await existingOwnDirectory(dir)) return;
-    if (parentIsDataDir) {
-      await fsp.mkdir(parent, { recursive: true, mode: DIR_MODE }).catch((err: unknown) => {
-        throw fsError(`cannot create ${parent}`, err);
-      });
-    }
-    if (await ensureOwnDirectory(dir)) {
-      await syncDirectory(parent, { followSymlink: parentIsDataDir }).catch((err: unknown) => {
-        throw fsError(`cannot sync ${parent}`, err);
-      });
-    }
-  }
-
   return {
     async open(key: PartialKey): Promise<PartialUpload> {
       if (!CLIENT_HEX.test(key.clientIdHex)) {
         throw new StorageError(StorageErrorCode.PATH_ESCAPE, 'client id is not 32 hex digits');
       }
       const dir = join(root, key.clientIdHex);
-      await ensureDir(root, dataDir, true);
-      await ensureDir(dir, root, false);
+      await ensureRecordFolder(root, dataDir, true);
+      await ensureRecordFolder(dir, root, false);
       const base = join(dir, createHash('sha256').update(key.fileName, 'utf8').digest('hex'));
       const dataPath = `${base}.data`;
       const metaPath = `${base}.meta`;

@@ -1,0 +1,186 @@
+/**
+ * The record of what the server verified of an upload (docs/protocol-v4.md §7) is durable
+ * before STORED: the session waits for it, a failure to write it is a STORAGE refusal, and the
+ * disk store's record is synced, renamed and its folder synced (a new folder synced into its
+ * parent) before it resolves.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RequestCode, ResponseCode, WireErrorCode, type Response } from '../../protocol/v4';
+import type { V4FileMetaStore } from '../../server/session/v4/file-meta';
+import { createDiskFileMetaStore, FILE_META_DIR } from '../../server/storage/disk/v4-file-meta';
+import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
+import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
+import { openBackends, type Backends } from '../../server/storage/open-backends';
+import { createServer, type SftServer } from '../../server/transport/listener';
+import { serverIdentity } from '../../server/transport/tls-setup';
+import { generateIdentityKey, issueCertificate } from '../../shared/identity';
+import { silentLogger } from '../../shared/logger';
+import { removeDirs, tempDir } from './helpers';
+import { connectRaw, type RawV4 } from './raw-v4';
+
+const HEX = '5a'.repeat(16);
+const sha = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** An ordered log of syncs and renames, with the paths the handles were opened on. */
+async function recordOrder(scratch: string): Promise<string[]> {
+  const log: string[] = [];
+  const paths = new WeakMap<FileHandle, string>();
+  const sample = await fsp.open(join(scratch, 'sample'), 'w');
+  const proto = Object.getPrototypeOf(sample) as { sync: () => Promise<void> };
+  await sample.close();
+  const open = fsp.open.bind(fsp);
+  jest.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
+    const handle = await open(...args);
+    paths.set(handle, String(args[0]));
+    return handle;
+  });
+  const sync = proto.sync;
+  jest.spyOn(proto, 'sync').mockImplementation(async function (this: FileHandle) {
+    await sync.call(this);
+    log.push(`sync ${paths.get(this) ?? '?'}`);
+  });
+  const rename = fsp.rename.bind(fsp);
+  jest.spyOn(fsp, 'rename').mockImplementation(async (from, to) => {
+    await rename(from, to);
+    log.push(`rename ${String(from)} -> ${String(to)}`);
+  });
+  return log;
+}
+
+describe('v4: the record of a stored file is durable before STORED', () => {
+  let dir: string;
+  let backends: Backends;
+  let server: SftServer | undefined;
+  const peers: RawV4[] = [];
+
+  beforeEach(async () => {
+    dir = await tempDir('stored-record');
+    backends = await openBackends({
+      dataDir: dir,
+      database: 'memory',
+      storage: 'memory',
+      keepVersions: 1,
+      now: Date.now,
+    });
+  });
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await server?.close(0);
+    server = undefined;
+    await backends.close();
+    jest.restoreAllMocks();
+    await removeDirs(dir);
+  });
+
+  async function start(fileMeta: V4FileMetaStore): Promise<RawV4> {
+    server = createServer({
+      logger: silentLogger(),
+      store: backends.catalog,
+      files: backends.files,
+      v4: {
+        identity: await serverIdentity(dir),
+        identities: createMemoryV4Store(),
+        partials: createDiskPartialStore(dir, Date.now),
+        fileMeta,
+        bytes: backends.bytes,
+      },
+    });
+    const { port } = await server.listen(0, '127.0.0.1');
+    const identity = await issueCertificate(await generateIdentityKey(), 'test', {
+      now: Date.now,
+      random: randomBytes,
+    });
+    const peer = await connectRaw(port, identity);
+    peers.push(peer);
+    peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: 65536 });
+    expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
+    peer.send({ code: RequestCode.REGISTER, name: 'recorder' });
+    expect((await peer.next()).code).toBe(ResponseCode.REGISTERED);
+    return peer;
+  }
+
+  async function upload(peer: RawV4, fileName: string, data: Buffer): Promise<Response> {
+    const check = randomBytes(32);
+    peer.send({ code: RequestCode.UPLOAD_BEGIN, fileName, size: data.length, check });
+    expect((await peer.next()).code).toBe(ResponseCode.UPLOAD_OFFSET);
+    peer.send({ code: RequestCode.UPLOAD_DATA, data });
+    peer.send({ code: RequestCode.UPLOAD_END, sha256: sha(data) });
+    return peer.next();
+  }
+
+  it('answers STORED only once the record is written, with the SHA-256 and the row it belongs to', async () => {
+    const events: string[] = [];
+    const disk = createDiskFileMetaStore(dir);
+    const peer = await start({
+      ...disk,
+      async put(clientIdHex, fileName, meta) {
+        // A slow disk: an answer that does not wait for the record comes first.
+        await sleep(150);
+        await disk.put(clientIdHex, fileName, meta);
+        events.push(`recorded ${fileName}`);
+      },
+    });
+    const data = randomBytes(5000);
+    const answer = await upload(peer, 'a.bin', data);
+    events.push(`answer ${answer.code}`);
+    expect(events).toEqual(['recorded a.bin', `answer ${ResponseCode.STORED}`]);
+    const file = (await backends.catalog.listFiles()).find((f) => f.fileName === 'a.bin');
+    const clientIdHex = file?.clientId.toString('hex') ?? '';
+    expect(await disk.get(clientIdHex, 'a.bin')).toEqual({
+      size: data.length,
+      updatedAt: file?.updatedAt,
+      sha256: sha(data),
+      flags: 0,
+    });
+  });
+
+  it('refuses with STORAGE, not STORED, when the record cannot be written', async () => {
+    const peer = await start({
+      ...createDiskFileMetaStore(dir),
+      put: () => Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
+    });
+    const answer = await upload(peer, 'b.bin', randomBytes(3000));
+    expect(answer.code).toBe(ResponseCode.ERROR);
+    expect(answer.code === ResponseCode.ERROR ? answer.error : undefined).toBe(
+      WireErrorCode.STORAGE,
+    );
+  });
+
+  it('on disk: syncs the record, renames it, syncs its folder (a new one into its parent) before resolving', async () => {
+    const log = await recordOrder(dir);
+    const store = createDiskFileMetaStore(dir);
+    const meta = { size: 3, updatedAt: 7, sha256: sha(Buffer.from('abc')), flags: 1 };
+    await store.put(HEX, 'c.txt', meta);
+    const root = join(dir, FILE_META_DIR);
+    const folder = join(root, HEX);
+    const at = (line: RegExp): number => log.findIndex((entry) => line.test(entry));
+    const escaped = (path: string): string => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    expect(log).toEqual(expect.arrayContaining([`sync ${dir}`, `sync ${root}`]));
+    const tempSynced = at(new RegExp(`^sync ${escaped(folder)}/\\..*\\.tmp$`));
+    const renamed = at(new RegExp(`^rename .* -> ${escaped(folder)}/[0-9a-f]{64}\\.json$`));
+    const folderSynced = log.lastIndexOf(`sync ${folder}`);
+    expect(tempSynced).toBeGreaterThanOrEqual(0);
+    expect(renamed).toBeGreaterThan(tempSynced);
+    expect(folderSynced).toBeGreaterThan(renamed);
+    expect(await store.get(HEX, 'c.txt')).toEqual(meta);
+  });
+
+  it('on disk: records of one client written together share their folder sync, each after its rename', async () => {
+    const store = createDiskFileMetaStore(dir);
+    const meta = { size: 3, updatedAt: 7, sha256: sha(Buffer.from('abc')), flags: 0 };
+    await store.put(HEX, 'first', meta);
+    const log = await recordOrder(dir);
+    const names = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8'];
+    await Promise.all(names.map((name) => store.put(HEX, name, meta)));
+    const folder = join(dir, FILE_META_DIR, HEX);
+    const lastRename = Math.max(...log.flatMap((e, i) => (e.startsWith('rename ') ? [i] : [])));
+    expect(log.filter((e) => e.startsWith('rename '))).toHaveLength(names.length);
+    expect(log.lastIndexOf(`sync ${folder}`)).toBeGreaterThan(lastRename);
+    expect(log.filter((e) => e === `sync ${folder}`).length).toBeLessThan(names.length);
+    for (const name of names) expect(await store.get(HEX, name)).toEqual(meta);
+  });
+});
