@@ -187,7 +187,7 @@ function optionValue(
       `--${name} needs a value${value === undefined ? '' : ` (to give "${value}", write --${name}=${value})`}`,
     );
   }
-  if ('choices' in spec && spec.choices !== undefined && !spec.choices.includes(value)) {
+  if (spec.choices !== undefined && !spec.choices.includes(value)) {
     usageError(`--${name} must be one of ${spec.choices.join(', ')}, got "${value}"`);
   }
   return value;
