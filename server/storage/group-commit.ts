@@ -42,8 +42,11 @@ export interface WriteOptions<T> {
   readonly atomic?: boolean;
   /** Runs once the write is committed, before anything else uses the connection. */
   readonly committed?: (value: T) => void;
-  /** The write's audit row, written with it when `when(result)` holds. */
-  readonly audit?: { readonly entry: AuditEntry; readonly when: (value: T) => boolean };
+  /** The write's audit rows, written with it, in this order, when `when(result)` holds. */
+  readonly audit?: {
+    readonly entries: readonly AuditEntry[];
+    readonly when: (value: T) => boolean;
+  };
 }
 
 interface PendingWrite {
@@ -115,7 +118,9 @@ export class GroupCommit {
         const result = await this.runInGroup(pending);
         results.set(pending, result);
         const audit = pending.options.audit;
-        if (result.ok && audit !== undefined && audit.when(result.value)) rows.push(audit.entry);
+        if (result.ok && audit !== undefined && audit.when(result.value)) {
+          rows.push(...audit.entries);
+        }
       }
       for (const pending of audits) rows.push(pending.auditRow as AuditEntry);
       const audited = await this.insertAudits(rows);
@@ -153,7 +158,7 @@ export class GroupCommit {
         ? run
         : async (): Promise<unknown> => {
             const result = await run();
-            if (audit.when(result)) await this.driver.insertAudits([audit.entry]);
+            if (audit.when(result)) await this.driver.insertAudits(audit.entries);
             return result;
           };
     let value: unknown;

@@ -48,6 +48,30 @@ export interface FileRecord {
 /** A file row as written by `putFile`: status 'received' until the client confirms (§5.5). */
 export type NewFile = Omit<FileRecord, 'verified' | 'status'>;
 
+export interface PutFileOptions {
+  /**
+   * For a content checked before its row is written (docs/protocol-v4.md §5.4): the row is
+   * written 'verified', and `audit` (the check's row) after putFile's own, in the same commit.
+   * One durable write where putFile and setFileStatus are two; a failure writes neither row.
+   */
+  readonly verified?: { readonly audit?: AuditEntry };
+}
+
+/** The row `putFile(file, audit, options)` writes. */
+export function putFileRecord(file: NewFile, options: PutFileOptions = {}): FileRecord {
+  const verified = options.verified !== undefined;
+  return { ...file, verified, status: verified ? 'verified' : 'received' };
+}
+
+/** The audit rows `putFile(file, audit, options)` writes with its row, in this order. */
+export function putFileAudits(
+  audit: AuditEntry | undefined,
+  options: PutFileOptions = {},
+): AuditEntry[] {
+  const check = options.verified?.audit;
+  return [audit, check].filter((entry): entry is AuditEntry => entry !== undefined);
+}
+
 /** An earlier content of a file name, kept when an upload or a restore replaced it (§9). */
 export interface FileVersion {
   readonly clientId: Buffer;
@@ -206,8 +230,11 @@ export interface SetStatusOptions {
  * writes it in the same transaction: both commit, or neither.
  */
 export interface FileCatalog {
-  /** Inserts or replaces the row of (clientId, fileName) with status 'received'. */
-  putFile(file: NewFile, audit?: AuditEntry): Promise<void>;
+  /**
+   * Inserts or replaces the row of (clientId, fileName) with status 'received' ('verified' with
+   * `options.verified`); its audit rows (putFileAudits) commit with it.
+   */
+  putFile(file: NewFile, audit?: AuditEntry, options?: PutFileOptions): Promise<void>;
   findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined>;
   /**
    * False if there is no such row; `audit` is written with the change, and only with it. With

@@ -19,6 +19,9 @@ import {
   type FileStatus,
   type FileVersion,
   type NewFile,
+  type PutFileOptions,
+  putFileAudits,
+  putFileRecord,
   type RegisterResult,
   type SetStatusOptions,
   type StoredAuditEntry,
@@ -144,7 +147,7 @@ export class MemoryCatalog implements Catalog {
     );
   }
 
-  async putFile(file: NewFile, audit?: AuditEntry): Promise<void> {
+  async putFile(file: NewFile, audit?: AuditEntry, options?: PutFileOptions): Promise<void> {
     this.guard('putFile');
     if (!this.clients.has(hexOf(file.clientId))) {
       throw new StorageError(
@@ -153,12 +156,10 @@ export class MemoryCatalog implements Catalog {
       );
     }
     this.files.set(fileKey(file.clientId, file.fileName), {
-      ...file,
+      ...putFileRecord(file, options),
       clientId: Buffer.from(file.clientId),
-      verified: false,
-      status: 'received',
     });
-    if (audit !== undefined) this.append(audit);
+    for (const entry of putFileAudits(audit, options)) this.append(entry);
   }
 
   async findFile(clientId: Buffer, fileName: string): Promise<FileRecord | undefined> {

@@ -26,11 +26,13 @@ import type {
   FileStatus,
   FileVersion,
   NewFile,
+  PutFileOptions,
   RestoreOptions,
   SetStatusOptions,
   StoredAuditEntry,
   VersionFilter,
 } from '../types';
+import { putFileAudits, putFileRecord } from '../types';
 import { closedError, PostgresClients, type PostgresClientSettings } from './clients';
 import { databaseError, run } from './database';
 import {
@@ -74,13 +76,15 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
 
   // ------------------------------------------------------------ files and versions
 
-  putFile(file: NewFile, audit?: AuditEntry): Promise<void> {
-    const params = fileParams({ ...file, verified: false, status: 'received' });
+  putFile(file: NewFile, audit?: AuditEntry, options?: PutFileOptions): Promise<void> {
+    const params = fileParams(putFileRecord(file, options));
+    const entries = putFileAudits(audit, options);
+    // One transaction (group-committed) for the row and its audit rows, in order.
     return this.write(
       async (db) => {
         await run(db, 'cannot store the file row', SQL.putFile, params);
       },
-      audit === undefined ? {} : { audit: { entry: audit, when: () => true } },
+      entries.length === 0 ? {} : { audit: { entries, when: () => true } },
     );
   }
 
@@ -113,7 +117,7 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
         ]);
         return result.rowCount === 1;
       },
-      audit === undefined ? {} : { audit: { entry: audit, when: (changed) => changed } },
+      audit === undefined ? {} : { audit: { entries: [audit], when: (changed) => changed } },
     );
   }
 
@@ -123,7 +127,7 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
       async (db) =>
         (await run(db, 'cannot delete the file row', SQL.deleteFile, [owner, fileName]))
           .rowCount === 1,
-      audit === undefined ? {} : { audit: { entry: audit, when: (changed) => changed } },
+      audit === undefined ? {} : { audit: { entries: [audit], when: (changed) => changed } },
     );
   }
 
@@ -176,7 +180,7 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
       },
       audit === undefined
         ? {}
-        : { audit: { entry: audit, when: (result) => result !== undefined } },
+        : { audit: { entries: [audit], when: (result) => result !== undefined } },
     );
   }
 

@@ -42,7 +42,7 @@ function audited<T>(
   audit: AuditEntry | undefined,
   when: (value: T) => boolean,
 ): Omit<WriteOptions<T>, 'atomic'> {
-  return audit === undefined ? {} : { audit: { entry: audit, when } };
+  return audit === undefined ? {} : { audit: { entries: [audit], when } };
 }
 
 export function closedError(): StorageError {

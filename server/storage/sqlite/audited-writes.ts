@@ -8,7 +8,13 @@
  */
 import type { AuditEntry, FileStatus } from '../types';
 import { sqliteCode, type AsyncStatement, type SqlParams } from './async';
-import { AUDIT_INSERT_COLUMNS, auditParams } from './rows';
+import {
+  AUDIT_INSERT_COLUMNS,
+  auditParams,
+  CHECK_AUDIT_COLUMNS,
+  FILE_COLUMNS,
+  FILE_UPSERT,
+} from './rows';
 
 /** The message of the trigger's abort when no row changed (a missing or, if asked, failed file). */
 const NO_ROW_CHANGED = 'no row changed';
@@ -52,37 +58,48 @@ CREATE TEMP TRIGGER client_aes_key_set_insert INSTEAD OF INSERT ON client_aes_ke
   ${AUDIT_ROW_INSERT}
 END;`;
 
-/** `file_stored`: as SQL.putFile. `file_status_set`: as SQL.setFileStatus[UnlessFailed]. */
+/** The file row of a view's inserted row, inserted or replacing the row it has (SQL.putFile). */
+const FILE_ROW_UPSERT = `INSERT INTO files (${FILE_COLUMNS})
+    VALUES (${FILE_COLUMNS.split(', ')
+      .map((column) => `NEW.${column}`)
+      .join(', ')})
+    ${FILE_UPSERT};`;
+/** The second audit row of a view's inserted row (its `Check` columns, CHECK_AUDIT_COLUMNS). */
+const CHECK_ROW_INSERT = `INSERT INTO auth_log (${AUDIT_VIEW_COLUMNS})
+    VALUES (${CHECK_AUDIT_COLUMNS.split(', ')
+      .map((column) => `NEW.${column}`)
+      .join(', ')});`;
+
+/**
+ * `file_stored`: as SQL.putFile, with its audit row. `file_stored_checked`: the same and a
+ * second audit row after it (a v4 upload's row, verified, with its file_stored and checksum_ok
+ * rows). `file_status_set`: as SQL.setFileStatus[UnlessFailed].
+ */
 export const CONNECTION_OBJECTS = `${CLIENT_OBJECTS}
-CREATE TEMP VIEW file_stored (
-  ID, FileName, PathName, Verified, Status, Size, Cksum, UpdatedAt,
-  Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail
-) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0;
+CREATE TEMP VIEW file_stored (${FILE_COLUMNS}, ${AUDIT_VIEW_COLUMNS})
+  AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ${AUDIT_VIEW_NULLS} WHERE 0;
 CREATE TEMP TRIGGER file_stored_insert INSTEAD OF INSERT ON file_stored BEGIN
-  INSERT INTO files (ID, FileName, PathName, Verified, Status, Size, Cksum, UpdatedAt)
-    VALUES (NEW.ID, NEW.FileName, NEW.PathName, NEW.Verified, NEW.Status, NEW.Size, NEW.Cksum,
-      NEW.UpdatedAt)
-    ON CONFLICT (ID, FileName) DO UPDATE SET PathName = excluded.PathName,
-      Verified = excluded.Verified, Status = excluded.Status, Size = excluded.Size,
-      Cksum = excluded.Cksum, UpdatedAt = excluded.UpdatedAt;
-  INSERT INTO auth_log (Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail)
-    VALUES (NEW.Time, NEW.RemoteAddress, NEW.ClientID, NEW.Name, NEW.RequestCode, NEW.Outcome,
-      NEW.Detail);
+  ${FILE_ROW_UPSERT}
+  ${AUDIT_ROW_INSERT}
+END;
+CREATE TEMP VIEW file_stored_checked (
+  ${FILE_COLUMNS}, ${AUDIT_VIEW_COLUMNS}, ${CHECK_AUDIT_COLUMNS}
+) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ${AUDIT_VIEW_NULLS},
+  ${AUDIT_VIEW_NULLS} WHERE 0;
+CREATE TEMP TRIGGER file_stored_checked_insert INSTEAD OF INSERT ON file_stored_checked BEGIN
+  ${FILE_ROW_UPSERT}
+  ${AUDIT_ROW_INSERT}
+  ${CHECK_ROW_INSERT}
 END;
 CREATE TEMP VIEW file_status_set (
-  Status, Verified, UpdatedAt, ID, FileName, UnlessFailed,
-  Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail
-) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL WHERE 0;
+  Status, Verified, UpdatedAt, ID, FileName, UnlessFailed, ${AUDIT_VIEW_COLUMNS}
+) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, ${AUDIT_VIEW_NULLS} WHERE 0;
 CREATE TEMP TRIGGER file_status_set_insert INSTEAD OF INSERT ON file_status_set BEGIN
   UPDATE files SET Status = NEW.Status, Verified = NEW.Verified, UpdatedAt = NEW.UpdatedAt
     WHERE ID = NEW.ID AND FileName = NEW.FileName
       AND (NEW.UnlessFailed = 0 OR Status <> 'failed');
   SELECT RAISE(ABORT, '${NO_ROW_CHANGED}') WHERE changes() = 0;
-  INSERT INTO auth_log (Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail)
-    VALUES (NEW.Time, NEW.RemoteAddress, NEW.ClientID, NEW.Name, NEW.RequestCode, NEW.Outcome,
-      NEW.Detail);
+  ${AUDIT_ROW_INSERT}
 END;`;
 
 /** True for a trigger's abort with `reason` (nothing was written). */

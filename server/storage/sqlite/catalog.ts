@@ -20,11 +20,13 @@ import type {
   FileStatus,
   FileVersion,
   NewFile,
+  PutFileOptions,
   RestoreOptions,
   SetStatusOptions,
   StoredAuditEntry,
   VersionFilter,
 } from '../types';
+import { putFileAudits, putFileRecord } from '../types';
 import * as admin from './admin-queries';
 import type { AsyncDatabase, AsyncStatement } from './async';
 import { setFileStatusAudited } from './audited-writes';
@@ -73,13 +75,16 @@ export class SqliteCatalog extends SqliteClients implements SqliteStore {
 
   // ------------------------------------------------------------ files and versions
 
-  putFile(file: NewFile, audit?: AuditEntry): Promise<void> {
-    const params = fileParams({ ...file, verified: false, status: 'received' });
-    // With its audit row: one statement that writes both or neither (file_stored, schema.ts).
-    const [name, values] =
-      audit === undefined
-        ? (['putFile', params] as const)
-        : (['putFileAudited', [...params, ...auditParams(audit)]] as const);
+  putFile(file: NewFile, audit?: AuditEntry, options?: PutFileOptions): Promise<void> {
+    const audits = putFileAudits(audit, options);
+    // With its audit rows: one statement that writes all or none (audited-writes.ts).
+    const name: StatementName =
+      audits.length === 0
+        ? 'putFile'
+        : audits.length === 1
+          ? 'putFileAudited'
+          : 'putFileCheckedAudited';
+    const values = [...fileParams(putFileRecord(file, options)), ...audits.flatMap(auditParams)];
     return this.write(async () => {
       await this.statement(name).run(values);
     });
@@ -125,7 +130,7 @@ export class SqliteCatalog extends SqliteClients implements SqliteStore {
     const owner = copy(clientId);
     return this.write(
       async () => (await this.statement('deleteFile').run([owner, fileName])).changes === 1,
-      audit === undefined ? {} : { audit: { entry: audit, when: (changed) => changed } },
+      audit === undefined ? {} : { audit: { entries: [audit], when: (changed) => changed } },
     );
   }
 
@@ -178,7 +183,7 @@ export class SqliteCatalog extends SqliteClients implements SqliteStore {
       atomic: true,
       ...(audit === undefined
         ? {}
-        : { audit: { entry: audit, when: (result) => result !== undefined } }),
+        : { audit: { entries: [audit], when: (result) => result !== undefined } }),
     });
   }
 

@@ -158,7 +158,9 @@ export abstract class SqliteClients extends SqliteJobs implements ClientStore {
         committed: (result) => {
           if (result.ok) this.clients.remember(result.client.id.toString('hex'), result.client);
         },
-        ...(audit === undefined ? {} : { audit: { entry: audit, when: (result) => result.ok } }),
+        ...(audit === undefined
+          ? {}
+          : { audit: { entries: [audit], when: (result) => result.ok } }),
       },
     );
   }

@@ -67,6 +67,15 @@ export const AUDIT_COLUMNS =
   'LogID, Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail';
 export const AUDIT_INSERT_COLUMNS =
   'Time, RemoteAddress, ClientID, Name, RequestCode, Outcome, Detail';
+/** A second audit row's columns in a view (audited-writes.ts), as `Check<column>`. */
+export const CHECK_AUDIT_COLUMNS = AUDIT_INSERT_COLUMNS.split(', ')
+  .map((column) => `Check${column}`)
+  .join(', ');
+/** What an insert of a file row does when (ID, FileName) has one: replace it. */
+export const FILE_UPSERT =
+  'ON CONFLICT (ID, FileName) DO UPDATE SET PathName = excluded.PathName, ' +
+  'Verified = excluded.Verified, Status = excluded.Status, Size = excluded.Size, ' +
+  'Cksum = excluded.Cksum, UpdatedAt = excluded.UpdatedAt';
 /** Audit rows per INSERT: far below SQLite's limit of 32766 bound parameters. */
 export const AUDIT_ROWS_PER_INSERT = 500;
 
@@ -96,15 +105,15 @@ export const SQL = {
   setAesKey: 'UPDATE clients SET AESKey = ?, LastSeen = max(LastSeen, ?) WHERE ID = ?',
   resealAesKey: 'UPDATE clients SET AESKey = ? WHERE ID = ? AND AESKey = ?',
   touch: 'UPDATE clients SET LastSeen = max(LastSeen, ?) WHERE ID = ?',
-  putFile:
-    `INSERT INTO files (${FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ` +
-    'ON CONFLICT (ID, FileName) DO UPDATE SET PathName = excluded.PathName, ' +
-    'Verified = excluded.Verified, Status = excluded.Status, Size = excluded.Size, ' +
-    'Cksum = excluded.Cksum, UpdatedAt = excluded.UpdatedAt',
+  putFile: `INSERT INTO files (${FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ${FILE_UPSERT}`,
   /** putFile with its audit row, one statement (audited-writes.ts). */
   putFileAudited:
     `INSERT INTO file_stored (${FILE_COLUMNS}, ${AUDIT_INSERT_COLUMNS}) ` +
     'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  /** putFile with its audit row and the check's after it, one statement (audited-writes.ts). */
+  putFileCheckedAudited:
+    `INSERT INTO file_stored_checked (${FILE_COLUMNS}, ${AUDIT_INSERT_COLUMNS}, ` +
+    `${CHECK_AUDIT_COLUMNS}) VALUES (${Array(22).fill('?').join(', ')})`,
   /** setFileStatus with its audit row, one statement (audited-writes.ts). */
   setFileStatusAudited:
     'INSERT INTO file_status_set (Status, Verified, UpdatedAt, ID, FileName, UnlessFailed, ' +

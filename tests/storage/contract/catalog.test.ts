@@ -170,6 +170,78 @@ describe.each(BACKENDS)('catalog contract: $name', (factory) => {
     expect((await catalog.listAudit()).map((row) => row.detail)).toEqual(['a.bin']);
   });
 
+  it('putFile verified writes the row verified with its audit row and the check after it, or none', async () => {
+    const { catalog } = backend();
+    await withClient(catalog);
+    await catalog.putFile(file('a.bin', 1), entry('file_stored', T0, 'old a.bin'));
+    // Same time for both rows: their order is the order written, not the clock's.
+    const verified = { verified: { audit: entry('checksum_ok', T0 + 1, 'a.bin sha256') } };
+    await catalog.putFile(
+      file('a.bin', 10, T0 + 1),
+      entry('file_stored', T0 + 1, 'a.bin'),
+      verified,
+    );
+    expect(await catalog.findFile(idOf(1), 'a.bin')).toMatchObject({
+      status: 'verified',
+      verified: true,
+      size: 10,
+      cksum: 70,
+      updatedAt: T0 + 1,
+    });
+    expect((await catalog.listFiles()).map((row) => row.status)).toEqual(['verified']);
+    const trail = (await catalog.listAudit()).map((row) => `${row.outcome} ${row.detail ?? ''}`);
+    expect(trail).toEqual([
+      'file_stored old a.bin',
+      'file_stored a.bin',
+      'checksum_ok a.bin sha256',
+    ]);
+
+    // No such client: neither the row nor any of its audit rows.
+    const orphan = file('b.bin', 5, T0 + 2, idOf(9));
+    const refused = catalog.putFile(orphan, entry('file_stored', T0 + 2, 'b.bin'), {
+      verified: { audit: entry('checksum_ok', T0 + 2, 'b.bin') },
+    });
+    expect(await codeOf(refused)).toBe('DATABASE');
+    expect(await catalog.listAudit()).toHaveLength(3);
+    expect(await catalog.findFile(idOf(9), 'b.bin')).toBeUndefined();
+
+    // A later plain putFile of the name starts over as received.
+    await catalog.putFile(file('a.bin', 2, T0 + 3));
+    expect(await catalog.findFile(idOf(1), 'a.bin')).toMatchObject({ status: 'received' });
+  });
+
+  it('putFile verified at once for many files: each pair of audit rows in its order', async () => {
+    const { catalog } = backend();
+    await withClient(catalog);
+    const names = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
+    await Promise.all(
+      names.map((name, i) =>
+        catalog.putFile(file(name, i + 1), entry('file_stored', T0, name), {
+          verified: { audit: entry('checksum_ok', T0, name) },
+        }),
+      ),
+    );
+    const files = await catalog.listFiles();
+    expect(files.map((row) => [row.fileName, row.status])).toEqual(
+      names.map((name) => [name, 'verified']),
+    );
+    const trail = await catalog.listAudit();
+    expect(trail).toHaveLength(names.length * 2);
+    for (const name of names) {
+      const rows = trail.filter((row) => row.detail === name).map((row) => row.outcome);
+      expect(rows).toEqual(['file_stored', 'checksum_ok']);
+    }
+    // Verified without a row of its own: the check's row alone.
+    await catalog.putFile(file('g', 1), undefined, {
+      verified: { audit: entry('checksum_ok', T0 + 1, 'g') },
+    });
+    expect((await catalog.listAudit()).at(-1)).toMatchObject({
+      outcome: 'checksum_ok',
+      detail: 'g',
+    });
+    expect(await catalog.findFile(idOf(1), 'g')).toMatchObject({ status: 'verified' });
+  });
+
   it('setFileStatus changes a row with its audit row; a missing row changes nothing', async () => {
     const { catalog } = backend();
     await withClient(catalog);
