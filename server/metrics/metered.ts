@@ -5,15 +5,24 @@
  * committed; every StorageError is counted by side and code; uploads are timed from their
  * first bytes to their publication.
  */
-import type { AuditEntry, Catalog, FileStore, UploadSink } from '../storage/types';
-import { StorageError } from '../storage/types';
+import type { AuditEntry, Catalog, FileStore, PutFileOptions, UploadSink } from '../storage/types';
+import { putFileAudits, StorageError } from '../storage/types';
 import type { ServerMetrics, StorageSide } from './metrics';
 
 function countFailure(metrics: ServerMetrics, side: StorageSide, err: unknown): void {
   metrics.storageError(side, err instanceof StorageError ? err.code : 'UNKNOWN');
 }
 
-/** The audit row a call of `method` with `args` writes when `result` says it happened. */
+/** The audit rows a call of `method` with `args` writes when `result` says it happened. */
+function auditsOf(method: string, args: readonly unknown[], result: unknown): AuditEntry[] {
+  if (method === 'putFile') {
+    return putFileAudits(args[1] as AuditEntry | undefined, args[2] as PutFileOptions | undefined);
+  }
+  const entry = auditOf(method, args, result);
+  return entry === undefined ? [] : [entry];
+}
+
+/** The audit row a call of `method` (other than putFile) writes when `result` says it happened. */
 function auditOf(
   method: string,
   args: readonly unknown[],
@@ -22,8 +31,6 @@ function auditOf(
   switch (method) {
     case 'audit':
       return args[0] as AuditEntry;
-    case 'putFile':
-      return args[1] as AuditEntry | undefined;
     case 'setFileStatus':
       return result === true ? (args[4] as AuditEntry | undefined) : undefined;
     case 'deleteFile':
@@ -49,8 +56,9 @@ export function meterCatalog<C extends Catalog>(catalog: C, metrics: ServerMetri
         if (!(result instanceof Promise)) return result;
         return result.then(
           (resolved: unknown) => {
-            const entry = auditOf(property, args, resolved);
-            if (entry !== undefined) metrics.request(entry.requestCode, entry.outcome);
+            for (const entry of auditsOf(property, args, resolved)) {
+              metrics.request(entry.requestCode, entry.outcome);
+            }
             return resolved;
           },
           (err: unknown) => {

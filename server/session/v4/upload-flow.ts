@@ -221,6 +221,8 @@ export class V4Upload {
       const objectKey = await this.publish();
       const now = sources.now();
       try {
+        // Verified already (the SHA-256 matched): the row is written verified, with the audit
+        // rows of its storing and of its check, in one durable write.
         await store.putFile(
           {
             clientId: client.clientId,
@@ -231,35 +233,29 @@ export class V4Upload {
             updatedAt: now,
           },
           auditFor(RequestCode.UPLOAD_END, 'file_stored', `${this.fileName}: ${this.size} bytes`),
+          {
+            verified: {
+              audit: auditFor(
+                RequestCode.UPLOAD_END,
+                'checksum_ok',
+                `${this.fileName}: sha256 ${sha256.toString('hex')}`,
+              ),
+            },
+          },
         );
       } catch (err) {
         // No row, no file: remove what the commit made visible (as v3 does).
         await files.remove(client.clientIdHex, this.fileName).catch(() => undefined);
         throw err;
       }
-      // Both after the row's commit, so a record never outlives a failed replacement and
-      // erases the flags of the file it would have replaced; side by side, as neither needs
-      // the other, so their syncs overlap.
-      const settled = await Promise.allSettled([
-        store.setFileStatus(
-          client.clientId,
-          this.fileName,
-          'verified',
-          now,
-          auditFor(
-            RequestCode.UPLOAD_END,
-            'checksum_ok',
-            `${this.fileName}: sha256 ${sha256.toString('hex')}`,
-          ),
-        ),
-        this.ctx.files?.meta.put(client.clientIdHex, this.fileName, {
-          size: this.size,
-          updatedAt: now,
-          sha256,
-          flags,
-        }),
-      ]);
-      for (const result of settled) if (result.status === 'rejected') throw result.reason;
+      // After the row's commit, so a record never outlives a failed replacement and erases the
+      // flags of the file it would have replaced.
+      await this.ctx.files?.meta.put(client.clientIdHex, this.fileName, {
+        size: this.size,
+        updatedAt: now,
+        sha256,
+        flags,
+      });
     });
     this.done = true;
     await this.partial.remove();

@@ -1,0 +1,177 @@
+/**
+ * A v4 upload's row is written verified, in one durable write with both of its audit rows
+ * (docs/protocol-v4.md §7): the SHA-256 was checked before the row was written, so there is no
+ * moment, and no crash, that finds the row `received` after STORED. A failure of that write is
+ * STORAGE and leaves neither a row nor the published bytes.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { RequestCode, ResponseCode, WireErrorCode, type Response } from '../../protocol/v4';
+import { meterCatalog } from '../../server/metrics/metered';
+import { ServerMetrics } from '../../server/metrics/metrics';
+import { createDiskFileMetaStore } from '../../server/storage/disk/v4-file-meta';
+import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
+import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
+import { openBackends, type Backends } from '../../server/storage/open-backends';
+import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
+import {
+  StorageError,
+  StorageErrorCode,
+  type Catalog,
+  type FileRecord,
+} from '../../server/storage/types';
+import { createServer, type SftServer } from '../../server/transport/listener';
+import { serverIdentity } from '../../server/transport/tls-setup';
+import { generateIdentityKey, issueCertificate } from '../../shared/identity';
+import { silentLogger } from '../../shared/logger';
+import { removeDirs, tempDir } from './helpers';
+import { connectRaw, type RawV4 } from './raw-v4';
+
+const sha = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
+
+/** The value of one sample line of a metrics exposition, or undefined. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('v4: the row of an upload is written verified in one durable write', () => {
+  let dir: string;
+  let backends: Backends;
+  let server: SftServer | undefined;
+  const peers: RawV4[] = [];
+
+  beforeEach(async () => {
+    dir = await tempDir('verified-row');
+    backends = await openBackends({
+      dataDir: dir,
+      database: 'sqlite',
+      storage: 'disk',
+      keepVersions: 1,
+      now: Date.now,
+    });
+  });
+  afterEach(async () => {
+    for (const p of peers.splice(0)) p.close();
+    await server?.close(0);
+    server = undefined;
+    await backends.close();
+    await removeDirs(dir);
+  });
+
+  async function start(store: Catalog = backends.catalog): Promise<RawV4> {
+    server = createServer({
+      logger: silentLogger(),
+      store,
+      files: backends.files,
+      v4: {
+        identity: await serverIdentity(dir),
+        identities: createMemoryV4Store(),
+        partials: createDiskPartialStore(dir, Date.now),
+        fileMeta: createDiskFileMetaStore(dir),
+        bytes: backends.bytes,
+      },
+    });
+    const { port } = await server.listen(0, '127.0.0.1');
+    const identity = await issueCertificate(await generateIdentityKey(), 'test', {
+      now: Date.now,
+      random: randomBytes,
+    });
+    const peer = await connectRaw(port, identity);
+    peers.push(peer);
+    peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: 65536 });
+    expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
+    peer.send({ code: RequestCode.REGISTER, name: 'verifier' });
+    expect((await peer.next()).code).toBe(ResponseCode.REGISTERED);
+    return peer;
+  }
+
+  async function upload(peer: RawV4, fileName: string, data: Buffer): Promise<Response> {
+    peer.send({ code: RequestCode.UPLOAD_BEGIN, fileName, size: data.length, check: sha(data) });
+    expect((await peer.next()).code).toBe(ResponseCode.UPLOAD_OFFSET);
+    peer.send({ code: RequestCode.UPLOAD_DATA, data });
+    peer.send({ code: RequestCode.UPLOAD_END, sha256: sha(data) });
+    return peer.next();
+  }
+
+  async function rowOf(fileName: string): Promise<FileRecord | undefined> {
+    return (await backends.catalog.listFiles()).find((file) => file.fileName === fileName);
+  }
+
+  it('every committed state of the row is verified, and a reopened database finds it so after STORED', async () => {
+    const catalog = backends.catalog;
+    // What a crash right after each catalog write would leave of the row.
+    const committed: string[] = [];
+    const putFile = catalog.putFile.bind(catalog);
+    catalog.putFile = async (file, audit, options) => {
+      await putFile(file, audit, options);
+      const row = await catalog.findFile(file.clientId, file.fileName);
+      committed.push(`putFile ${file.fileName} ${row?.status ?? 'none'}`);
+    };
+    const setFileStatus = catalog.setFileStatus.bind(catalog);
+    catalog.setFileStatus = async (...args) => {
+      const changed = await setFileStatus(...args);
+      committed.push(`setFileStatus ${args[1]} ${args[2]}`);
+      return changed;
+    };
+    const peer = await start();
+    const data = randomBytes(20_000);
+    const answer = await upload(peer, 'a.bin', data);
+    expect(answer.code).toBe(ResponseCode.STORED);
+    expect(committed).toEqual(['putFile a.bin verified']);
+    expect(await rowOf('a.bin')).toMatchObject({ status: 'verified', verified: true });
+
+    // Another connection to the file, as a restarted server would open it: the row is there,
+    // verified, with no write of the server's still to come.
+    const reopened = await openSqliteStore({
+      path: join(dir, DATABASE_FILE_NAME),
+      readOnly: true,
+    });
+    try {
+      const rows = await reopened.listFiles();
+      expect(rows.map((row) => [row.fileName, row.status, row.size])).toEqual([
+        ['a.bin', 'verified', data.length],
+      ]);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it('writes both audit rows of the upload, file_stored then checksum_ok, and counts both', async () => {
+    const metrics = new ServerMetrics();
+    const peer = await start(meterCatalog(backends.catalog, metrics));
+    const data = randomBytes(3000);
+    expect((await upload(peer, 'b.bin', data)).code).toBe(ResponseCode.STORED);
+    const trail = (await backends.catalog.listAudit()).filter(
+      (row) => row.requestCode === RequestCode.UPLOAD_END,
+    );
+    expect(trail.map((row) => row.outcome)).toEqual(['file_stored', 'checksum_ok']);
+    expect(trail[0]?.detail).toContain(`b.bin: ${data.length} bytes`);
+    expect(trail[1]?.detail).toContain(`b.bin: sha256 ${sha(data).toString('hex')}`);
+    const [stored, checked] = trail;
+    expect(stored?.id).toBeLessThan(checked?.id ?? 0);
+    const text = await metrics.render();
+    const code = RequestCode.UPLOAD_END;
+    expect(sample(text, `sft_requests_total{code="${code}",result="file_stored"}`)).toBe(1);
+    expect(sample(text, `sft_requests_total{code="${code}",result="checksum_ok"}`)).toBe(1);
+  });
+
+  it('answers STORAGE when the row cannot be written: no row, no audit row, no bytes', async () => {
+    const catalog = backends.catalog;
+    catalog.putFile = () =>
+      Promise.reject(new StorageError(StorageErrorCode.DATABASE, 'injected: database is full'));
+    const peer = await start();
+    const answer = await upload(peer, 'c.bin', randomBytes(4000));
+    expect(answer.code).toBe(ResponseCode.ERROR);
+    expect(answer.code === ResponseCode.ERROR ? answer.error : undefined).toBe(
+      WireErrorCode.STORAGE,
+    );
+    expect(await rowOf('c.bin')).toBeUndefined();
+    const outcomes = (await catalog.listAudit()).map((row) => row.outcome);
+    expect(outcomes).not.toContain('file_stored');
+    expect(outcomes).not.toContain('checksum_ok');
+    const [client] = await catalog.listClients();
+    const hex = client?.id.toString('hex') ?? '';
+    expect(await backends.bytes.read(`${hex}/c.bin`)).toBeUndefined();
+  });
+});
