@@ -7,12 +7,11 @@
  * A server that will not take an extra connection (refused, reset, closed, 1606 or 1607 to its
  * 1027) costs nothing but that connection: the files go over the ones it took.
  */
-import { ExitCode } from '../../shared/exit-codes';
 import type { Identity } from '../config/identity';
-import { isClientError } from '../errors';
 import { Session, type SessionOptions } from './session';
 import type { SessionEvents, UploadResult } from './types';
 import type { UploadPlan } from './upload-plan';
+import { runPool, type Degraded, type Lane } from './worker-pool';
 
 export interface ParallelSendOptions {
   /** Options of the first connection; extra connections reuse them with its identity. */
@@ -28,16 +27,7 @@ export interface ParallelSendOptions {
   readonly onDegraded?: (degraded: Degraded) => void;
 }
 
-export interface Degraded {
-  /** Connections asked for, the first one included. */
-  readonly asked: number;
-  /** Extra connections the server refused. */
-  readonly refused: number;
-  /** Connections that sent files. */
-  readonly used: number;
-  /** Why the first refused one failed. */
-  readonly reason: string;
-}
+export type { Degraded };
 
 export interface ParallelSendResult {
   readonly identity: Identity;
@@ -46,14 +36,6 @@ export interface ParallelSendResult {
   readonly results: readonly UploadResult[];
   /** Connections that sent files. */
   readonly connections: number;
-}
-
-/** Errors after which an extra connection is given up instead of failing the run. */
-function refusedExtra(err: unknown): err is Error {
-  return (
-    isClientError(err) &&
-    (err.exitCode === ExitCode.CONNECTION || err.exitCode === ExitCode.REJECTED)
-  );
 }
 
 /** The events of an extra connection: quiet until it has its key, then those of the run. */
@@ -68,49 +50,12 @@ function extraEvents(events: Partial<SessionEvents>, isOpen: () => boolean) {
   return quiet;
 }
 
+function laneOf(session: Session): Lane<UploadPlan, UploadResult> {
+  return { run: (plan) => session.upload(plan), close: () => session.close() };
+}
+
 export async function sendInParallel(options: ParallelSendOptions): Promise<ParallelSendResult> {
-  const { plans } = options;
-  const results: (UploadResult | undefined)[] = plans.map(() => undefined);
-  const sessions: Session[] = [];
-  let nextToStart = 0;
-  let nextToReport = 0;
-  let failure: { readonly error: unknown } | undefined;
-  const refusals: string[] = [];
-  let used = 1;
-
-  let settle: () => void = () => undefined;
-  const finished = new Promise<void>((resolve) => (settle = resolve));
-  const stop = (error: unknown): void => {
-    if (failure) return;
-    failure = { error };
-    // Uploads in flight on other connections end with the connection.
-    for (const session of sessions) session.close();
-    settle();
-  };
-  const report = (): void => {
-    if (failure) return;
-    for (let r = results[nextToReport]; r !== undefined; r = results[nextToReport]) {
-      nextToReport++;
-      options.onResult?.(r);
-    }
-    if (nextToReport === plans.length) settle();
-  };
-  const work = async (session: Session): Promise<void> => {
-    try {
-      while (!failure && nextToStart < plans.length) {
-        const index = nextToStart++;
-        results[index] = await session.upload(plans[index]);
-        report();
-      }
-    } catch (err) {
-      stop(err);
-    } finally {
-      session.close();
-    }
-  };
-
   const first = new Session(options.session);
-  sessions.push(first);
   let identity: Identity;
   try {
     identity = await first.open();
@@ -119,57 +64,39 @@ export async function sendInParallel(options: ParallelSendOptions): Promise<Para
     throw err;
   }
   options.onOpen?.(identity, first.registered);
-  if (plans.length === 0) settle();
-
-  const extras = Math.max(0, Math.min(options.connections, plans.length) - 1);
-  void work(first);
-  for (let i = 0; i < extras; i++) {
-    let open = false;
-    const session = new Session({
-      ...options.session,
-      identity,
-      reconnectOnly: true,
-      openAttempts: 1,
-      events: extraEvents(options.session.events ?? {}, () => open),
-    });
-    sessions.push(session);
-    void session
-      .open()
-      .then(
-        async () => {
-          open = true;
-          if (failure || nextToStart >= plans.length) {
-            session.close();
-            return;
-          }
-          used++;
-          await work(session);
-        },
-        (err: unknown) => {
-          session.close();
-          if (refusedExtra(err)) refusals.push(err.message);
-          else stop(err);
-        },
-      )
-      .catch(stop);
-  }
-  // Not all lanes are awaited: an extra connection still waiting for its TCP handshake must not
-  // hold up a run whose files are all sent; it closes itself once it gets there.
-  await finished;
-  // Connections cut off by stop() unwind on their own; their errors are not the run's.
-  if (failure) throw failure.error;
-  if (refusals.length > 0) {
-    options.onDegraded?.({
-      asked: extras + 1,
-      refused: refusals.length,
-      used,
-      reason: refusals[0],
-    });
-  }
+  const outcome = await runPool({
+    items: options.plans,
+    first: laneOf(first),
+    lanes: options.connections,
+    openExtra: async (signal) => {
+      let open = false;
+      const session = new Session({
+        ...options.session,
+        identity,
+        reconnectOnly: true,
+        openAttempts: 1,
+        events: extraEvents(options.session.events ?? {}, () => open),
+      });
+      const close = (): void => session.close();
+      signal.addEventListener('abort', close, { once: true });
+      try {
+        await session.open();
+      } catch (err) {
+        session.close();
+        throw err;
+      } finally {
+        signal.removeEventListener('abort', close);
+      }
+      open = true;
+      return laneOf(session);
+    },
+    onResult: options.onResult,
+  });
+  if (outcome.degraded) options.onDegraded?.(outcome.degraded);
   return {
     identity,
     registered: first.registered,
-    results: results as UploadResult[],
-    connections: used,
+    results: outcome.results,
+    connections: outcome.used,
   };
 }
