@@ -20,6 +20,7 @@ import {
   type RunSummary,
 } from './output';
 import { expandDirectories } from '../session/file-list';
+import { degradedNote } from '../session/worker-pool';
 import { silentLog, type ClientLog, type UploadResult } from '../session/types';
 import type { UploadPlan } from '../session/upload-plan';
 import { prepareUploadPlans } from '../v4/plan';
@@ -124,12 +125,7 @@ async function sendV3(
     connections: flags.parallel,
     onOpen: callbacks.onOpen,
     onResult: callbacks.onResult,
-    onDegraded: ({ asked, refused, used, reason }) => {
-      output.warn(
-        `the server refused ${refused} of ${asked - 1} extra connections (${reason}); ` +
-          `the files went over ${used} connection${used === 1 ? '' : 's'}`,
-      );
-    },
+    onDegraded: (degraded) => output.warn(degradedNote(degraded)),
   });
 }
 
@@ -209,15 +205,31 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
         name: v4Session.name,
         registered: v4Session.registered,
       };
-      const e2e = flags.e2e ? await import('../v4/e2e-files') : undefined;
-      for (const plan of prepared.v4) {
-        const options = { compress: flags.compress };
-        const result = e2e
-          ? await e2e.uploadEncrypted(v4Session, plan, config.configDir, options)
-          : await v4Session.upload(plan, options);
-        files.push(result);
-        output.fileDone(result);
-      }
+      const [e2e, { uploadInParallel }] = await Promise.all([
+        flags.e2e ? import('../v4/e2e-files') : undefined,
+        import('../v4/parallel-upload'),
+      ]);
+      const options = { compress: flags.compress };
+      output.begin(prepared.v4);
+      await uploadInParallel({
+        first: v4Session,
+        plans: prepared.v4,
+        connections: flags.parallel,
+        extra: {
+          server: config.server,
+          connectTimeoutMs: flags.connectTimeoutMs,
+          responseTimeoutMs: flags.responseTimeoutMs,
+        },
+        upload: (session, plan) =>
+          e2e
+            ? e2e.uploadEncrypted(session, plan, config.configDir, options)
+            : session.upload(plan, options),
+        onResult: (result) => {
+          files.push(result);
+          output.fileDone(result);
+        },
+        onDegraded: (degraded) => output.warn(degradedNote(degraded)),
+      });
       v4Session.close();
       output.finish({ ...summary, files, exitCode: ExitCode.OK });
       return ExitCode.OK;

@@ -42,7 +42,7 @@ export interface Output {
    * progress bar (they may go over several connections at once), and their result lines
    * follow it at the end.
    */
-  begin(plans: readonly UploadPlan[]): void;
+  begin(plans: readonly Pick<UploadPlan, 'size'>[]): void;
   warn(message: string): void;
   /** One file's result; called in argument order. */
   fileDone(result: UploadResult): void;

@@ -25,6 +25,8 @@ export type ChannelOutcome =
 export interface ChannelOptions {
   readonly connectTimeoutMs: number;
   readonly handshakeTimeoutMs: number;
+  /** Gives the attempt up (the socket destroyed) once a run needs the connection no more. */
+  readonly signal?: AbortSignal;
 }
 
 /** OpenSSL's verdicts on bytes that are not TLS records at all: the peer is not a TLS server. */
@@ -86,6 +88,7 @@ export function openChannel(
       settled = true;
       clearTimeout(connectTimer);
       clearTimeout(handshakeTimer);
+      options.signal?.removeEventListener('abort', onAbort);
       if (outcome instanceof Error) {
         socket.destroy();
         reject(outcome);
@@ -95,6 +98,11 @@ export function openChannel(
       }
     };
     let handshakeTimer: NodeJS.Timeout | undefined;
+    const onAbort = (): void =>
+      settle(
+        clientError(ClientErrorCode.CONNECTION_LOST, `connection to ${server.display} given up`),
+      );
+    options.signal?.addEventListener('abort', onAbort, { once: true });
     const connectTimer = setTimeout(
       () =>
         settle(

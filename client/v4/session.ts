@@ -64,6 +64,16 @@ export interface V4SessionOptions {
   readonly log: ClientLog;
 }
 
+/** What an extra connection needs beyond the first session (see openExtra). */
+export interface ExtraSessionOptions {
+  readonly server: ServerAddress;
+  readonly connectTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+  readonly handshakeTimeoutMs?: number;
+  /** Gives the connection up while it opens. */
+  readonly signal?: AbortSignal;
+}
+
 export type V4Open =
   { readonly kind: 'v3' } | { readonly kind: 'v4'; readonly session: V4ClientSession };
 
@@ -92,6 +102,7 @@ export class V4ClientSession {
     readonly migrated: boolean,
     readonly serverFingerprint: string,
     private readonly events: V4UploadEvents,
+    private readonly key: KeyIdentity,
   ) {}
 
   /**
@@ -188,6 +199,7 @@ export class V4ClientSession {
         migrated,
         serverFingerprint,
         events,
+        key,
       );
     if (welcome.status === IdentityStatus.KNOWN) {
       options.log.debug({ clientId: clientIdToHex(welcome.clientId) }, 'v4: certificate known');
@@ -239,6 +251,70 @@ export class V4ClientSession {
       ResponseCode.REGISTERED,
     );
     return make(registered.clientId, name, true, false);
+  }
+
+  /**
+   * Another connection of this client, to send files beside this one. It must present the
+   * fingerprint this session checked (so it is never a first contact, a fallback to v3 or
+   * another server: IDENTITY_MISMATCH), and the server must know this client's certificate
+   * already (it never registers or migrates: REJECTED). Prints nothing.
+   */
+  async openExtra(options: ExtraSessionOptions): Promise<V4ClientSession> {
+    const address = options.server.display;
+    const outcome = await openChannel(options.server, this.key, {
+      connectTimeoutMs: options.connectTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+      signal: options.signal,
+    });
+    if (outcome.kind === 'not-v4') {
+      throw clientError(
+        ClientErrorCode.CONNECTION_LOST,
+        `extra connection to ${address} failed: ${outcome.reason}`,
+      );
+    }
+    if (outcome.fingerprint !== this.serverFingerprint) {
+      outcome.socket.destroy();
+      throw clientError(
+        ClientErrorCode.IDENTITY_MISMATCH,
+        `an extra connection to ${address} presented the server fingerprint ` +
+          `${outcome.fingerprint}, not ${this.serverFingerprint} as the first one did. Someone ` +
+          'may be intercepting the connection; nothing was sent over it',
+        { hint: 'check the fingerprint with the server operator (sft-server identity)' },
+      );
+    }
+    const link = new V4Link(outcome.socket, address, options.responseTimeoutMs);
+    const close = (): void => link.close();
+    options.signal?.addEventListener('abort', close, { once: true });
+    try {
+      await link.send({
+        code: RequestCode.HELLO,
+        version: PROTOCOL_VERSION_4,
+        maxChunk: MAX_CHUNK_SIZE,
+      });
+      const welcome = expect(address, 'HELLO', await link.receive('HELLO'), ResponseCode.WELCOME);
+      if (welcome.status !== IdentityStatus.KNOWN || !welcome.clientId.equals(this.clientId)) {
+        throw clientError(
+          ClientErrorCode.REJECTED,
+          `${address} does not know this client's certificate on an extra connection`,
+        );
+      }
+      return new V4ClientSession(
+        link,
+        welcome.chunkSize,
+        this.clientId,
+        this.name,
+        false,
+        false,
+        this.serverFingerprint,
+        this.events,
+        this.key,
+      );
+    } catch (err) {
+      link.close();
+      throw err;
+    } finally {
+      options.signal?.removeEventListener('abort', close);
+    }
   }
 
   /** The open link and its chunk size, for the file commands (files.ts, download.ts). */
