@@ -40,7 +40,9 @@ export function parseServerAddress(text: string): ServerAddress | string {
   }
   const port = parsePort(portText);
   if (port === undefined) return `port "${portText}" is not a number from 1 to ${MAX_PORT}`;
-  return { host, port, display: isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}` };
+  // Only the bracketed form can hold an IPv6 address (the other refuses colons); not asking
+  // isIPv6 again spares a fresh process compiling its pattern, a few milliseconds.
+  return { host, port, display: bracketed ? `[${host}]:${port}` : `${host}:${port}` };
 }
 
 function hostProblem(host: string): string | undefined {
