@@ -24,6 +24,7 @@ import { measureBackends } from './backends';
 import { runConcurrent } from './concurrent';
 import { settleDisk } from './disk';
 import { measureFloors } from './floors';
+import { crcUpdateNative } from '../shared/cksum-native';
 import { aesMBps, cksumMBps, opensslSeconds } from './limits';
 import { machineInfo } from './machine';
 import { ROOT, runClient, startServer, type RunningServer } from './processes';
@@ -246,7 +247,7 @@ async function main(): Promise<void> {
     // 4. limits
     const opensslS = opensslSeconds(bigFile);
     const sample = randomBytes(SINGLE_BYTES);
-    const cksum = cksumMBps(sample);
+    const cksum = { tables: cksumMBps(sample), native: cksumMBps(sample, crcUpdateNative) };
     const aes = aesMBps(sample);
     // 5. floors: what no implementation could beat here (bench/floors.ts)
     const floors = await measureFloors(work, {

@@ -7,16 +7,9 @@
  * loop consume 16 bytes per iteration with independent lookups. The loop reads the data as
  * 32-bit little-endian words and keeps the register byte-swapped to match (as zlib does for
  * its big-endian CRC), with tables stored byte-swapped too: four word loads instead of sixteen
- * byte loads (both ends checksum every byte, so this loop is hot).
- *
- * Larger inputs go faster through zlib's crc32, which is native and uses carry-less multiply:
- * it computes the reflected CRC (bits of each byte taken least significant first) with the
- * same polynomial. Reflecting every input byte (bit-reverse.ts) and the register on the way in
- * and out turns it into this one, so the data is copied into a small scratch area, reversed
- * there and handed to zlib, about twice as fast as the tables.
+ * byte loads (both ends checksum every byte, so this loop is hot). cksum-native.ts computes the
+ * same values through zlib, faster but at a memory cost the client takes and the server does not.
  */
-import { crc32 as zlibCrc32 } from 'node:zlib';
-import { createBitReverser, REVERSED_BYTE, SCRATCH_BYTES, type BitReverser } from './bit-reverse';
 
 const POLY = 0x04c11db7;
 const SLICES = 16;
@@ -53,42 +46,6 @@ const SWAPPED_TABLES: Int32Array = TABLES.map(bswap);
 /** Word loads follow the platform's byte order; the word loop assumes little-endian. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 
-/**
- * The scratch area of the native path: one per process, made at load like the tables. It is
- * only used synchronously within one call, which copies its own input in first, so no state
- * passes from one call to the next. Undefined where WebAssembly SIMD is missing.
- */
-const REVERSER: BitReverser | undefined =
-  typeof zlibCrc32 === 'function' ? createBitReverser() : undefined;
-/** Below this, the copy and two calls into native code cost more than the tables save. */
-const NATIVE_MIN_BYTES = 4096;
-
-/** The 32 bits of `x` in reverse order. */
-function reverse32(x: number): number {
-  return (
-    ((REVERSED_BYTE[x & 0xff] << 24) |
-      (REVERSED_BYTE[(x >>> 8) & 0xff] << 16) |
-      (REVERSED_BYTE[(x >>> 16) & 0xff] << 8) |
-      REVERSED_BYTE[x >>> 24]) >>>
-    0
-  );
-}
-
-/**
- * `crcUpdate` through zlib: the MSB-first register c is the reflected register reverse32(c),
- * and zlib's crc32 takes and returns the complement of the reflected register.
- */
-function crcUpdateNative(crc: number, buf: Uint8Array, reverser: BitReverser): number {
-  let z = ~reverse32(crc >>> 0) >>> 0;
-  for (let at = 0; at < buf.length; at += SCRATCH_BYTES) {
-    const n = Math.min(SCRATCH_BYTES, buf.length - at);
-    reverser.scratch.set(buf.subarray(at, at + n));
-    reverser.reverse(n);
-    z = zlibCrc32(reverser.scratch.subarray(0, n), z);
-  }
-  return reverse32(~z >>> 0) | 0;
-}
-
 /** Advances `crc` byte by byte over `buf[from..to)`. */
 function crcBytes(crc: number, buf: Uint8Array, from: number, to: number): number {
   const t = TABLES;
@@ -99,14 +56,6 @@ function crcBytes(crc: number, buf: Uint8Array, from: number, to: number): numbe
 
 /** Advances `crc` over `buf` (no length, no complement). */
 export function crcUpdate(crc: number, buf: Uint8Array): number {
-  if (REVERSER !== undefined && buf.length >= NATIVE_MIN_BYTES) {
-    return crcUpdateNative(crc, buf, REVERSER);
-  }
-  return crcUpdateTables(crc, buf);
-}
-
-/** `crcUpdate` with the slicing-by-16 tables alone, whatever the size. */
-export function crcUpdateTables(crc: number, buf: Uint8Array): number {
   const n = buf.length;
   // Words must be aligned: the bytes before the first word boundary go one by one.
   const head = Math.min(n, (WORD_BYTES - (buf.byteOffset % WORD_BYTES)) % WORD_BYTES);
@@ -144,13 +93,21 @@ export function crcUpdateTables(crc: number, buf: Uint8Array): number {
   return crcBytes(c, buf, head + steps * SLICES, n);
 }
 
-/** Streaming cksum: `update` any number of times, then `digest`. */
+/** A function that advances a cksum register, as `crcUpdate` does. */
+export type CrcUpdate = (crc: number, buf: Uint8Array) => number;
+
+/**
+ * Streaming cksum: `update` any number of times, then `digest`. `advance` computes the CRC:
+ * the tables by default, or `crcUpdateNative` (cksum-native.ts).
+ */
 export class Cksum {
   private crc = 0;
   private length = 0;
 
+  constructor(private readonly advance: CrcUpdate = crcUpdate) {}
+
   update(data: Uint8Array): this {
-    this.crc = crcUpdate(this.crc, data);
+    this.crc = this.advance(this.crc, data);
     this.length += data.length;
     return this;
   }

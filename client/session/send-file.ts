@@ -11,6 +11,7 @@ import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs
 import { open, type FileHandle } from 'node:fs/promises';
 import { Size, string255Bytes } from '../../protocol';
 import { Cksum } from '../../shared/cksum';
+import { crcUpdateNative } from '../../shared/cksum-native';
 import { createFileCipher } from '../../shared/crypto';
 import { errnoText } from '../../shared/errno';
 import { ClientErrorCode, clientError } from '../errors';
@@ -143,7 +144,8 @@ export async function sendFile(
   let reading: Promise<Buffer> = Promise.resolve(inputs[0].subarray(0, 0));
   try {
     const cipher = createFileCipher(aesKey);
-    const sum = new Cksum();
+    // The checksum of a large file is on the way to its answer: the faster native path.
+    const sum = new Cksum(crcUpdateNative);
     const packer = new Packetizer(plan, clientId);
     const startRead = (slot: number, position: number): Promise<Buffer> => {
       const length = Math.min(blockBytes, plan.size - position);
