@@ -7,8 +7,14 @@
  * copied to a version key and the catalog records the version (pruning the oldest beyond
  * `keepVersions`). Bytes first, then the row: a crash in between leaves an unlisted copy, never
  * a version row without bytes. An upload that fails before its commit (bad padding, a size
- * mismatch) changes nothing; one given up after it (1031) or whose row cannot be written leaves
- * the previous verified content as a version, restorable with `restore`.
+ * mismatch) changes nothing; one given up after it (1031) leaves the previous verified content
+ * as a version, restorable with `restore`.
+ *
+ * An upload whose row cannot be written after its publish is taken back with `unpublish`: the
+ * old row is still the live one, so the live key gets back the verified bytes it names, copied
+ * from the version just kept (the version stays listed). With nothing kept (a new name, a failed
+ * or unverified file) the published bytes are removed. If the copy back fails they are removed
+ * too, and the version is what `restore` brings back.
  *
  * Callers serialize changes to one file name (the session's per-file lock); the catalog's
  * primary key refuses a version number taken twice should that ever fail.
@@ -54,6 +60,20 @@ export interface RestoreResult {
 
 const noop = (): void => undefined;
 
+/**
+ * Publishes remembered for `unpublish`, the newest first out: one needed only until its row
+ * write settles, under the file's lock. An entry pushed out while its row write is still pending
+ * makes `unpublish` remove the bytes instead, leaving the file restorable.
+ */
+const REMEMBERED_PUBLISHES = 1024;
+
+/** What `keepCurrent` learnt and did before a publish. */
+interface Kept {
+  readonly hint: CommitHint;
+  /** Where the replaced verified file was kept, if it was. */
+  readonly versionKey?: string;
+}
+
 function notFound(message: string): StorageError {
   return new StorageError(StorageErrorCode.NOT_FOUND, message);
 }
@@ -68,6 +88,8 @@ export class FileVault implements FileStore {
   readonly keepVersions: number;
   private readonly now: () => number;
   readonly adoptUpload?: (clientIdHex: string, fileName: string, path: string) => Promise<string>;
+  /** Live key → version key of what its latest publish replaced (kept), for `unpublish`. */
+  private readonly replaced = new Map<string, string>();
 
   constructor(options: FileVaultOptions) {
     if (!Number.isSafeInteger(options.keepVersions) || options.keepVersions < 0) {
@@ -81,8 +103,9 @@ export class FileVault implements FileStore {
     if (adopt !== undefined) {
       this.adoptUpload = async (clientIdHex, fileName, path) => {
         const key = liveKey(clientIdHex, fileName);
-        await adopt(key, path, await this.keepCurrent(clientIdHex, fileName));
-        return key;
+        const kept = await this.keepCurrent(clientIdHex, fileName);
+        await adopt(key, path, kept.hint);
+        return this.published(key, kept);
       };
     }
   }
@@ -92,15 +115,15 @@ export class FileVault implements FileStore {
     const writer = await this.bytes.begin(key);
     let committing: Promise<string> | undefined;
     const commit = async (): Promise<string> => {
-      let hint: CommitHint;
+      let kept: Kept;
       try {
-        hint = await this.keepCurrent(clientIdHex, fileName);
+        kept = await this.keepCurrent(clientIdHex, fileName);
       } catch (err) {
         await writer.abort();
         throw err;
       }
-      await writer.commit(hint);
-      return key;
+      await writer.commit(kept.hint);
+      return this.published(key, kept);
     };
     return {
       write: (data) => writer.write(data),
@@ -115,23 +138,55 @@ export class FileVault implements FileStore {
 
   /**
    * Keeps the live file as a version if it is verified (called before it is replaced). Returns
-   * what the lookup told about the live file, for the commit that follows.
+   * what the lookup told about the live file, for the commit that follows, and where it was kept.
    */
-  private async keepCurrent(clientIdHex: string, fileName: string): Promise<CommitHint> {
-    if (this.keepVersions === 0) return {};
+  private async keepCurrent(clientIdHex: string, fileName: string): Promise<Kept> {
+    if (this.keepVersions === 0) return { hint: {} };
     const clientId = Buffer.from(clientIdHex, 'hex');
     const current = await this.catalog.findFile(clientId, fileName);
     // A failed file's bytes were removed with its 1031.
-    if (current === undefined || current.status === 'failed') return { replacesNothing: true };
-    if (current.status !== 'verified') return {};
+    if (current === undefined || current.status === 'failed') {
+      return { hint: { replacesNothing: true } };
+    }
+    if (current.status !== 'verified') return { hint: {} };
     const versions = await this.catalog.listVersions({ clientId, fileName });
     const as = this.archiveAs(clientIdHex, fileName, nextVersion(versions));
     // Nothing to keep when the bytes are gone (removed by hand): the row alone restores nothing.
-    if (!(await this.bytes.copy(liveKey(clientIdHex, fileName), as.objectKey))) return {};
+    if (!(await this.bytes.copy(liveKey(clientIdHex, fileName), as.objectKey))) return { hint: {} };
     const result = await this.catalog.archiveFile(clientId, fileName, as, this.keepVersions);
     if (result.archived === undefined) await this.bytes.remove(as.objectKey);
     await this.removeBytesOf(result.pruned);
-    return {};
+    return result.archived === undefined ? { hint: {} } : { hint: {}, versionKey: as.objectKey };
+  }
+
+  /** Remembers what the publish of `key` replaced, for `unpublish`; returns `key`. */
+  private published(key: string, kept: Kept): string {
+    this.replaced.delete(key);
+    if (kept.versionKey === undefined) return key;
+    this.replaced.set(key, kept.versionKey);
+    if (this.replaced.size > REMEMBERED_PUBLISHES) {
+      const oldest = this.replaced.keys().next();
+      if (oldest.done !== true) this.replaced.delete(oldest.value);
+    }
+    return key;
+  }
+
+  /**
+   * Takes back the publish of `fileName` whose row could not be written: puts back the verified
+   * bytes it replaced (their row is still the live one), or removes the published bytes when it
+   * replaced nothing kept. The kept version stays either way.
+   */
+  async unpublish(clientIdHex: string, fileName: string): Promise<void> {
+    const key = liveKey(clientIdHex, fileName);
+    const kept = this.replaced.get(key);
+    this.replaced.delete(key);
+    let putBack = false;
+    try {
+      putBack = kept !== undefined && (await this.bytes.copy(kept, key));
+    } finally {
+      // New bytes under the old row would pass for the old file: none rather than those.
+      if (!putBack) await this.bytes.remove(key);
+    }
   }
 
   private archiveAs(clientIdHex: string, fileName: string, version: number): ArchiveAs {

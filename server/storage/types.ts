@@ -387,6 +387,13 @@ export interface FileStore {
   readonly adoptUpload?: (clientIdHex: string, fileName: string, path: string) => Promise<string>;
   /** Removes the live bytes of a file (1031, a failed store); kept versions stay. */
   remove(clientIdHex: string, fileName: string): Promise<void>;
+  /**
+   * Takes back the publish (commit or adoptUpload) of `fileName` whose row could not be
+   * written, so the row left in place and the live bytes agree again: the verified file it
+   * replaced comes back from the version kept of it, else the published bytes are removed.
+   * Kept versions stay. Absent: the caller removes the published bytes (`remove`).
+   */
+  unpublish?(clientIdHex: string, fileName: string): Promise<void>;
   /** Removes everything of a client: live files and versions (a replaced registration). */
   removeClient(clientIdHex: string): Promise<void>;
 }

@@ -184,6 +184,53 @@ describe.each(BACKENDS)('kept versions: $name', (factory) => {
     expect(await live(b, 'a.txt')).toBe('precious');
   });
 
+  it('unpublish after a failed row write puts the replaced verified file back; its version stays', async () => {
+    const b = backend();
+    const vault = vaultOf(b, { now });
+    await upload(b, vault, 'a.txt', Buffer.from('precious'));
+    const before = await b.catalog.findFile(ID, 'a.txt');
+    const sink = await vault.beginUpload(HEX, 'a.txt');
+    await sink.write(Buffer.from('a new content'));
+    await sink.commit();
+    // No putFile: the row write failed, the old row is the live one.
+    await vault.unpublish(HEX, 'a.txt');
+    expect(await live(b, 'a.txt')).toBe('precious');
+    expect(await b.catalog.findFile(ID, 'a.txt')).toEqual(before);
+    expect(before).toMatchObject({ size: 8, cksum: cksum(Buffer.from('precious')) });
+    expect(await kept(b, 'a.txt')).toEqual([[1, 'precious']]);
+    // The next upload replaces it as usual.
+    await upload(b, vault, 'a.txt', Buffer.from('later'));
+    expect(await live(b, 'a.txt')).toBe('later');
+  });
+
+  it('unpublish removes the published bytes when they replaced nothing kept', async () => {
+    const b = backend();
+    const vault = vaultOf(b, { now });
+    await upload(b, vault, 'kept.txt', Buffer.from('kept'));
+    await upload(b, vault, 'unverified.txt', Buffer.from('unchecked'), { verify: false });
+    for (const name of ['new.txt', 'unverified.txt']) {
+      const sink = await vault.beginUpload(HEX, name);
+      await sink.write(Buffer.from('published'));
+      await sink.commit();
+      await vault.unpublish(HEX, name);
+      expect(await live(b, name)).toBeUndefined();
+      expect(await kept(b, name)).toEqual([]);
+    }
+    // An earlier replacement of another name is not what these take back.
+    expect(await live(b, 'kept.txt')).toBe('kept');
+  });
+
+  it('with keepVersions 0, unpublish removes the published bytes', async () => {
+    const b = backend();
+    const vault = vaultOf(b, { keepVersions: 0, now });
+    await upload(b, vault, 'a.txt', Buffer.from('one'));
+    const sink = await vault.beginUpload(HEX, 'a.txt');
+    await sink.write(Buffer.from('two'));
+    await sink.commit();
+    await vault.unpublish(HEX, 'a.txt');
+    expect(await live(b, 'a.txt')).toBeUndefined();
+  });
+
   it('removing a client removes its live files and versions, and nobody else’s', async () => {
     const b = backend();
     const vault = vaultOf(b, { now });
