@@ -149,8 +149,10 @@ async function finishUpload(flow: Flow, up: Upload, req: SendFileRequest): Promi
           flow.audit.entry(req.code, clientId, req, 'file_stored'),
         );
       } catch (err) {
-        // No row, no file: remove what the commit made visible.
-        await files.remove(clientIdHex, fileName).catch(() => undefined);
+        // The old row stays: put back the file it names, or remove what the commit made visible.
+        const undo =
+          files.unpublish?.(clientIdHex, fileName) ?? files.remove(clientIdHex, fileName);
+        await undo.catch(() => undefined);
         throw err;
       }
       return committed;

@@ -6,6 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { buffer } from 'node:stream/consumers';
 import { RequestCode, ResponseCode, WireErrorCode, type Response } from '../../protocol/v4';
 import { meterCatalog } from '../../server/metrics/metered';
 import { ServerMetrics } from '../../server/metrics/metrics';
@@ -154,6 +155,29 @@ describe('v4: the row of an upload is written verified in one durable write', ()
     const code = RequestCode.UPLOAD_END;
     expect(sample(text, `sft_requests_total{code="${code}",result="file_stored"}`)).toBe(1);
     expect(sample(text, `sft_requests_total{code="${code}",result="checksum_ok"}`)).toBe(1);
+  });
+
+  it('answers STORAGE when the row of a replacement cannot be written: the replaced file is live again', async () => {
+    const catalog = backends.catalog;
+    const peer = await start();
+    const old = randomBytes(3000);
+    expect((await upload(peer, 'r.bin', old)).code).toBe(ResponseCode.STORED);
+    const before = await rowOf('r.bin');
+    const putFile = catalog.putFile.bind(catalog);
+    catalog.putFile = () =>
+      Promise.reject(new StorageError(StorageErrorCode.DATABASE, 'injected: database is full'));
+    const answer = await upload(peer, 'r.bin', randomBytes(5000));
+    expect(answer.code === ResponseCode.ERROR ? answer.error : answer.code).toBe(
+      WireErrorCode.STORAGE,
+    );
+    catalog.putFile = putFile;
+    expect(await rowOf('r.bin')).toEqual(before);
+    expect(before).toMatchObject({ status: 'verified', size: 3000 });
+    const hex = before?.clientId.toString('hex') ?? '';
+    const live = await backends.bytes.read(`${hex}/r.bin`);
+    expect(live === undefined ? undefined : await buffer(live)).toEqual(old);
+    const versions = await catalog.listVersions({ fileName: 'r.bin' });
+    expect(versions).toMatchObject([{ version: 1, size: 3000 }]);
   });
 
   it('answers STORAGE when the row cannot be written: no row, no audit row, no bytes', async () => {

@@ -244,8 +244,12 @@ export class V4Upload {
           },
         );
       } catch (err) {
-        // No row, no file: remove what the commit made visible (as v3 does).
-        await files.remove(client.clientIdHex, this.fileName).catch(() => undefined);
+        // The old row stays: put back the file it names, or remove what the commit made
+        // visible (as v3 does).
+        const undo =
+          files.unpublish?.(client.clientIdHex, this.fileName) ??
+          files.remove(client.clientIdHex, this.fileName);
+        await undo.catch(() => undefined);
         throw err;
       }
       // After the row's commit, so a record never outlives a failed replacement and erases the
