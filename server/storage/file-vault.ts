@@ -61,7 +61,7 @@ export interface RestoreResult {
 const noop = (): void => undefined;
 
 /**
- * Publishes remembered for `unpublish`, the newest first out: one needed only until its row
+ * Publishes remembered for `unpublish`, the oldest dropped first: one is needed only until its row
  * write settles, under the file's lock. An entry pushed out while its row write is still pending
  * makes `unpublish` remove the bytes instead, leaving the file restorable.
  */
