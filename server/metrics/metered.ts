@@ -95,9 +95,9 @@ export function meterFileStore(
           metrics.received(data.length);
         },
         async commit() {
-          const key = await counted(sink.commit());
+          const published = await counted(sink.commit());
           metrics.uploadFinished(now() - started);
-          return key;
+          return { ...published, unpublish: () => counted(published.unpublish()) };
         },
         abort: () => counted(sink.abort()),
       };

@@ -118,7 +118,7 @@ async function startUpload(flow: Flow, req: SendFileRequest): Promise<Response |
 
 async function finishUpload(flow: Flow, up: Upload, req: SendFileRequest): Promise<Response> {
   const { ctx, state } = flow;
-  const { store, files, sources } = ctx;
+  const { store, sources } = ctx;
   // Detached first: whatever happens below, this upload is over.
   state.upload = undefined;
   const releaseQuota = state.takeQuotaRelease();
@@ -150,9 +150,7 @@ async function finishUpload(flow: Flow, up: Upload, req: SendFileRequest): Promi
         );
       } catch (err) {
         // The old row stays: put back the file it names, or remove what the commit made visible.
-        const undo =
-          files.unpublish?.(clientIdHex, fileName) ?? files.remove(clientIdHex, fileName);
-        await undo.catch(() => undefined);
+        await committed.unpublish().catch(() => undefined);
         throw err;
       }
       return committed;

@@ -50,6 +50,8 @@ export interface UploadIdentity {
 
 export interface CompletedUpload {
   readonly pathName: string;
+  /** Takes the publish back when the row cannot be written (Published.unpublish). */
+  readonly unpublish: () => Promise<void>;
   readonly cksum: number;
   readonly plaintextBytes: number;
 }
@@ -227,9 +229,14 @@ export class Upload {
         `decrypted ${this.plaintextBytes} bytes, orig size is ${this.id.origSize}`,
       );
     }
-    const pathName = await this.sink.commit();
+    const published = await this.sink.commit();
     this.finished = true;
-    return { pathName, cksum: this.cksum.digest(), plaintextBytes: this.plaintextBytes };
+    return {
+      pathName: published.objectKey,
+      unpublish: () => published.unpublish(),
+      cksum: this.cksum.digest(),
+      plaintextBytes: this.plaintextBytes,
+    };
   }
 
   /** Drops the upload: waits for writes in flight, removes the temp file. Safe to repeat. */

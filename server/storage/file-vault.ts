@@ -30,6 +30,7 @@ import {
   type FileCatalog,
   type FileStore,
   type FileVersion,
+  type Published,
   type UploadSink,
 } from './types';
 
@@ -60,13 +61,6 @@ export interface RestoreResult {
 
 const noop = (): void => undefined;
 
-/**
- * Publishes remembered for `unpublish`, the oldest dropped first: one is needed only until its row
- * write settles, under the file's lock. An entry pushed out while its row write is still pending
- * makes `unpublish` remove the bytes instead, leaving the file restorable.
- */
-const REMEMBERED_PUBLISHES = 1024;
-
 /** What `keepCurrent` learnt and did before a publish. */
 interface Kept {
   readonly hint: CommitHint;
@@ -87,9 +81,11 @@ export class FileVault implements FileStore {
   private readonly catalog: FileCatalog;
   readonly keepVersions: number;
   private readonly now: () => number;
-  readonly adoptUpload?: (clientIdHex: string, fileName: string, path: string) => Promise<string>;
-  /** Live key → version key of what its latest publish replaced (kept), for `unpublish`. */
-  private readonly replaced = new Map<string, string>();
+  readonly adoptUpload?: (
+    clientIdHex: string,
+    fileName: string,
+    path: string,
+  ) => Promise<Published>;
 
   constructor(options: FileVaultOptions) {
     if (!Number.isSafeInteger(options.keepVersions) || options.keepVersions < 0) {
@@ -113,8 +109,8 @@ export class FileVault implements FileStore {
   async beginUpload(clientIdHex: string, fileName: string): Promise<UploadSink> {
     const key = liveKey(clientIdHex, fileName);
     const writer = await this.bytes.begin(key);
-    let committing: Promise<string> | undefined;
-    const commit = async (): Promise<string> => {
+    let committing: Promise<Published> | undefined;
+    const commit = async (): Promise<Published> => {
       let kept: Kept;
       try {
         kept = await this.keepCurrent(clientIdHex, fileName);
@@ -159,30 +155,20 @@ export class FileVault implements FileStore {
     return result.archived === undefined ? { hint: {} } : { hint: {}, versionKey: as.objectKey };
   }
 
-  /** Remembers what the publish of `key` replaced, for `unpublish`; returns `key`. */
-  private published(key: string, kept: Kept): string {
-    this.replaced.delete(key);
-    if (kept.versionKey === undefined) return key;
-    this.replaced.set(key, kept.versionKey);
-    if (this.replaced.size > REMEMBERED_PUBLISHES) {
-      const oldest = this.replaced.keys().next();
-      if (oldest.done !== true) this.replaced.delete(oldest.value);
-    }
-    return key;
+  /** The publish of `key`, and how to take it back (see Published). */
+  private published(key: string, kept: Kept): Published {
+    return { objectKey: key, unpublish: () => this.unpublish(key, kept.versionKey) };
   }
 
   /**
-   * Takes back the publish of `fileName` whose row could not be written: puts back the verified
-   * bytes it replaced (their row is still the live one), or removes the published bytes when it
-   * replaced nothing kept. The kept version stays either way.
+   * Takes back the publish of `key` whose row could not be written: puts back the verified
+   * bytes it replaced from where they were kept (their row is still the live one), or removes
+   * the published bytes when it replaced nothing kept. The kept version stays either way.
    */
-  async unpublish(clientIdHex: string, fileName: string): Promise<void> {
-    const key = liveKey(clientIdHex, fileName);
-    const kept = this.replaced.get(key);
-    this.replaced.delete(key);
+  private async unpublish(key: string, keptAt: string | undefined): Promise<void> {
     let putBack = false;
     try {
-      putBack = kept !== undefined && (await this.bytes.copy(kept, key));
+      putBack = keptAt !== undefined && (await this.bytes.copy(keptAt, key));
     } finally {
       // New bytes under the old row would pass for the old file: none rather than those.
       if (!putBack) await this.bytes.remove(key);

@@ -368,10 +368,22 @@ export interface ByteStore {
 }
 
 /** One upload's bytes as the session sees them; visible under the file's name after commit. */
+/** What a publish (UploadSink.commit, FileStore.adoptUpload) made live. */
+export interface Published {
+  /** The live object's key, as the file's row records it. */
+  readonly objectKey: string;
+  /**
+   * Takes the publish back when its row could not be written, so that the row left in place
+   * and the live bytes agree again: the verified file it replaced comes back from the version
+   * kept of it; with none kept, the published bytes are removed. Kept versions stay.
+   */
+  unpublish(): Promise<void>;
+}
+
 export interface UploadSink {
   write(data: Buffer): Promise<void>;
-  /** Publishes (keeping the verified file it replaces as a version); returns the object key. */
-  commit(): Promise<string>;
+  /** Publishes (keeping the verified file it replaces as a version). */
+  commit(): Promise<Published>;
   abort(): Promise<void>;
 }
 
@@ -381,19 +393,16 @@ export interface FileStore {
   beginUpload(clientIdHex: string, fileName: string): Promise<UploadSink>;
   /**
    * Publishes a finished local file as `fileName` by moving it (ByteStore.adopt), keeping the
-   * verified file it replaces as a version, as an UploadSink's commit does; returns the object
-   * key. Absent when the ByteStore cannot adopt.
+   * verified file it replaces as a version, as an UploadSink's commit does. Absent when the
+   * ByteStore cannot adopt.
    */
-  readonly adoptUpload?: (clientIdHex: string, fileName: string, path: string) => Promise<string>;
-  /** Removes the live bytes of a file (1031, a failed store); kept versions stay. */
+  readonly adoptUpload?: (
+    clientIdHex: string,
+    fileName: string,
+    path: string,
+  ) => Promise<Published>;
+  /** Removes the live bytes of a file (1031); kept versions stay. */
   remove(clientIdHex: string, fileName: string): Promise<void>;
-  /**
-   * Takes back the publish (commit or adoptUpload) of `fileName` whose row could not be
-   * written, so the row left in place and the live bytes agree again: the verified file it
-   * replaced comes back from the version kept of it, else the published bytes are removed.
-   * Kept versions stay. Absent: the caller removes the published bytes (`remove`).
-   */
-  unpublish?(clientIdHex: string, fileName: string): Promise<void>;
   /** Removes everything of a client: live files and versions (a replaced registration). */
   removeClient(clientIdHex: string): Promise<void>;
 }

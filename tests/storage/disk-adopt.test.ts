@@ -90,7 +90,7 @@ describe('disk ByteStore adopt', () => {
     await catalog.registerClient(clientId, 'adopter', 0);
     const sink = await vault.beginUpload(HEX, 'a.txt');
     await sink.write(Buffer.from('first'));
-    const key = await sink.commit();
+    const { objectKey: key } = await sink.commit();
     await catalog.putFile({
       clientId,
       fileName: 'a.txt',
@@ -101,7 +101,7 @@ describe('disk ByteStore adopt', () => {
     });
     await catalog.setFileStatus(clientId, 'a.txt', 'verified', 0);
     await writeFile(source, 'second');
-    expect(await vault.adoptUpload!(HEX, 'a.txt', source)).toBe(key);
+    expect((await vault.adoptUpload!(HEX, 'a.txt', source)).objectKey).toBe(key);
     expect(await readFile(path.join(data, HEX, 'a.txt'), 'utf8')).toBe('second');
     const versions = await catalog.listVersions({ clientId, fileName: 'a.txt' });
     expect(versions).toHaveLength(1);

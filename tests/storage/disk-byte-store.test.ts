@@ -77,7 +77,7 @@ describe('uploads', () => {
       await sink.write(content.subarray(offset, offset + 1024 * 1024));
     }
     expect(await tree(data)).toEqual([INCOMING_DIR, expect.stringMatching(/\.part$/)]);
-    expect(await sink.commit()).toBe(`${HEX}/report.pdf`);
+    expect((await sink.commit()).objectKey).toBe(`${HEX}/report.pdf`);
     // Buffer.equals: jest's deep equality walks megabytes byte by byte.
     expect((await readFile(path.join(data, HEX, 'report.pdf'))).equals(content)).toBe(true);
     expect(await tree(data)).toEqual([INCOMING_DIR, HEX, `${HEX}/report.pdf`]);
@@ -191,7 +191,7 @@ describe('uploads', () => {
     await sink.write(Buffer.from('complete'));
     const committing = sink.commit();
     await sink.abort();
-    await expect(committing).resolves.toBe(`${HEX}/race`);
+    await expect(committing).resolves.toMatchObject({ objectKey: `${HEX}/race` });
     expect(await readFile(path.join(data, HEX, 'race'), 'utf8')).toBe('complete');
     expect(await readdir(path.join(data, INCOMING_DIR))).toEqual([]);
   });
@@ -282,7 +282,7 @@ describe('containment', () => {
   it('accepts an uppercase client id as the same (lowercase) folder', async () => {
     const { data } = await layout();
     const sink = await createFileStore(data).beginUpload(HEX.toUpperCase(), 'up');
-    expect(await sink.commit()).toBe(`${HEX}/up`);
+    expect((await sink.commit()).objectKey).toBe(`${HEX}/up`);
   });
 
   it('does not follow a symlink planted as the client folder', async () => {

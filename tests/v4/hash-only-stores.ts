@@ -33,7 +33,8 @@ export function createHashOnlyFiles(): HashOnlyFiles {
         },
         async commit() {
           committed.set(key, { sha256: hash.digest('hex'), bytes });
-          return key;
+          // No versions here: taking a publish back removes it.
+          return { objectKey: key, unpublish: async () => void committed.delete(key) };
         },
         async abort() {},
       };

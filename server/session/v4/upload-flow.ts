@@ -14,7 +14,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { RequestCode, ResponseCode } from '../../../protocol/v4/constants';
 import type { Stored, UploadBegin, UploadEnd, UploadOffset } from '../../../protocol/v4/messages';
 import { Cksum } from '../../../shared/cksum';
-import type { AuditEntry, UploadSink } from '../../storage/types';
+import type { AuditEntry, Published, UploadSink } from '../../storage/types';
 import { v4Error, type PartialUpload, type V4Context } from './context';
 import type { BoundClient } from './identity-flows';
 
@@ -33,7 +33,7 @@ interface Opened {
   /** Absent when the partial itself is published (adopted). */
   readonly sink: UploadSink | undefined;
   /** Makes the received bytes the file; returns its object key. */
-  readonly publish: () => Promise<string>;
+  readonly publish: () => Promise<Published>;
   readonly sha: Hash;
   readonly cksum: Cksum;
 }
@@ -48,7 +48,7 @@ export class V4Upload {
   private checkpointFailure: unknown;
   private readonly partial: PartialUpload;
   private readonly sink: UploadSink | undefined;
-  private readonly publish: () => Promise<string>;
+  private readonly publish: () => Promise<Published>;
   private readonly sha: Hash;
   private readonly cksum: Cksum;
 
@@ -118,7 +118,7 @@ export class V4Upload {
       });
       const { adoptUpload } = files;
       const localPath = partial.localPath;
-      let publish: () => Promise<string>;
+      let publish: () => Promise<Published>;
       if (adoptUpload !== undefined && localPath !== undefined) {
         publish = () => adoptUpload(client.clientIdHex, req.fileName, localPath);
       } else {
@@ -216,9 +216,9 @@ export class V4Upload {
     await this.checkpointing;
     // A failed sync is reported once, to whoever synced: the publish's own fsync would pass.
     if (this.checkpointFailure !== undefined) throw this.checkpointFailure;
-    const { store, fileLocks, sources, files } = this.ctx.base;
+    const { store, fileLocks, sources } = this.ctx.base;
     await fileLocks.run(this.key, async () => {
-      const objectKey = await this.publish();
+      const { objectKey, unpublish } = await this.publish();
       const now = sources.now();
       try {
         // Verified already (the SHA-256 matched): the row is written verified, with the audit
@@ -246,10 +246,7 @@ export class V4Upload {
       } catch (err) {
         // The old row stays: put back the file it names, or remove what the commit made
         // visible (as v3 does).
-        const undo =
-          files.unpublish?.(client.clientIdHex, this.fileName) ??
-          files.remove(client.clientIdHex, this.fileName);
-        await undo.catch(() => undefined);
+        await unpublish().catch(() => undefined);
         throw err;
       }
       // After the row's commit, so a record never outlives a failed replacement and erases the

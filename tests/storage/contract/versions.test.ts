@@ -25,7 +25,7 @@ async function upload(
 ): Promise<void> {
   const sink = await vault.beginUpload(HEX, name);
   await sink.write(data);
-  const objectKey = await sink.commit();
+  const { objectKey } = await sink.commit();
   const at = options.at ?? T0;
   await backend.catalog.putFile({
     clientId: ID,
@@ -191,9 +191,9 @@ describe.each(BACKENDS)('kept versions: $name', (factory) => {
     const before = await b.catalog.findFile(ID, 'a.txt');
     const sink = await vault.beginUpload(HEX, 'a.txt');
     await sink.write(Buffer.from('a new content'));
-    await sink.commit();
+    const published = await sink.commit();
     // No putFile: the row write failed, the old row is the live one.
-    await vault.unpublish(HEX, 'a.txt');
+    await published.unpublish();
     expect(await live(b, 'a.txt')).toBe('precious');
     expect(await b.catalog.findFile(ID, 'a.txt')).toEqual(before);
     expect(before).toMatchObject({ size: 8, cksum: cksum(Buffer.from('precious')) });
@@ -211,8 +211,7 @@ describe.each(BACKENDS)('kept versions: $name', (factory) => {
     for (const name of ['new.txt', 'unverified.txt']) {
       const sink = await vault.beginUpload(HEX, name);
       await sink.write(Buffer.from('published'));
-      await sink.commit();
-      await vault.unpublish(HEX, name);
+      await (await sink.commit()).unpublish();
       expect(await live(b, name)).toBeUndefined();
       expect(await kept(b, name)).toEqual([]);
     }
@@ -226,8 +225,7 @@ describe.each(BACKENDS)('kept versions: $name', (factory) => {
     await upload(b, vault, 'a.txt', Buffer.from('one'));
     const sink = await vault.beginUpload(HEX, 'a.txt');
     await sink.write(Buffer.from('two'));
-    await sink.commit();
-    await vault.unpublish(HEX, 'a.txt');
+    await (await sink.commit()).unpublish();
     expect(await live(b, 'a.txt')).toBeUndefined();
   });
 
