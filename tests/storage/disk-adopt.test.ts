@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { createDiskByteStore } from '../../server/storage/disk/byte-store';
@@ -8,6 +6,7 @@ import { FileVault } from '../../server/storage/file-vault';
 import { MemoryByteStore, MemoryCatalog } from '../../server/storage/memory';
 import { StorageError, StorageErrorCode, type ByteStore } from '../../server/storage/types';
 import { tempDirs } from './temp-dir';
+import { recordFsOrder } from '../helpers/fs-order';
 
 const dirs = tempDirs('adopt');
 afterEach(async () => {
@@ -32,39 +31,13 @@ async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
   return error instanceof StorageError ? error.code : undefined;
 }
 
-/** The order of file fsyncs, folder fsyncs and renames (paths as opened). */
-async function recordOrder(scratch: string): Promise<string[]> {
-  const log: string[] = [];
-  const paths = new WeakMap<FileHandle, string>();
-  const sample = await fsp.open(path.join(scratch, 'sample'), 'w');
-  const proto = Object.getPrototypeOf(sample) as { sync: () => Promise<void> };
-  await sample.close();
-  const open = fsp.open.bind(fsp);
-  jest.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
-    const handle = await open(...args);
-    paths.set(handle, String(args[0]));
-    return handle;
-  });
-  const sync = proto.sync;
-  jest.spyOn(proto, 'sync').mockImplementation(async function (this: FileHandle) {
-    await sync.call(this);
-    log.push(`sync ${paths.get(this) ?? '?'}`);
-  });
-  const rename = fsp.rename.bind(fsp);
-  jest.spyOn(fsp, 'rename').mockImplementation(async (from, to) => {
-    await rename(from, to);
-    log.push(`rename ${String(from)} -> ${String(to)}`);
-  });
-  return log;
-}
-
 describe('disk ByteStore adopt', () => {
   it('moves the file into place: file fsync, rename, then its folder fsync', async () => {
     const { data, source } = await layout();
     const bytes = randomBytes(200_000);
     await writeFile(source, bytes, { mode: 0o600 });
     const store = createDiskByteStore(data);
-    const log = await recordOrder(await dirs.make());
+    const log = await recordFsOrder(await dirs.make());
     await store.adopt!(`${HEX}/report.pdf`, source);
     const destination = path.join(data, HEX, 'report.pdf');
     expect(await readFile(destination)).toEqual(bytes);

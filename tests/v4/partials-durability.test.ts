@@ -5,12 +5,11 @@
  * crash before its first checkpoint resumes at 0; a record that no longer fits is replaced
  * before the upload that replaced it writes a byte.
  */
-import { promises as fsp } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { readdir, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createDiskPartialStore, PARTIALS_DIR } from '../../server/storage/disk/v4-partials';
 import { removeDirs, tempDir } from './helpers';
+import { recordFsOrder } from '../helpers/fs-order';
 
 const HEX = 'ef'.repeat(16);
 
@@ -20,37 +19,6 @@ const key = (check = 1) => ({
   size: 100,
   check: Buffer.alloc(32, check),
 });
-
-/** An ordered log of syncs, datasyncs and renames, with the paths the handles were opened on. */
-async function recordOrder(scratch: string): Promise<string[]> {
-  const log: string[] = [];
-  const paths = new WeakMap<FileHandle, string>();
-  const sample = await fsp.open(join(scratch, 'sample'), 'w');
-  const proto = Object.getPrototypeOf(sample) as {
-    sync: () => Promise<void>;
-    datasync: () => Promise<void>;
-  };
-  await sample.close();
-  const open = fsp.open.bind(fsp);
-  jest.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
-    const handle = await open(...args);
-    paths.set(handle, String(args[0]));
-    return handle;
-  });
-  for (const name of ['sync', 'datasync'] as const) {
-    const original = proto[name];
-    jest.spyOn(proto, name).mockImplementation(async function (this: FileHandle) {
-      await original.call(this);
-      log.push(`${name} ${paths.get(this) ?? '?'}`);
-    });
-  }
-  const rename = fsp.rename.bind(fsp);
-  jest.spyOn(fsp, 'rename').mockImplementation(async (from, to) => {
-    await rename(from, to);
-    log.push(`rename ${String(from)} -> ${String(to)}`);
-  });
-  return log;
-}
 
 describe('disk partials: what is durable when', () => {
   let dir: string;
@@ -79,7 +47,7 @@ describe('disk partials: what is durable when', () => {
 
   it('syncs the bytes, then the record (temp synced, renamed, folder synced), before a checkpoint resolves', async () => {
     const store = createDiskPartialStore(dir, () => 0);
-    const log = await recordOrder(dir);
+    const log = await recordFsOrder(dir, { datasync: true });
     const partial = await store.open(key());
     await partial.write(Buffer.alloc(40, 1));
     log.length = 0;
@@ -102,7 +70,7 @@ describe('disk partials: what is durable when', () => {
   });
 
   it('syncs the folders it makes into their parents before the upload begins', async () => {
-    const log = await recordOrder(dir);
+    const log = await recordFsOrder(dir, { datasync: true });
     const partial = await createDiskPartialStore(dir, () => 0).open(key());
     expect(log).toEqual(expect.arrayContaining([`sync ${dir}`, `sync ${join(dir, PARTIALS_DIR)}`]));
     await partial.close();

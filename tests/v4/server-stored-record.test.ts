@@ -5,8 +5,6 @@
  * parent) before it resolves.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RequestCode, ResponseCode, WireErrorCode, type Response } from '../../protocol/v4';
 import type { V4FileMetaStore } from '../../server/session/v4/file-meta';
@@ -20,36 +18,11 @@ import { generateIdentityKey, issueCertificate } from '../../shared/identity';
 import { silentLogger } from '../../shared/logger';
 import { removeDirs, tempDir } from './helpers';
 import { connectRaw, type RawV4 } from './raw-v4';
+import { recordFsOrder } from '../helpers/fs-order';
 
 const HEX = '5a'.repeat(16);
 const sha = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** An ordered log of syncs and renames, with the paths the handles were opened on. */
-async function recordOrder(scratch: string): Promise<string[]> {
-  const log: string[] = [];
-  const paths = new WeakMap<FileHandle, string>();
-  const sample = await fsp.open(join(scratch, 'sample'), 'w');
-  const proto = Object.getPrototypeOf(sample) as { sync: () => Promise<void> };
-  await sample.close();
-  const open = fsp.open.bind(fsp);
-  jest.spyOn(fsp, 'open').mockImplementation(async (...args: Parameters<typeof fsp.open>) => {
-    const handle = await open(...args);
-    paths.set(handle, String(args[0]));
-    return handle;
-  });
-  const sync = proto.sync;
-  jest.spyOn(proto, 'sync').mockImplementation(async function (this: FileHandle) {
-    await sync.call(this);
-    log.push(`sync ${paths.get(this) ?? '?'}`);
-  });
-  const rename = fsp.rename.bind(fsp);
-  jest.spyOn(fsp, 'rename').mockImplementation(async (from, to) => {
-    await rename(from, to);
-    log.push(`rename ${String(from)} -> ${String(to)}`);
-  });
-  return log;
-}
 
 describe('v4: the record of a stored file is durable before STORED', () => {
   let dir: string;
@@ -151,7 +124,7 @@ describe('v4: the record of a stored file is durable before STORED', () => {
   });
 
   it('on disk: syncs the record, renames it, syncs its folder (a new one into its parent) before resolving', async () => {
-    const log = await recordOrder(dir);
+    const log = await recordFsOrder(dir);
     const store = createDiskFileMetaStore(dir);
     const meta = { size: 3, updatedAt: 7, sha256: sha(Buffer.from('abc')), flags: 1 };
     await store.put(HEX, 'c.txt', meta);
@@ -173,7 +146,7 @@ describe('v4: the record of a stored file is durable before STORED', () => {
     const store = createDiskFileMetaStore(dir);
     const meta = { size: 3, updatedAt: 7, sha256: sha(Buffer.from('abc')), flags: 0 };
     await store.put(HEX, 'first', meta);
-    const log = await recordOrder(dir);
+    const log = await recordFsOrder(dir);
     const names = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8'];
     await Promise.all(names.map((name) => store.put(HEX, name, meta)));
     const folder = join(dir, FILE_META_DIR, HEX);
