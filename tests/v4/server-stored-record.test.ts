@@ -4,90 +4,28 @@
  * disk store's record is synced, renamed and its folder synced (a new folder synced into its
  * parent) before it resolves.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { RequestCode, ResponseCode, WireErrorCode, type Response } from '../../protocol/v4';
+import { ResponseCode, WireErrorCode, type Response } from '../../protocol/v4';
 import type { V4FileMetaStore } from '../../server/session/v4/file-meta';
 import { createDiskFileMetaStore, FILE_META_DIR } from '../../server/storage/disk/v4-file-meta';
-import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
-import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
-import { openBackends, type Backends } from '../../server/storage/open-backends';
-import { createServer, type SftServer } from '../../server/transport/listener';
-import { serverIdentity } from '../../server/transport/tls-setup';
-import { generateIdentityKey, issueCertificate } from '../../shared/identity';
-import { silentLogger } from '../../shared/logger';
-import { removeDirs, tempDir } from './helpers';
-import { connectRaw, type RawV4 } from './raw-v4';
+import { sha256, storedUploadFixture, uploadWhole } from './stored-upload';
+import type { RawV4 } from './raw-v4';
 import { recordFsOrder } from '../helpers/fs-order';
 
 const HEX = '5a'.repeat(16);
-const sha = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('v4: the record of a stored file is durable before STORED', () => {
-  let dir: string;
-  let backends: Backends;
-  let server: SftServer | undefined;
-  const peers: RawV4[] = [];
+  const fx = storedUploadFixture('stored-record', { database: 'memory', storage: 'memory' });
+  const start = (fileMeta: V4FileMetaStore): Promise<RawV4> => fx.start({ fileMeta });
 
-  beforeEach(async () => {
-    dir = await tempDir('stored-record');
-    backends = await openBackends({
-      dataDir: dir,
-      database: 'memory',
-      storage: 'memory',
-      keepVersions: 1,
-      now: Date.now,
-    });
-  });
-  afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
-    await server?.close(0);
-    server = undefined;
-    await backends.close();
-    jest.restoreAllMocks();
-    await removeDirs(dir);
-  });
-
-  async function start(fileMeta: V4FileMetaStore): Promise<RawV4> {
-    server = createServer({
-      logger: silentLogger(),
-      store: backends.catalog,
-      files: backends.files,
-      v4: {
-        identity: await serverIdentity(dir),
-        identities: createMemoryV4Store(),
-        partials: createDiskPartialStore(dir, Date.now),
-        fileMeta,
-        bytes: backends.bytes,
-      },
-    });
-    const { port } = await server.listen(0, '127.0.0.1');
-    const identity = await issueCertificate(await generateIdentityKey(), 'test', {
-      now: Date.now,
-      random: randomBytes,
-    });
-    const peer = await connectRaw(port, identity);
-    peers.push(peer);
-    peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: 65536 });
-    expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
-    peer.send({ code: RequestCode.REGISTER, name: 'recorder' });
-    expect((await peer.next()).code).toBe(ResponseCode.REGISTERED);
-    return peer;
-  }
-
-  async function upload(peer: RawV4, fileName: string, data: Buffer): Promise<Response> {
-    const check = randomBytes(32);
-    peer.send({ code: RequestCode.UPLOAD_BEGIN, fileName, size: data.length, check });
-    expect((await peer.next()).code).toBe(ResponseCode.UPLOAD_OFFSET);
-    peer.send({ code: RequestCode.UPLOAD_DATA, data });
-    peer.send({ code: RequestCode.UPLOAD_END, sha256: sha(data) });
-    return peer.next();
-  }
+  const upload = (peer: RawV4, fileName: string, data: Buffer): Promise<Response> =>
+    uploadWhole(peer, fileName, data, randomBytes(32));
 
   it('answers STORED only once the record is written, with the SHA-256 and the row it belongs to', async () => {
     const events: string[] = [];
-    const disk = createDiskFileMetaStore(dir);
+    const disk = createDiskFileMetaStore(fx.dir);
     const peer = await start({
       ...disk,
       async put(clientIdHex, fileName, meta) {
@@ -101,19 +39,19 @@ describe('v4: the record of a stored file is durable before STORED', () => {
     const answer = await upload(peer, 'a.bin', data);
     events.push(`answer ${answer.code}`);
     expect(events).toEqual(['recorded a.bin', `answer ${ResponseCode.STORED}`]);
-    const file = (await backends.catalog.listFiles()).find((f) => f.fileName === 'a.bin');
+    const file = (await fx.backends.catalog.listFiles()).find((f) => f.fileName === 'a.bin');
     const clientIdHex = file?.clientId.toString('hex') ?? '';
     expect(await disk.get(clientIdHex, 'a.bin')).toEqual({
       size: data.length,
       updatedAt: file?.updatedAt,
-      sha256: sha(data),
+      sha256: sha256(data),
       flags: 0,
     });
   });
 
   it('refuses with STORAGE, not STORED, when the record cannot be written', async () => {
     const peer = await start({
-      ...createDiskFileMetaStore(dir),
+      ...createDiskFileMetaStore(fx.dir),
       put: () => Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
     });
     const answer = await upload(peer, 'b.bin', randomBytes(3000));
@@ -124,15 +62,15 @@ describe('v4: the record of a stored file is durable before STORED', () => {
   });
 
   it('on disk: syncs the record, renames it, syncs its folder (a new one into its parent) before resolving', async () => {
-    const log = await recordFsOrder(dir);
-    const store = createDiskFileMetaStore(dir);
-    const meta = { size: 3, updatedAt: 7, sha256: sha(Buffer.from('abc')), flags: 1 };
+    const log = await recordFsOrder(fx.dir);
+    const store = createDiskFileMetaStore(fx.dir);
+    const meta = { size: 3, updatedAt: 7, sha256: sha256(Buffer.from('abc')), flags: 1 };
     await store.put(HEX, 'c.txt', meta);
-    const root = join(dir, FILE_META_DIR);
+    const root = join(fx.dir, FILE_META_DIR);
     const folder = join(root, HEX);
     const at = (line: RegExp): number => log.findIndex((entry) => line.test(entry));
     const escaped = (path: string): string => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    expect(log).toEqual(expect.arrayContaining([`sync ${dir}`, `sync ${root}`]));
+    expect(log).toEqual(expect.arrayContaining([`sync ${fx.dir}`, `sync ${root}`]));
     const tempSynced = at(new RegExp(`^sync ${escaped(folder)}/\\..*\\.tmp$`));
     const renamed = at(new RegExp(`^rename .* -> ${escaped(folder)}/[0-9a-f]{64}\\.json$`));
     const folderSynced = log.lastIndexOf(`sync ${folder}`);
@@ -143,13 +81,13 @@ describe('v4: the record of a stored file is durable before STORED', () => {
   });
 
   it('on disk: records of one client written together share their folder sync, each after its rename', async () => {
-    const store = createDiskFileMetaStore(dir);
-    const meta = { size: 3, updatedAt: 7, sha256: sha(Buffer.from('abc')), flags: 0 };
+    const store = createDiskFileMetaStore(fx.dir);
+    const meta = { size: 3, updatedAt: 7, sha256: sha256(Buffer.from('abc')), flags: 0 };
     await store.put(HEX, 'first', meta);
-    const log = await recordFsOrder(dir);
+    const log = await recordFsOrder(fx.dir);
     const names = ['d1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7', 'd8'];
     await Promise.all(names.map((name) => store.put(HEX, name, meta)));
-    const folder = join(dir, FILE_META_DIR, HEX);
+    const folder = join(fx.dir, FILE_META_DIR, HEX);
     const lastRename = Math.max(...log.flatMap((e, i) => (e.startsWith('rename ') ? [i] : [])));
     expect(log.filter((e) => e.startsWith('rename '))).toHaveLength(names.length);
     expect(log.lastIndexOf(`sync ${folder}`)).toBeGreaterThan(lastRename);

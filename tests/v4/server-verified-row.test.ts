@@ -4,16 +4,12 @@
  * moment, and no crash, that finds the row `received` after STORED. A failure of that write is
  * STORAGE and leaves neither a row nor the published bytes.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { RequestCode, ResponseCode, WireErrorCode, type Response } from '../../protocol/v4';
 import { meterCatalog } from '../../server/metrics/metered';
 import { ServerMetrics } from '../../server/metrics/metrics';
-import { createDiskFileMetaStore } from '../../server/storage/disk/v4-file-meta';
-import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
-import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
-import { openBackends, type Backends } from '../../server/storage/open-backends';
 import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
 import {
   StorageError,
@@ -21,14 +17,8 @@ import {
   type Catalog,
   type FileRecord,
 } from '../../server/storage/types';
-import { createServer, type SftServer } from '../../server/transport/listener';
-import { serverIdentity } from '../../server/transport/tls-setup';
-import { generateIdentityKey, issueCertificate } from '../../shared/identity';
-import { silentLogger } from '../../shared/logger';
-import { removeDirs, tempDir } from './helpers';
-import { connectRaw, type RawV4 } from './raw-v4';
-
-const sha = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
+import { sha256, storedUploadFixture, uploadWhole } from './stored-upload';
+import type { RawV4 } from './raw-v4';
 
 /** The value of one sample line of a metrics exposition, or undefined. */
 function sample(text: string, series: string): number | undefined {
@@ -37,70 +27,18 @@ function sample(text: string, series: string): number | undefined {
 }
 
 describe('v4: the row of an upload is written verified in one durable write', () => {
-  let dir: string;
-  let backends: Backends;
-  let server: SftServer | undefined;
-  const peers: RawV4[] = [];
+  const fx = storedUploadFixture('verified-row', { database: 'sqlite', storage: 'disk' });
+  const start = (store?: Catalog): Promise<RawV4> => fx.start({ store });
 
-  beforeEach(async () => {
-    dir = await tempDir('verified-row');
-    backends = await openBackends({
-      dataDir: dir,
-      database: 'sqlite',
-      storage: 'disk',
-      keepVersions: 1,
-      now: Date.now,
-    });
-  });
-  afterEach(async () => {
-    for (const p of peers.splice(0)) p.close();
-    await server?.close(0);
-    server = undefined;
-    await backends.close();
-    await removeDirs(dir);
-  });
-
-  async function start(store: Catalog = backends.catalog): Promise<RawV4> {
-    server = createServer({
-      logger: silentLogger(),
-      store,
-      files: backends.files,
-      v4: {
-        identity: await serverIdentity(dir),
-        identities: createMemoryV4Store(),
-        partials: createDiskPartialStore(dir, Date.now),
-        fileMeta: createDiskFileMetaStore(dir),
-        bytes: backends.bytes,
-      },
-    });
-    const { port } = await server.listen(0, '127.0.0.1');
-    const identity = await issueCertificate(await generateIdentityKey(), 'test', {
-      now: Date.now,
-      random: randomBytes,
-    });
-    const peer = await connectRaw(port, identity);
-    peers.push(peer);
-    peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: 65536 });
-    expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
-    peer.send({ code: RequestCode.REGISTER, name: 'verifier' });
-    expect((await peer.next()).code).toBe(ResponseCode.REGISTERED);
-    return peer;
-  }
-
-  async function upload(peer: RawV4, fileName: string, data: Buffer): Promise<Response> {
-    peer.send({ code: RequestCode.UPLOAD_BEGIN, fileName, size: data.length, check: sha(data) });
-    expect((await peer.next()).code).toBe(ResponseCode.UPLOAD_OFFSET);
-    peer.send({ code: RequestCode.UPLOAD_DATA, data });
-    peer.send({ code: RequestCode.UPLOAD_END, sha256: sha(data) });
-    return peer.next();
-  }
+  const upload = (peer: RawV4, fileName: string, data: Buffer): Promise<Response> =>
+    uploadWhole(peer, fileName, data);
 
   async function rowOf(fileName: string): Promise<FileRecord | undefined> {
-    return (await backends.catalog.listFiles()).find((file) => file.fileName === fileName);
+    return (await fx.backends.catalog.listFiles()).find((file) => file.fileName === fileName);
   }
 
   it('every committed state of the row is verified, and a reopened database finds it so after STORED', async () => {
-    const catalog = backends.catalog;
+    const catalog = fx.backends.catalog;
     // What a crash right after each catalog write would leave of the row.
     const committed: string[] = [];
     const putFile = catalog.putFile.bind(catalog);
@@ -125,7 +63,7 @@ describe('v4: the row of an upload is written verified in one durable write', ()
     // Another connection to the file, as a restarted server would open it: the row is there,
     // verified, with no write of the server's still to come.
     const reopened = await openSqliteStore({
-      path: join(dir, DATABASE_FILE_NAME),
+      path: join(fx.dir, DATABASE_FILE_NAME),
       readOnly: true,
     });
     try {
@@ -140,15 +78,15 @@ describe('v4: the row of an upload is written verified in one durable write', ()
 
   it('writes both audit rows of the upload, file_stored then checksum_ok, and counts both', async () => {
     const metrics = new ServerMetrics();
-    const peer = await start(meterCatalog(backends.catalog, metrics));
+    const peer = await start(meterCatalog(fx.backends.catalog, metrics));
     const data = randomBytes(3000);
     expect((await upload(peer, 'b.bin', data)).code).toBe(ResponseCode.STORED);
-    const trail = (await backends.catalog.listAudit()).filter(
+    const trail = (await fx.backends.catalog.listAudit()).filter(
       (row) => row.requestCode === RequestCode.UPLOAD_END,
     );
     expect(trail.map((row) => row.outcome)).toEqual(['file_stored', 'checksum_ok']);
     expect(trail[0]?.detail).toContain(`b.bin: ${data.length} bytes`);
-    expect(trail[1]?.detail).toContain(`b.bin: sha256 ${sha(data).toString('hex')}`);
+    expect(trail[1]?.detail).toContain(`b.bin: sha256 ${sha256(data).toString('hex')}`);
     const [stored, checked] = trail;
     expect(stored?.id).toBeLessThan(checked?.id ?? 0);
     const text = await metrics.render();
@@ -158,7 +96,7 @@ describe('v4: the row of an upload is written verified in one durable write', ()
   });
 
   it('answers STORAGE when the row of a replacement cannot be written: the replaced file is live again', async () => {
-    const catalog = backends.catalog;
+    const catalog = fx.backends.catalog;
     const peer = await start();
     const old = randomBytes(3000);
     expect((await upload(peer, 'r.bin', old)).code).toBe(ResponseCode.STORED);
@@ -174,14 +112,14 @@ describe('v4: the row of an upload is written verified in one durable write', ()
     expect(await rowOf('r.bin')).toEqual(before);
     expect(before).toMatchObject({ status: 'verified', size: 3000 });
     const hex = before?.clientId.toString('hex') ?? '';
-    const live = await backends.bytes.read(`${hex}/r.bin`);
+    const live = await fx.backends.bytes.read(`${hex}/r.bin`);
     expect(live === undefined ? undefined : await buffer(live)).toEqual(old);
     const versions = await catalog.listVersions({ fileName: 'r.bin' });
     expect(versions).toMatchObject([{ version: 1, size: 3000 }]);
   });
 
   it('answers STORAGE when the row cannot be written: no row, no audit row, no bytes', async () => {
-    const catalog = backends.catalog;
+    const catalog = fx.backends.catalog;
     catalog.putFile = () =>
       Promise.reject(new StorageError(StorageErrorCode.DATABASE, 'injected: database is full'));
     const peer = await start();
@@ -196,6 +134,6 @@ describe('v4: the row of an upload is written verified in one durable write', ()
     expect(outcomes).not.toContain('checksum_ok');
     const [client] = await catalog.listClients();
     const hex = client?.id.toString('hex') ?? '';
-    expect(await backends.bytes.read(`${hex}/c.bin`)).toBeUndefined();
+    expect(await fx.backends.bytes.read(`${hex}/c.bin`)).toBeUndefined();
   });
 });
