@@ -3,8 +3,11 @@
  * sessions stay unaware of metrics. Every request the session audits (docs/protocol.md §9:
  * each request ends in one audit row) is counted by its code and outcome once the row is
  * committed; every StorageError is counted by side and code; uploads are timed from their
- * first bytes to their publication.
+ * first bytes to their publication. A v4 upload published by moving its finished partial into
+ * place (adoptUpload) is counted by its size; its first bytes went to the partial, out of sight
+ * of this wrapper, so it is not timed.
  */
+import { stat } from 'node:fs/promises';
 import type { AuditEntry, Catalog, FileStore, PutFileOptions, UploadSink } from '../storage/types';
 import { putFileAudits, StorageError } from '../storage/types';
 import type { ServerMetrics, StorageSide } from './metrics';
@@ -85,6 +88,7 @@ export function meterFileStore(
       throw err;
     }
   };
+  const adopt = files.adoptUpload?.bind(files);
   return {
     async beginUpload(clientIdHex, fileName): Promise<UploadSink> {
       const sink = await counted(files.beginUpload(clientIdHex, fileName));
@@ -102,6 +106,17 @@ export function meterFileStore(
         abort: () => counted(sink.abort()),
       };
     },
+    // Passed through when there is one: without it a v4 upload would be copied, not moved.
+    ...(adopt === undefined
+      ? {}
+      : {
+          async adoptUpload(clientIdHex: string, fileName: string, path: string) {
+            const { size } = await stat(path);
+            const published = await counted(adopt(clientIdHex, fileName, path));
+            metrics.received(size);
+            return { ...published, unpublish: () => counted(published.unpublish()) };
+          },
+        }),
     remove: (clientIdHex, fileName) => counted(files.remove(clientIdHex, fileName)),
     removeClient: (clientIdHex) => counted(files.removeClient(clientIdHex)),
   };

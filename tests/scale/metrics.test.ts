@@ -6,9 +6,12 @@
 import { startMetricsServer, type MetricsServer } from '../../server/metrics/http';
 import { meterCatalog, meterFileStore } from '../../server/metrics/metered';
 import { ServerMetrics } from '../../server/metrics/metrics';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { memoryBackends } from '../../server/storage/memory';
+import { openBackends } from '../../server/storage/open-backends';
 import type { AuditEntry } from '../../server/storage/types';
-import { idOf } from '../storage/temp-dir';
+import { idOf, tempDirs } from '../storage/temp-dir';
 
 const HEX = idOf(7).toString('hex');
 
@@ -30,6 +33,9 @@ function sample(text: string, series: string): number | undefined {
 }
 
 describe('server metrics', () => {
+  const dirs = tempDirs('metrics');
+  afterAll(() => dirs.cleanup());
+
   test('listener counters are read when scraped', async () => {
     const metrics = new ServerMetrics();
     const stats = {
@@ -99,6 +105,34 @@ describe('server metrics', () => {
     expect(sample(text, 'sft_upload_duration_seconds_bucket{le="1"}')).toBe(0);
     expect(sample(text, 'sft_upload_duration_seconds_bucket{le="2.5"}')).toBe(1);
     expect(sample(text, 'sft_storage_errors_total{side="storage",code="FILESYSTEM"}')).toBe(1);
+  });
+
+  test('a v4 upload published by moving its file goes through, counted by its size', async () => {
+    const dataDir = await dirs.make();
+    const backends = await openBackends({
+      dataDir,
+      database: 'memory',
+      storage: 'disk',
+      keepVersions: 1,
+      now: Date.now,
+    });
+    try {
+      const metrics = new ServerMetrics();
+      const metered = meterFileStore(backends.files, metrics, () => 0);
+      // Without adoptUpload the session would copy the finished partial instead of moving it.
+      expect(metered.adoptUpload).toBeDefined();
+      const finished = join(dataDir, 'finished.part');
+      await writeFile(finished, Buffer.alloc(3000, 7));
+      const published = await metered.adoptUpload!(HEX, 'moved.bin', finished);
+      expect(published.objectKey).toBe(`${HEX}/moved.bin`);
+      expect((await readFile(join(dataDir, HEX, 'moved.bin'))).length).toBe(3000);
+      const text = await metrics.render();
+      expect(sample(text, 'sft_upload_bytes_in_total')).toBe(3000);
+      // Its first bytes went to the partial, unseen here: not timed.
+      expect(sample(text, 'sft_upload_duration_seconds_count')).toBe(0);
+    } finally {
+      await backends.close();
+    }
   });
 
   test('group-commit batch sizes are a histogram', async () => {
