@@ -41,7 +41,7 @@ export function parseServerAddress(text: string): ServerAddress | string {
   const port = parsePort(portText);
   if (port === undefined) return `port "${portText}" is not a number from 1 to ${MAX_PORT}`;
   // Only the bracketed form can hold an IPv6 address (the other refuses colons); not asking
-  // isIPv6 again spares a fresh process compiling its pattern, a few milliseconds.
+  // isIPv6 again spares every fresh process compiling its large pattern.
   return { host, port, display: bracketed ? `[${host}]:${port}` : `${host}:${port}` };
 }
 

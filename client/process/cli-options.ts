@@ -1,7 +1,7 @@
 /**
  * The client's flags, defined once: the parser (cli.ts) reads them with node:util's parseArgs
- * and the help text (formatHelp) is generated from them. A yargs parser took longer to load
- * than an upload of a small file takes, on every run.
+ * and the help text (formatHelp) is generated from them. parseArgs is built into Node: a
+ * client starts for every transfer, and a parser library is a dozen modules to load first.
  */
 import { ExitCode, formatExitCodes } from '../../shared/exit-codes';
 
