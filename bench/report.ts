@@ -60,6 +60,7 @@ export function report(f: Figures): { readonly rows: Row[]; readonly results: un
   const ours = {
     single: rate(SINGLE_BYTES, median(singleMs)),
     many: rate(manyBytes, median(manyMs)),
+    manyV4: f.manyV4Ms === undefined ? undefined : rate(manyBytes, median(f.manyV4Ms)),
   };
   const scp =
     typeof anchor === 'string'
@@ -142,14 +143,14 @@ export function report(f: Figures): { readonly rows: Row[]; readonly results: un
       ratio(ours.many, scp?.many),
       '≥ 3× scp',
     ],
-    ...(f.manyV4Ms === undefined
+    ...(f.manyV4Ms === undefined || ours.manyV4 === undefined
       ? []
       : ([
           [
             `many over v4 (the default protocol), median of ${MANY_RUNS}`,
-            `${rate(manyBytes, median(f.manyV4Ms)).toFixed(0)} MB/s (${ms0(median(f.manyV4Ms))})`,
+            `${ours.manyV4.toFixed(0)} MB/s (${ms0(median(f.manyV4Ms))})`,
             scpCell(scp?.many, typeof anchor === 'string' ? undefined : anchor.manyMs),
-            ratio(rate(manyBytes, median(f.manyV4Ms)), scp?.many),
+            ratio(ours.manyV4, scp?.many),
             'reported',
           ],
         ] as Row[])),
@@ -244,9 +245,9 @@ export function report(f: Figures): { readonly rows: Row[]; readonly results: un
           : {
               runsMs: f.manyV4Ms,
               medianMs: median(f.manyV4Ms),
-              MBps: rate(manyBytes, median(f.manyV4Ms)),
+              MBps: ours.manyV4,
               oursOverScp:
-                scp === undefined ? null : rate(manyBytes, median(f.manyV4Ms)) / scp.many,
+                scp === undefined || ours.manyV4 === undefined ? null : ours.manyV4 / scp.many,
             },
     },
     singleV4:

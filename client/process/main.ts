@@ -24,7 +24,7 @@ import { degradedNote } from '../session/worker-pool';
 import { silentLog, type ClientLog, type UploadResult } from '../session/types';
 import type { UploadPlan } from '../session/upload-plan';
 import { prepareUploadPlans } from '../v4/plan';
-import { hasV4Identity, refuseV3IfPinned } from '../v4/protocol-choice';
+import { choosesV3, hasV4Identity } from '../v4/protocol-choice';
 import type { V4ClientSession, V4Open } from '../v4/session';
 
 /** Shell convention: 128 + signal number. */
@@ -71,10 +71,8 @@ async function openV4(
     protocol: flags.protocol,
     serverFingerprint: flags.serverFingerprint,
   };
-  if (flags.protocol === 'v3') {
-    await refuseV3IfPinned(choice);
-    return { kind: 'v3' };
-  }
+  // Decided here too, so a v3 run does not load the v4 session to be told so.
+  if (await choosesV3(choice)) return { kind: 'v3' };
   const { V4ClientSession } = await import('../v4/session');
   return V4ClientSession.open({
     ...choice,

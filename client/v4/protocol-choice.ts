@@ -64,12 +64,17 @@ export function downgrade(options: ChoiceOptions, why: string, reason: string): 
   );
 }
 
-/** `--protocol v3` to a server pinned as v4 is a downgrade: refused before connecting. */
-export async function refuseV3IfPinned(options: ChoiceOptions): Promise<void> {
+/**
+ * True when the run speaks v3 without trying v4 (`--protocol v3`). That is a downgrade for a
+ * server pinned as v4: refused here, before connecting.
+ */
+export async function choosesV3(options: ChoiceOptions): Promise<boolean> {
+  if (options.protocol !== 'v3') return false;
   const { pinned } = await loadPins(options);
   if (pinned !== undefined) {
     throw downgrade(options, 'is pinned as a version-4 server', '--protocol v3');
   }
+  return true;
 }
 
 /** True when the config dir holds a v4 identity key (the client may be known by it). */

@@ -30,7 +30,7 @@ import {
   downgrade,
   hasV4Identity,
   loadPins,
-  refuseV3IfPinned,
+  choosesV3,
   type ProtocolChoice,
 } from './protocol-choice';
 import { V4Link } from './link';
@@ -112,10 +112,7 @@ export class V4ClientSession {
    */
   static async open(options: V4SessionOptions): Promise<V4Open> {
     const address = options.server.display;
-    if (options.protocol === 'v3') {
-      await refuseV3IfPinned(options);
-      return { kind: 'v3' };
-    }
+    if (await choosesV3(options)) return { kind: 'v3' };
     const { known, pinned, accepted } = await loadPins(options);
     const key = await loadClientIdentity(options.configDir);
     const outcome = await openChannel(options.server, key, {

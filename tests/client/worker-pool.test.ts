@@ -37,6 +37,18 @@ class Lanes {
     };
   }
 
+  /** A pool over `items` with as many lanes, all of which open; results' items in `reported`. */
+  pool(items: readonly string[], reported: string[]) {
+    let extra = 0;
+    return runPool({
+      items,
+      first: this.lane('first'),
+      lanes: items.length,
+      openExtra: async () => this.lane(`extra${++extra}`),
+      onResult: (r) => reported.push(r.split('@')[0] as string),
+    });
+  }
+
   /** The pending work of `item`, once a lane has taken it. */
   async take(item: string): Promise<Pending> {
     for (let i = 0; i < 50; i++) {
@@ -54,15 +66,8 @@ const refused = () =>
 describe('runPool', () => {
   it('hands results out in the items’ order, whichever lane finishes first', async () => {
     const lanes = new Lanes();
-    let extra = 0;
     const reported: string[] = [];
-    const run = runPool({
-      items: ['a', 'b', 'c'],
-      first: lanes.lane('first'),
-      lanes: 3,
-      openExtra: async () => lanes.lane(`extra${++extra}`),
-      onResult: (r) => reported.push(r),
-    });
+    const run = lanes.pool(['a', 'b', 'c'], reported);
     const [a, b, c] = [await lanes.take('a'), await lanes.take('b'), await lanes.take('c')];
     c.finish();
     b.finish();
@@ -71,7 +76,7 @@ describe('runPool', () => {
     a.finish();
     const outcome = await run;
     expect(outcome.results.map((r) => r.split('@')[0])).toEqual(['a', 'b', 'c']);
-    expect(reported.map((r) => r.split('@')[0])).toEqual(['a', 'b', 'c']);
+    expect(reported).toEqual(['a', 'b', 'c']);
     expect(outcome.used).toBe(3);
     expect(outcome.degraded).toBeUndefined();
     expect(lanes.closed.sort()).toEqual(['extra1', 'extra2', 'first']);
@@ -118,15 +123,8 @@ describe('runPool', () => {
 
   it('ends the run on a failed item as one after the other would: earlier ones reported, later ones abandoned', async () => {
     const lanes = new Lanes();
-    let extra = 0;
     const reported: string[] = [];
-    const run = runPool({
-      items: ['a', 'b', 'c'],
-      first: lanes.lane('first'),
-      lanes: 3,
-      openExtra: async () => lanes.lane(`extra${++extra}`),
-      onResult: (r) => reported.push(r.split('@')[0] as string),
-    });
+    const run = lanes.pool(['a', 'b', 'c'], reported);
     run.catch(() => undefined);
     const [a, b, c] = [await lanes.take('a'), await lanes.take('b'), await lanes.take('c')];
     const broken = clientError(ClientErrorCode.REJECTED, 'the server refused b');

@@ -1,12 +1,15 @@
 /**
- * An in-process server with the v4 stack over memory backends, on an ephemeral loopback port:
- * the setup the v4 server tests share. `files: true` adds list/download/delete (file metadata
- * and the byte store); everything else in `options` goes to createServer as it is.
+ * An in-process server with the v4 stack over memory backends (or backends the test owns), on
+ * an ephemeral loopback port: the setup the v4 server tests share. `files: true` adds
+ * list/download/delete (file metadata and the byte store); everything else in `options` goes to
+ * createServer as it is.
  */
 import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
+import type { V4FileMetaStore } from '../../server/session/v4/file-meta';
 import { createMemoryFileMetaStore } from '../../server/storage/memory/v4-file-meta';
 import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
 import { openBackends, type Backends } from '../../server/storage/open-backends';
+import type { Catalog } from '../../server/storage/types';
 import { createServer, type ServerOptions, type SftServer } from '../../server/transport/listener';
 import type { V4Options } from '../../server/transport/tls-v4';
 import { serverIdentity } from '../../server/transport/tls-setup';
@@ -18,6 +21,12 @@ export interface MemoryServerOptions {
   readonly v4?: Partial<Pick<V4Options, 'handshakeTimeoutMs' | 'random'>>;
   /** Adds list, download and delete. */
   readonly files?: boolean;
+  /** Backends the test opened and closes itself, instead of fresh memory ones. */
+  readonly backends?: Backends;
+  /** The catalog sessions use, in place of the backends' (a wrapped or failing one). */
+  readonly store?: Catalog;
+  /** With `files`: the file records, in place of memory ones. */
+  readonly fileMeta?: V4FileMetaStore;
 }
 
 export interface MemoryServer {
@@ -32,18 +41,21 @@ export async function startMemoryServer(
   dir: string,
   options: MemoryServerOptions = {},
 ): Promise<MemoryServer> {
-  const backends = await openBackends({
-    dataDir: dir,
-    database: 'memory',
-    storage: 'memory',
-    keepVersions: 1,
-    now: Date.now,
-  });
+  const owned = options.backends === undefined;
+  const backends =
+    options.backends ??
+    (await openBackends({
+      dataDir: dir,
+      database: 'memory',
+      storage: 'memory',
+      keepVersions: 1,
+      now: Date.now,
+    }));
   const identity = await serverIdentity(dir);
   const server = createServer({
     logger: silentLogger(),
     ...options.server,
-    store: backends.catalog,
+    store: options.store ?? backends.catalog,
     files: backends.files,
     v4: {
       identity,
@@ -51,7 +63,7 @@ export async function startMemoryServer(
       partials: createDiskPartialStore(dir, Date.now),
       ...options.v4,
       ...(options.files === true
-        ? { fileMeta: createMemoryFileMetaStore(), bytes: backends.bytes }
+        ? { fileMeta: options.fileMeta ?? createMemoryFileMetaStore(), bytes: backends.bytes }
         : {}),
     },
   });
@@ -63,7 +75,7 @@ export async function startMemoryServer(
     port,
     async close() {
       await server.close(0);
-      await backends.close();
+      if (owned) await backends.close();
     },
   };
 }

@@ -1,58 +1,46 @@
 /**
- * What the tests of a v4 upload's end (STORED, its row and its record) share: a server with the
- * file commands over backends the test owns, a raw peer past HELLO and REGISTER, and one whole
- * upload through it.
+ * What the tests of a v4 upload's end (STORED, its row and its record) share: the v4 test
+ * server (memory-server.ts) with the file commands over backends each test owns, a raw peer
+ * past HELLO and REGISTER, and one whole upload through it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { RequestCode, ResponseCode, type Response } from '../../protocol/v4';
 import type { V4FileMetaStore } from '../../server/session/v4/file-meta';
 import { createDiskFileMetaStore } from '../../server/storage/disk/v4-file-meta';
-import { createDiskPartialStore } from '../../server/storage/disk/v4-partials';
-import { createMemoryV4Store } from '../../server/storage/memory/v4-store';
 import { openBackends, type Backends } from '../../server/storage/open-backends';
 import type { Catalog } from '../../server/storage/types';
-import { createServer, type SftServer } from '../../server/transport/listener';
-import { serverIdentity } from '../../server/transport/tls-setup';
 import { generateIdentityKey, issueCertificate } from '../../shared/identity';
-import { silentLogger } from '../../shared/logger';
 import { removeDirs, tempDir } from './helpers';
+import { startMemoryServer, type MemoryServer } from './memory-server';
 import { connectRaw, type RawV4 } from './raw-v4';
 
 export const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
 
-export interface StoredUploadServer {
-  readonly server: SftServer;
+interface StoredUploadServer {
+  readonly server: MemoryServer;
   readonly peer: RawV4;
 }
 
 /**
- * A server over `backends` (its catalog, or `store` in its place) with disk partials and file
- * records (`fileMeta`, default the disk's), listening on loopback, and a peer registered as
- * `name`. The caller closes both.
+ * A server over `backends` (its catalog, or `store` in its place) with disk file records
+ * (`fileMeta`, default the disk's), and a peer registered as `name`. The caller closes both.
  */
-export async function startWithPeer(
+async function startWithPeer(
   dir: string,
   backends: Backends,
   options: { readonly store?: Catalog; readonly fileMeta?: V4FileMetaStore; readonly name: string },
 ): Promise<StoredUploadServer> {
-  const server = createServer({
-    logger: silentLogger(),
-    store: options.store ?? backends.catalog,
-    files: backends.files,
-    v4: {
-      identity: await serverIdentity(dir),
-      identities: createMemoryV4Store(),
-      partials: createDiskPartialStore(dir, Date.now),
-      fileMeta: options.fileMeta ?? createDiskFileMetaStore(dir),
-      bytes: backends.bytes,
-    },
+  const server = await startMemoryServer(dir, {
+    backends,
+    files: true,
+    fileMeta: options.fileMeta ?? createDiskFileMetaStore(dir),
+    ...(options.store === undefined ? {} : { store: options.store }),
   });
-  const { port } = await server.listen(0, '127.0.0.1');
   const identity = await issueCertificate(await generateIdentityKey(), 'test', {
     now: Date.now,
     random: randomBytes,
   });
-  const peer = await connectRaw(port, identity);
+  const peer = await connectRaw(server.port, identity);
   peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: 65536 });
   expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
   peer.send({ code: RequestCode.REGISTER, name: options.name });
@@ -102,7 +90,7 @@ export function storedUploadFixture(
   });
   afterEach(async () => {
     running?.peer.close();
-    await running?.server.close(0);
+    await running?.server.close();
     running = undefined;
     await backends?.close();
     jest.restoreAllMocks();
