@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SERVER_MAIN, startServerProcess, type ServerProcess } from '../helpers/server-process';
-import { patternBytes, removeDirs, runClient, sha256File, tempDir, TestProxy } from './helpers';
+import { SERVER_MAIN } from '../helpers/server-process';
+import { patternBytes, runClient, sha256File, TestProxy, e2eFixture } from './helpers';
 
 const MIB = 1024 * 1024;
 
@@ -39,20 +39,10 @@ function compressible(size: number): Buffer {
 }
 
 describe('v4 end to end: --compress and --e2e', () => {
-  const dirs: string[] = [];
-  const servers: ServerProcess[] = [];
-  const dir = async (prefix: string): Promise<string> => {
-    const d = await tempDir(prefix);
-    dirs.push(d);
-    return d;
-  };
-  afterEach(async () => {
-    await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
-    await removeDirs(...dirs.splice(0));
-  });
+  const fx = e2eFixture();
+  const dir = fx.dir;
   const start = async (data: string): Promise<string[]> => {
-    const s = await startServerProcess(data, { args: ['--log-level', 'info'] });
-    servers.push(s);
+    const s = await fx.server(data, ['--log-level', 'info']);
     return ['--server', `127.0.0.1:${s.port}`];
   };
 

@@ -8,9 +8,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SERVER_MAIN, startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { SERVER_MAIN, type ServerProcess } from '../helpers/server-process';
 import { DownloadCutProxy } from './download-proxy';
-import { patternBytes, removeDirs, runClient, sha256File, tempDir } from './helpers';
+import { patternBytes, runClient, sha256File, e2eFixture } from './helpers';
 
 const MIB = 1024 * 1024;
 
@@ -32,25 +32,10 @@ type Doc = {
 const doc = (run: { json: unknown }): Doc => run.json as Doc;
 
 describe('v4 end to end: list, get, delete', () => {
-  const dirs: string[] = [];
-  const servers: ServerProcess[] = [];
-  const proxies: DownloadCutProxy[] = [];
-  const dir = async (prefix: string): Promise<string> => {
-    const d = await tempDir(prefix);
-    dirs.push(d);
-    return d;
-  };
-  const server = async (dataDir: string): Promise<ServerProcess> => {
-    const s = await startServerProcess(dataDir, { args: ['--log-level', 'info'] });
-    servers.push(s);
-    return s;
-  };
-
-  afterEach(async () => {
-    await Promise.all(proxies.splice(0).map((p) => p.close()));
-    await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
-    await removeDirs(...dirs.splice(0));
-  });
+  const fx = e2eFixture();
+  const dir = fx.dir;
+  const server = (dataDir: string): Promise<ServerProcess> =>
+    fx.server(dataDir, ['--log-level', 'info']);
 
   it('round trip: list shows name, size, SHA-256 and verified; get is byte-identical; no overwrite without --force', async () => {
     const data = await dir('srv');
@@ -109,7 +94,7 @@ describe('v4 end to end: list, get, delete', () => {
     expect((await runClient(conf, [...direct, '--name', 'bea', file])).code).toBe(0);
 
     const proxy = await DownloadCutProxy.start(s.port, 10 * MIB);
-    proxies.push(proxy);
+    fx.onCleanup(() => proxy.close());
     const out = join(conf, 'copy.bin');
     // Through the proxy: a known_servers line for its address is made on first contact.
     const cut = await runClient(conf, [
@@ -189,7 +174,6 @@ describe('v4 end to end: list, get, delete', () => {
     expect((doc(await runClient(alice, [...addr, 'list'])).files ?? []).length).toBe(0);
 
     await s.stop('SIGINT');
-    servers.splice(0);
     const audit = spawnSync(
       process.execPath,
       [SERVER_MAIN, 'admin', 'audit', '--json', '--data-dir', data],

@@ -7,8 +7,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SERVER_MAIN, startServerProcess, type ServerProcess } from '../helpers/server-process';
-import { removeDirs, runClient, tempDir } from './helpers';
+import { SERVER_MAIN, type ServerProcess } from '../helpers/server-process';
+import { runClient, e2eFixture } from './helpers';
 
 interface KeyView {
   readonly id: string;
@@ -39,22 +39,9 @@ async function pinnedKeys(configDir: string): Promise<string[]> {
 }
 
 describe('v4 end to end: server key rotation', () => {
-  const dirs: string[] = [];
-  const servers: ServerProcess[] = [];
-  const dir = async (prefix: string): Promise<string> => {
-    const d = await tempDir(prefix);
-    dirs.push(d);
-    return d;
-  };
-  afterEach(async () => {
-    await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
-    await removeDirs(...dirs.splice(0));
-  });
-  const start = async (data: string): Promise<ServerProcess> => {
-    const s = await startServerProcess(data, { args: ['--log-level', 'info'] });
-    servers.push(s);
-    return s;
-  };
+  const fx = e2eFixture();
+  const dir = fx.dir;
+  const start = (data: string): Promise<ServerProcess> => fx.server(data, ['--log-level', 'info']);
 
   it('rotate → a client connects during the grace and learns the next key → promote → it connects without a prompt; a client that missed the grace gets exit 6', async () => {
     const data = await dir('srv');

@@ -7,8 +7,8 @@
 import { readdir, writeFile } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
-import { patternBytes, removeDirs, runClient, sha256File, tempDir, TestProxy } from './helpers';
+import { type ServerProcess } from '../helpers/server-process';
+import { patternBytes, runClient, sha256File, TestProxy, e2eFixture } from './helpers';
 
 const MIB = 1024 * 1024;
 
@@ -31,22 +31,13 @@ async function splitProxy(first: number, later: number): Promise<net.Server> {
 }
 
 describe('v4 end to end: --parallel', () => {
-  const dirs: string[] = [];
-  const servers: ServerProcess[] = [];
-  const closers: (() => Promise<void>)[] = [];
-  const dir = async (prefix: string): Promise<string> => {
-    const d = await tempDir(prefix);
-    dirs.push(d);
-    return d;
-  };
-  const server = async (data: string, args: string[] = []): Promise<ServerProcess> => {
-    const s = await startServerProcess(data, { args: ['--log-level', 'info', ...args] });
-    servers.push(s);
-    return s;
-  };
+  const fx = e2eFixture();
+  const dir = fx.dir;
+  const server = (data: string, args: string[] = []): Promise<ServerProcess> =>
+    fx.server(data, ['--log-level', 'info', ...args]);
   const proxy = async (port: number, bytesPerSecond?: number): Promise<TestProxy> => {
     const p = await TestProxy.start(port, { bytesPerSecond });
-    closers.push(() => p.close());
+    fx.onCleanup(() => p.close());
     return p;
   };
   /** `count` files named f00.bin…, `size` bytes each, different contents. */
@@ -60,12 +51,6 @@ describe('v4 end to end: --parallel', () => {
     }
     return paths;
   };
-  afterEach(async () => {
-    await Promise.all(closers.splice(0).map((close) => close()));
-    await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
-    await removeDirs(...dirs.splice(0));
-  });
-
   it('sends over 4 connections; every file stored and verified; the summary in argument order', async () => {
     const data = await dir('srv');
     const conf = await dir('cli');
@@ -179,7 +164,7 @@ describe('v4 end to end: --parallel', () => {
     const a = await server(dataA);
     const b = await server(dataB);
     const split = await splitProxy(a.port, b.port);
-    closers.push(() => new Promise((resolve) => split.close(() => resolve())));
+    fx.onCleanup(() => new Promise<void>((resolve) => split.close(() => resolve())));
     const port = (split.address() as AddressInfo).port;
     const paths = await files(6, MIB);
     const run = await runClient(conf, [

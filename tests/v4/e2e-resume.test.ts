@@ -6,16 +6,8 @@
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
-import {
-  patternBytes,
-  removeDirs,
-  runClient,
-  sha256File,
-  sleep,
-  tempDir,
-  TestProxy,
-} from './helpers';
+import { type ServerProcess } from '../helpers/server-process';
+import { patternBytes, runClient, sha256File, sleep, TestProxy, e2eFixture } from './helpers';
 
 const MIB = 1024 * 1024;
 
@@ -38,30 +30,15 @@ async function partialMetas(dataDir: string): Promise<Array<{ durable: number; s
 }
 
 describe('v4 end to end: failures and resume', () => {
-  const dirs: string[] = [];
-  const servers: ServerProcess[] = [];
-  const proxies: TestProxy[] = [];
-  const dir = async (prefix: string): Promise<string> => {
-    const d = await tempDir(prefix);
-    dirs.push(d);
-    return d;
-  };
-  const server = async (dataDir: string, args: string[] = []): Promise<ServerProcess> => {
-    const s = await startServerProcess(dataDir, { args: ['--log-level', 'info', ...args] });
-    servers.push(s);
-    return s;
-  };
+  const fx = e2eFixture();
+  const dir = fx.dir;
+  const server = (dataDir: string, args: string[] = []): Promise<ServerProcess> =>
+    fx.server(dataDir, ['--log-level', 'info', ...args]);
   const proxy = async (...args: Parameters<typeof TestProxy.start>): Promise<TestProxy> => {
     const p = await TestProxy.start(...args);
-    proxies.push(p);
+    fx.onCleanup(() => p.close());
     return p;
   };
-
-  afterEach(async () => {
-    await Promise.all(proxies.splice(0).map((p) => p.close()));
-    await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
-    await removeDirs(...dirs.splice(0));
-  });
 
   it('resumes an upload cut at 60 %: the second run sends well under half', async () => {
     const data = await dir('srv');

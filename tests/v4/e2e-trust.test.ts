@@ -13,8 +13,8 @@ import { serverIdentity } from '../../server/transport/tls-setup';
 import { fingerprintOfKey } from '../../shared/fingerprint';
 import { loadOrCreateKey } from '../../shared/identity';
 import { silentLogger } from '../../shared/logger';
-import { SERVER_MAIN, startServerProcess, type ServerProcess } from '../helpers/server-process';
-import { patternBytes, removeDirs, runClient, sha256File, tempDir } from './helpers';
+import { SERVER_MAIN, type ServerProcess } from '../helpers/server-process';
+import { patternBytes, runClient, sha256File, e2eFixture } from './helpers';
 
 const HEX_ID = /^[0-9a-f]{32}$/;
 
@@ -23,30 +23,15 @@ async function clientDirs(dataDir: string): Promise<string[]> {
 }
 
 describe('v4 end to end: trust', () => {
-  const dirs: string[] = [];
-  const servers: ServerProcess[] = [];
-  const daemons: Daemon[] = [];
-  const dir = async (prefix: string): Promise<string> => {
-    const d = await tempDir(prefix);
-    dirs.push(d);
-    return d;
-  };
-  const server = async (dataDir: string, args: string[] = []): Promise<ServerProcess> => {
-    const s = await startServerProcess(dataDir, { args });
-    servers.push(s);
-    return s;
-  };
+  const fx = e2eFixture();
+  const dir = fx.dir;
+  const server = (dataDir: string, args: string[] = []): Promise<ServerProcess> =>
+    fx.server(dataDir, args);
   const v3OnlyServer = async (dataDir: string, port = 0): Promise<Daemon> => {
     const d = await startDaemon({ dataDir, port, host: '127.0.0.1', logger: silentLogger() });
-    daemons.push(d);
+    fx.onCleanup(() => d.close(0));
     return d;
   };
-
-  afterEach(async () => {
-    await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
-    await Promise.all(daemons.splice(0).map((d) => d.close(0)));
-    await removeDirs(...dirs.splice(0));
-  });
 
   it('registers, uploads, reconnects by certificate; identity and openssl agree', async () => {
     const data = await dir('srv');

@@ -9,6 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process';
 
 export const CLIENT_MAIN = join(__dirname, '..', '..', 'dist', 'client', 'process', 'main.js');
 
@@ -192,4 +193,44 @@ export function patternBytes(size: number, seed: number): Buffer {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** What an end-to-end test starts and the fixture ends after it (see e2eFixture). */
+export interface E2eFixture {
+  /** A temp folder, removed after the test. */
+  dir(prefix: string): Promise<string>;
+  /** A server process on `dataDir` with `args`, killed after the test. */
+  server(dataDir: string, args?: readonly string[]): Promise<ServerProcess>;
+  /** Work to do after the test, before the servers stop (closing proxies, daemons). */
+  onCleanup(close: () => Promise<void>): void;
+}
+
+/**
+ * Registers an afterEach that ends what each test started: its cleanups, then its server
+ * processes (SIGKILL), then its temp folders.
+ */
+export function e2eFixture(): E2eFixture {
+  const dirs: string[] = [];
+  const servers: ServerProcess[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    await Promise.all(cleanups.splice(0).map((close) => close()));
+    await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
+    await removeDirs(...dirs.splice(0));
+  });
+  return {
+    async dir(prefix) {
+      const d = await tempDir(prefix);
+      dirs.push(d);
+      return d;
+    },
+    async server(dataDir, args = []) {
+      const s = await startServerProcess(dataDir, { args });
+      servers.push(s);
+      return s;
+    },
+    onCleanup(close) {
+      cleanups.push(close);
+    },
+  };
 }
