@@ -24,7 +24,7 @@ export interface PoolOptions<T, R> {
   readonly first: Lane<T, R>;
   /** Lanes to use at most, the first included (never more than there are items). */
   readonly lanes: number;
-  /** Opens one extra lane; `signal` aborts once the pool needs it no more. */
+  /** Opens one extra lane; `signal`, this lane's own, aborts once the pool needs it no more. */
   readonly openExtra: (signal: AbortSignal) => Promise<Lane<T, R>>;
   /** True when an extra lane's open failure costs only that lane (else it ends the run). */
   readonly isRefusal?: (err: unknown) => err is Error;
@@ -75,7 +75,12 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
   /** The item each working lane is on. */
   const busy = new Map<Lane<T, R>, number>();
   const opened = new Set<Lane<T, R>>([options.first]);
-  const abort = new AbortController();
+  /**
+   * One controller per extra lane still opening. A signal shared by all would carry one abort
+   * listener per opening connection, and Node warns of a leak past 10 on one signal.
+   */
+  const opening = new Set<AbortController>();
+  let ended = false;
   let nextToStart = 0;
   let nextToReport = 0;
   /**
@@ -123,17 +128,21 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
     }
   };
   const openLane = async (): Promise<void> => {
+    const abort = new AbortController();
+    opening.add(abort);
     let lane: Lane<T, R>;
     try {
       lane = await options.openExtra(abort.signal);
     } catch (err) {
-      if (abort.signal.aborted) return;
+      if (ended) return;
       if (isRefusal(err)) refusals.push(err.message);
       else fail(-1, err);
       return;
+    } finally {
+      opening.delete(abort);
     }
     opened.add(lane);
-    if (failure || abort.signal.aborted || nextToStart >= items.length) {
+    if (failure || ended || nextToStart >= items.length) {
       lane.close();
       return;
     }
@@ -148,7 +157,8 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
   // Lanes still opening are not awaited: one waiting for its TCP handshake must not hold up a
   // run whose items are all done; the abort makes it close itself.
   await finished;
-  abort.abort();
+  ended = true;
+  for (const abort of opening) abort.abort();
   // Every result handed out is done; lanes still busy are on abandoned items.
   for (const lane of opened) lane.close();
   if (failure) throw failure.error;

@@ -3,6 +3,7 @@
  * items finish when a test says so: results in the items' order, refused extra lanes dropped,
  * a failure ending the run as one item after the other would.
  */
+import { getEventListeners, getMaxListeners } from 'node:events';
 import { ClientErrorCode, clientError } from '../../client/errors';
 import { runPool, type Lane } from '../../client/session/worker-pool';
 
@@ -177,5 +178,39 @@ describe('runPool', () => {
     release();
     await new Promise((resolve) => setImmediate(resolve));
     expect(lanes.closed).toContain('late');
+  });
+
+  it('opens 16 lanes at once without piling their abort listeners onto one signal', async () => {
+    const lanes = new Lanes();
+    const items = Array.from({ length: 16 }, (_, i) => `f${i}`);
+    /** Per signal handed out: the most abort listeners it carried, and its warning limit. */
+    const seen = new Map<AbortSignal, { most: number; limit: number }>();
+    let opening = 0;
+    let release!: () => void;
+    const allOpening = new Promise<void>((resolve) => (release = resolve));
+    const run = runPool({
+      items,
+      first: lanes.lane('first'),
+      lanes: 16,
+      openExtra: async (signal) => {
+        // Each opening connection listens for the abort, as parallel.ts and channel.ts do; past
+        // the signal's limit Node prints MaxListenersExceededWarning on the user's terminal.
+        const giveUp = (): void => undefined;
+        signal.addEventListener('abort', giveUp, { once: true });
+        const most = Math.max(
+          seen.get(signal)?.most ?? 0,
+          getEventListeners(signal, 'abort').length,
+        );
+        seen.set(signal, { most, limit: getMaxListeners(signal) });
+        if (++opening === 15) release();
+        await allOpening;
+        signal.removeEventListener('abort', giveUp);
+        return lanes.lane(`extra${opening}`);
+      },
+    });
+    for (const item of items) (await lanes.take(item)).finish();
+    expect((await run).used).toBe(16);
+    expect(opening).toBe(15);
+    for (const { most, limit } of seen.values()) expect(most).toBeLessThanOrEqual(limit);
   });
 });
