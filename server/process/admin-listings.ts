@@ -5,7 +5,7 @@
 import { AdminUsageError, hexOrDash, iso, printable } from './admin-format';
 import type { Backends } from '../storage/open-backends';
 import { FileFlag } from '../../protocol/v4/constants';
-import { currentMeta, type V4FileMeta, type V4FileMetaStore } from '../session/v4/file-meta';
+import { metaOfFile, type V4FileMeta, type V4FileMetaStore } from '../session/v4/file-meta';
 import {
   StorageError,
   StorageErrorCode,
@@ -94,8 +94,9 @@ async function ownerNames(store: AdminQueries): Promise<(id: Buffer) => string> 
 }
 
 /**
- * `metaStore`: what v4 recorded of each upload (docs/protocol-v4.md §7); the SHA-256, E2E and
- * DEFLATED columns appear only when some file has such a record.
+ * What v4 verified of each upload comes from its row, else from a record of `metaStore`
+ * (docs/protocol-v4.md §7); the SHA-256, E2E and DEFLATED columns appear only when some file
+ * has either.
  */
 export async function listFiles(
   store: AdminQueries,
@@ -106,11 +107,7 @@ export async function listFiles(
   const files = (await store.listFiles()).filter(
     (file: FileRecord) => since === undefined || file.updatedAt >= since,
   );
-  const metas = await Promise.all(
-    files.map(async (file) =>
-      currentMeta(await metaStore?.get(file.clientId.toString('hex'), file.fileName), file),
-    ),
-  );
+  const metas = await Promise.all(files.map((file) => metaOfFile(file, metaStore)));
   const v4 = metas.some((meta) => meta !== undefined);
   const v4Fields = (meta: V4FileMeta | undefined): Record<string, unknown> =>
     meta === undefined

@@ -185,6 +185,7 @@ export async function migrateBackends(
       size: file.size,
       cksum: file.cksum,
       updatedAt: file.updatedAt,
+      ...(file.v4 === undefined ? {} : { v4: file.v4 }),
     });
     if (file.status !== 'received') {
       await target.catalog.setFileStatus(file.clientId, file.fileName, file.status, file.updatedAt);

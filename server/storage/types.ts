@@ -44,6 +44,17 @@ export interface FileRecord {
   readonly cksum: number;
   /** Milliseconds since the epoch. */
   readonly updatedAt: number;
+  /**
+   * What a v4 upload verified (docs/protocol-v4.md §7), written with the row in its commit;
+   * absent for a row a v3 upload wrote, so replacing the file clears it.
+   */
+  readonly v4?: V4Verified;
+}
+
+/** The SHA-256 a v4 upload was checked with and its FileFlag bits (E2E, COMPRESSED). */
+export interface V4Verified {
+  readonly sha256: Buffer;
+  readonly flags: number;
 }
 
 /** A file row as written by `putFile`: status 'received' until the client confirms (§5.5). */

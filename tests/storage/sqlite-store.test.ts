@@ -137,6 +137,58 @@ describe('schema (PROTOCOL.md §7)', () => {
     });
     expect((await store.listFiles()).length).toBe(1);
   });
+
+  it('brings a version 2 database to version 3: its rows stay, with nothing verified over v4', async () => {
+    const { store, file } = await newStore();
+    await store.registerClient(idOf(1), 'alice', 1);
+    await store.putFile({
+      clientId: idOf(1),
+      fileName: 'old.txt',
+      objectKey: `${idOf(1).toString('hex')}/old.txt`,
+      size: 3,
+      cksum: 4,
+      updatedAt: 5,
+    });
+    await store.close();
+    // Version 2 as it was: the files table without the v4 columns.
+    const db = await raw(file);
+    await db.exec(`
+      CREATE TABLE files2 (
+        ID BLOB NOT NULL REFERENCES clients (ID) ON DELETE CASCADE,
+        FileName TEXT NOT NULL,
+        PathName TEXT NOT NULL,
+        Verified INTEGER NOT NULL DEFAULT 0 CHECK (Verified IN (0, 1)),
+        Status TEXT NOT NULL DEFAULT 'received',
+        Size INTEGER NOT NULL DEFAULT 0,
+        Cksum INTEGER NOT NULL DEFAULT 0,
+        UpdatedAt INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (ID, FileName)
+      );
+      INSERT INTO files2 SELECT ID, FileName, PathName, Verified, Status, Size, Cksum, UpdatedAt
+        FROM files;
+      DROP TABLE files;
+      ALTER TABLE files2 RENAME TO files;
+      CREATE UNIQUE INDEX files_owner_name ON files (ID, FileName);
+      PRAGMA user_version = 2;
+    `);
+    await db.close();
+
+    const { store: again } = await newStore(path.dirname(file));
+    const old = await again.findFile(idOf(1), 'old.txt');
+    expect(old).toMatchObject({ size: 3, cksum: 4, updatedAt: 5 });
+    expect(old?.v4).toBeUndefined();
+    const v4 = { sha256: Buffer.alloc(32, 7), flags: 1 };
+    await again.putFile({ ...(old as NonNullable<typeof old>), fileName: 'new.txt', v4 });
+    expect((await again.findFile(idOf(1), 'new.txt'))?.v4).toEqual(v4);
+    await again.close();
+    const check = await raw(file);
+    try {
+      const version = await check.get<{ user_version: number }>('PRAGMA user_version');
+      expect(version?.user_version).toBe(SCHEMA_VERSION);
+    } finally {
+      await check.close();
+    }
+  });
 });
 
 describe('clients', () => {

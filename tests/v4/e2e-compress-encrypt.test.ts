@@ -7,8 +7,32 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import sqlite3 from 'sqlite3';
 import { SERVER_MAIN } from '../helpers/server-process';
 import { patternBytes, runClient, sha256File, TestProxy, e2eFixture } from './helpers';
+
+/** What a tampering server would do: change the SHA-256 and flags the row of `fileName` holds. */
+function forgeRow(
+  dbPath: string,
+  fileName: string,
+  v4: { readonly sha256: Buffer; readonly flags: number },
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const db = new sqlite3.Database(dbPath, (opened) => {
+      if (opened) return reject(opened);
+      db.run(
+        'UPDATE files SET Sha256 = ?, Flags = ? WHERE FileName = ?',
+        [v4.sha256, v4.flags, fileName],
+        function (this: sqlite3.RunResult, err: Error | null) {
+          const changes = this?.changes;
+          db.close(() =>
+            err ? reject(err) : changes === 1 ? resolve() : reject(new Error('no row forged')),
+          );
+        },
+      );
+    });
+  });
+}
 
 const MIB = 1024 * 1024;
 
@@ -146,15 +170,12 @@ describe('v4 end to end: --compress and --e2e', () => {
     expect(doc(bad).error?.code).toBe('CHECKSUM_FAILED');
     expect(existsSync(out2)).toBe(false);
 
-    // A server that also rewrites its record to match (or loses the E2E flag) is caught by
-    // the encryption itself.
-    const metaDir = join(data, '.meta-v4', id);
-    const [record] = await readdir(metaDir);
-    const metaPath = join(metaDir, record as string);
-    const meta = JSON.parse(await readFile(metaPath, 'utf8')) as Record<string, unknown>;
-    meta.sha256 = createHash('sha256').update(flipped).digest('hex');
-    meta.flags = 0;
-    await writeFile(metaPath, JSON.stringify(meta));
+    // A server that also rewrites the file's row to match (or loses the E2E flag) is caught
+    // by the encryption itself.
+    await forgeRow(join(data, 'defensive.db'), 'secret.txt', {
+      sha256: createHash('sha256').update(flipped).digest(),
+      flags: 0,
+    });
     const forged = await runClient(conf, [...addr, 'get', 'secret.txt', '-o', out2]);
     expect(forged.code).toBe(5);
     expect(doc(forged).error?.code).toBe('DECRYPT_FAILED');

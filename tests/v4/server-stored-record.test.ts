@@ -1,14 +1,16 @@
 /**
- * The record of what the server verified of an upload (docs/protocol-v4.md §7) is durable
- * before STORED: the session waits for it, a failure to write it is a STORAGE refusal, and the
- * disk store's record is synced, renamed and its folder synced (a new folder synced into its
- * parent) before it resolves.
+ * What the server verified of a v4 upload (docs/protocol-v4.md §7) is durable before STORED:
+ * the SHA-256 and flags are written into the file's row, in the row's own commit, so STORED
+ * waits for them and a failure to write them is a STORAGE refusal; no record file is written
+ * beside the row. The disk record store (SHA-256s computed for files stored over v3) syncs,
+ * renames and syncs its folder (a new folder synced into its parent) before it resolves.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ResponseCode, WireErrorCode, type Response } from '../../protocol/v4';
-import type { V4FileMetaStore } from '../../server/session/v4/file-meta';
 import { createDiskFileMetaStore, FILE_META_DIR } from '../../server/storage/disk/v4-file-meta';
+import type { Catalog } from '../../server/storage/types';
 import { sha256, storedUploadFixture, uploadWhole } from './stored-upload';
 import type { RawV4 } from './raw-v4';
 import { recordFsOrder } from '../helpers/fs-order';
@@ -16,49 +18,53 @@ import { recordFsOrder } from '../helpers/fs-order';
 const HEX = '5a'.repeat(16);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('v4: the record of a stored file is durable before STORED', () => {
+describe('v4: what the server verified of a stored file is durable before STORED', () => {
   const fx = storedUploadFixture('stored-record', { database: 'memory', storage: 'memory' });
-  const start = (fileMeta: V4FileMetaStore): Promise<RawV4> => fx.start({ fileMeta });
+
+  /** The fixture's catalog with its putFile replaced. */
+  const withPutFile = (putFile: Catalog['putFile']): Catalog =>
+    new Proxy(fx.backends.catalog, {
+      get: (target, key, receiver) =>
+        key === 'putFile' ? putFile : (Reflect.get(target, key, receiver) as unknown),
+    });
 
   const upload = (peer: RawV4, fileName: string, data: Buffer): Promise<Response> =>
     uploadWhole(peer, fileName, data, randomBytes(32));
 
-  it('answers STORED only once the record is written, with the SHA-256 and the row it belongs to', async () => {
+  it('answers STORED only once the row holding the SHA-256 and flags is committed, and writes no record file', async () => {
     const events: string[] = [];
-    const disk = createDiskFileMetaStore(fx.dir);
-    const peer = await start({
-      ...disk,
-      async put(clientIdHex, fileName, meta) {
-        // A slow disk: an answer that does not wait for the record comes first.
+    const catalog = fx.backends.catalog;
+    const peer = await fx.start({
+      store: withPutFile(async (file, audit, options) => {
+        // A slow database: an answer that does not wait for the row comes first.
         await sleep(150);
-        await disk.put(clientIdHex, fileName, meta);
-        events.push(`recorded ${fileName}`);
-      },
+        await catalog.putFile(file, audit, options);
+        events.push(`row ${file.fileName}`);
+      }),
     });
     const data = randomBytes(5000);
     const answer = await upload(peer, 'a.bin', data);
     events.push(`answer ${answer.code}`);
-    expect(events).toEqual(['recorded a.bin', `answer ${ResponseCode.STORED}`]);
-    const file = (await fx.backends.catalog.listFiles()).find((f) => f.fileName === 'a.bin');
-    const clientIdHex = file?.clientId.toString('hex') ?? '';
-    expect(await disk.get(clientIdHex, 'a.bin')).toEqual({
-      size: data.length,
-      updatedAt: file?.updatedAt,
-      sha256: sha256(data),
-      flags: 0,
-    });
+    expect(events).toEqual(['row a.bin', `answer ${ResponseCode.STORED}`]);
+    const file = (await catalog.listFiles()).find((f) => f.fileName === 'a.bin');
+    expect(file).toMatchObject({ status: 'verified', size: data.length });
+    expect(file?.v4).toEqual({ sha256: sha256(data), flags: 0 });
+    expect(existsSync(join(fx.dir, FILE_META_DIR))).toBe(false);
   });
 
-  it('refuses with STORAGE, not STORED, when the record cannot be written', async () => {
-    const peer = await start({
-      ...createDiskFileMetaStore(fx.dir),
-      put: () => Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
+  it('refuses with STORAGE, not STORED, when the row cannot be written, and keeps no SHA-256 of it', async () => {
+    const peer = await fx.start({
+      store: withPutFile(() =>
+        Promise.reject(Object.assign(new Error('SQLITE_IOERR: disk I/O error'), { code: 'EIO' })),
+      ),
     });
     const answer = await upload(peer, 'b.bin', randomBytes(3000));
     expect(answer.code).toBe(ResponseCode.ERROR);
     expect(answer.code === ResponseCode.ERROR ? answer.error : undefined).toBe(
       WireErrorCode.STORAGE,
     );
+    expect(await fx.backends.catalog.listFiles()).toEqual([]);
+    expect(existsSync(join(fx.dir, FILE_META_DIR))).toBe(false);
   });
 
   it('on disk: syncs the record, renames it, syncs its folder (a new one into its parent) before resolving', async () => {

@@ -26,7 +26,7 @@ import type {
 import type { FileRecord } from '../../storage/types';
 import { v4Error, type V4Context } from './context';
 import { ChunkReader } from './chunk-reader';
-import { currentMeta, type V4FileAccess, type V4FileMeta } from './file-meta';
+import { metaOfFile, type V4FileAccess, type V4FileMeta } from './file-meta';
 import type { BoundClient } from './identity-flows';
 import type { AuditFor } from './upload-flow';
 
@@ -85,8 +85,8 @@ export class V4Files {
     return file;
   }
 
-  private async metaOf(client: BoundClient, file: FileRecord): Promise<V4FileMeta | undefined> {
-    return currentMeta(await this.access().meta.get(client.clientIdHex, file.fileName), file);
+  private metaOf(file: FileRecord): Promise<V4FileMeta | undefined> {
+    return metaOfFile(file, this.access().meta);
   }
 
   async list(client: BoundClient, req: List): Promise<FileList> {
@@ -94,7 +94,7 @@ export class V4Files {
     const files = await this.filesOf(client);
     const page: FileEntry[] = [];
     for (const file of files.slice(req.start, req.start + LIST_PAGE_SIZE)) {
-      const meta = await this.metaOf(client, file);
+      const meta = await this.metaOf(file);
       page.push({
         fileName: file.fileName,
         size: file.size,
@@ -141,7 +141,7 @@ export class V4Files {
     if (req.offset > file.size) {
       throw v4Error('SIZE_MISMATCH', `offset ${req.offset} is past the ${file.size} bytes`);
     }
-    const meta = (await this.metaOf(client, file)) ?? (await this.computeMeta(client, file));
+    const meta = (await this.metaOf(file)) ?? (await this.computeMeta(client, file));
     const reader = await this.open(file);
     if (!(await reader.skip(req.offset))) {
       await reader.close();

@@ -231,6 +231,9 @@ export class V4Upload {
             size: this.size,
             cksum,
             updatedAt: now,
+            // What was verified commits with the row: durable before STORED, and gone with
+            // the row when a v3 upload replaces the file.
+            v4: { sha256, flags },
           },
           auditFor(RequestCode.UPLOAD_END, 'file_stored', `${this.fileName}: ${this.size} bytes`),
           {
@@ -249,14 +252,6 @@ export class V4Upload {
         await unpublish().catch(() => undefined);
         throw err;
       }
-      // After the row's commit, so a record never outlives a failed replacement and erases the
-      // flags of the file it would have replaced.
-      await this.ctx.files?.meta.put(client.clientIdHex, this.fileName, {
-        size: this.size,
-        updatedAt: now,
-        sha256,
-        flags,
-      });
     });
     this.done = true;
     await this.partial.remove();

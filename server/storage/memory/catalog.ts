@@ -158,6 +158,9 @@ export class MemoryCatalog implements Catalog {
     this.files.set(fileKey(file.clientId, file.fileName), {
       ...putFileRecord(file, options),
       clientId: Buffer.from(file.clientId),
+      ...(file.v4 === undefined
+        ? {}
+        : { v4: { sha256: Buffer.from(file.v4.sha256), flags: file.v4.flags } }),
     });
     for (const entry of putFileAudits(audit, options)) this.append(entry);
   }

@@ -29,6 +29,8 @@ export interface FileRow {
   size: number;
   cksum: number;
   updated_at: number;
+  sha256: Buffer | null;
+  flags: number;
 }
 
 export interface VersionRow {
@@ -56,7 +58,7 @@ export interface AuditRow {
 
 export const CLIENT_COLUMNS = 'id, name, public_key, last_seen, aes_key';
 export const FILE_COLUMNS =
-  'client_id, file_name, path_name, verified, status, size, cksum, updated_at';
+  'client_id, file_name, path_name, verified, status, size, cksum, updated_at, sha256, flags';
 export const VERSION_COLUMNS =
   'client_id, file_name, version, object_key, status, size, cksum, updated_at, archived_at';
 export const AUDIT_COLUMNS =
@@ -81,10 +83,11 @@ export const SQL = {
     'UPDATE clients AS c SET last_seen = GREATEST(c.last_seen, t.seen) ' +
     'FROM unnest($1::bytea[], $2::bigint[]) AS t (id, seen) WHERE c.id = t.id',
   putFile:
-    `INSERT INTO files (${FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ` +
+    `INSERT INTO files (${FILE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ` +
     'ON CONFLICT (client_id, file_name) DO UPDATE SET path_name = excluded.path_name, ' +
     'verified = excluded.verified, status = excluded.status, size = excluded.size, ' +
-    'cksum = excluded.cksum, updated_at = excluded.updated_at',
+    'cksum = excluded.cksum, updated_at = excluded.updated_at, sha256 = excluded.sha256, ' +
+    'flags = excluded.flags',
   fileByKey: `SELECT ${FILE_COLUMNS} FROM files WHERE client_id = $1 AND file_name = $2`,
   setFileStatus:
     'UPDATE files SET status = $1, verified = $2, updated_at = $3 ' +
@@ -128,6 +131,7 @@ export function toFileRecord(row: FileRow): FileRecord {
     size: row.size,
     cksum: row.cksum,
     updatedAt: row.updated_at,
+    ...(row.sha256 === null ? {} : { v4: { sha256: row.sha256, flags: row.flags } }),
   };
 }
 
@@ -142,6 +146,8 @@ export function fileParams(file: FileRecord): unknown[] {
     file.size,
     file.cksum,
     file.updatedAt,
+    file.v4 === undefined ? null : Buffer.from(file.v4.sha256),
+    file.v4?.flags ?? 0,
   ];
 }
 

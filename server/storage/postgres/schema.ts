@@ -9,7 +9,7 @@ import type { Pool } from 'pg';
 import { StorageError, StorageErrorCode } from '../types';
 import { inTransaction, run, type Queryable } from './database';
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 /** Advisory lock key of migrations (any constant unlikely to be used by others). */
 const MIGRATION_LOCK = 0x5f7_0001;
 
@@ -104,8 +104,23 @@ const VERSION_4 = [
   'CREATE INDEX quota_reservations_expiry ON quota_reservations (expires_at)',
 ];
 
+/**
+ * Version 5: what a v4 upload verified (its SHA-256 and flags), committed with its file row
+ * (docs/protocol-v4.md §7); NULL for rows written by v3 and for every older row.
+ */
+const VERSION_5 = [
+  'ALTER TABLE files ADD COLUMN sha256 bytea CHECK (sha256 IS NULL OR length(sha256) = 32)',
+  'ALTER TABLE files ADD COLUMN flags integer NOT NULL DEFAULT 0',
+];
+
 /** Step n brings the schema from version n to n + 1. */
-const MIGRATIONS: ReadonlyArray<readonly string[]> = [VERSION_1, VERSION_2, VERSION_3, VERSION_4];
+const MIGRATIONS: ReadonlyArray<readonly string[]> = [
+  VERSION_1,
+  VERSION_2,
+  VERSION_3,
+  VERSION_4,
+  VERSION_5,
+];
 
 function schemaError(message: string): StorageError {
   return new StorageError(StorageErrorCode.DATABASE, message);

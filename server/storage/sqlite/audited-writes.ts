@@ -58,6 +58,10 @@ CREATE TEMP TRIGGER client_aes_key_set_insert INSTEAD OF INSERT ON client_aes_ke
   ${AUDIT_ROW_INSERT}
 END;`;
 
+/** One NULL per column of FILE_COLUMNS, for the file views' empty SELECT. */
+const FILE_VIEW_NULLS = FILE_COLUMNS.split(', ')
+  .map(() => 'NULL')
+  .join(', ');
 /** The file row of a view's inserted row, inserted or replacing the row it has (SQL.putFile). */
 const FILE_ROW_UPSERT = `INSERT INTO files (${FILE_COLUMNS})
     VALUES (${FILE_COLUMNS.split(', ')
@@ -77,15 +81,14 @@ const CHECK_ROW_INSERT = `INSERT INTO auth_log (${AUDIT_VIEW_COLUMNS})
  */
 export const CONNECTION_OBJECTS = `${CLIENT_OBJECTS}
 CREATE TEMP VIEW file_stored (${FILE_COLUMNS}, ${AUDIT_VIEW_COLUMNS})
-  AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ${AUDIT_VIEW_NULLS} WHERE 0;
+  AS SELECT ${FILE_VIEW_NULLS}, ${AUDIT_VIEW_NULLS} WHERE 0;
 CREATE TEMP TRIGGER file_stored_insert INSTEAD OF INSERT ON file_stored BEGIN
   ${FILE_ROW_UPSERT}
   ${AUDIT_ROW_INSERT}
 END;
 CREATE TEMP VIEW file_stored_checked (
   ${FILE_COLUMNS}, ${AUDIT_VIEW_COLUMNS}, ${CHECK_AUDIT_COLUMNS}
-) AS SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ${AUDIT_VIEW_NULLS},
-  ${AUDIT_VIEW_NULLS} WHERE 0;
+) AS SELECT ${FILE_VIEW_NULLS}, ${AUDIT_VIEW_NULLS}, ${AUDIT_VIEW_NULLS} WHERE 0;
 CREATE TEMP TRIGGER file_stored_checked_insert INSTEAD OF INSERT ON file_stored_checked BEGIN
   ${FILE_ROW_UPSERT}
   ${AUDIT_ROW_INSERT}

@@ -32,6 +32,8 @@ export interface FileRow {
   Size: number;
   Cksum: number;
   UpdatedAt: number;
+  Sha256: Buffer | null;
+  Flags: number;
 }
 
 export interface VersionRow {
@@ -60,7 +62,8 @@ export interface AuditRow {
 }
 
 export const CLIENT_COLUMNS = 'ID, Name, PublicKey, LastSeen, AESKey';
-export const FILE_COLUMNS = 'ID, FileName, PathName, Verified, Status, Size, Cksum, UpdatedAt';
+export const FILE_COLUMNS =
+  'ID, FileName, PathName, Verified, Status, Size, Cksum, UpdatedAt, Sha256, Flags';
 export const VERSION_COLUMNS =
   'ID, FileName, Version, ObjectKey, Status, Size, Cksum, UpdatedAt, ArchivedAt';
 export const AUDIT_COLUMNS =
@@ -75,7 +78,15 @@ export const CHECK_AUDIT_COLUMNS = AUDIT_INSERT_COLUMNS.split(', ')
 export const FILE_UPSERT =
   'ON CONFLICT (ID, FileName) DO UPDATE SET PathName = excluded.PathName, ' +
   'Verified = excluded.Verified, Status = excluded.Status, Size = excluded.Size, ' +
-  'Cksum = excluded.Cksum, UpdatedAt = excluded.UpdatedAt';
+  'Cksum = excluded.Cksum, UpdatedAt = excluded.UpdatedAt, Sha256 = excluded.Sha256, ' +
+  'Flags = excluded.Flags';
+const FILE_COUNT = FILE_COLUMNS.split(', ').length;
+const AUDIT_COUNT = AUDIT_INSERT_COLUMNS.split(', ').length;
+
+function placeholders(count: number): string {
+  return Array(count).fill('?').join(', ');
+}
+
 /** Audit rows per INSERT: far below SQLite's limit of 32766 bound parameters. */
 export const AUDIT_ROWS_PER_INSERT = 500;
 
@@ -105,15 +116,15 @@ export const SQL = {
   setAesKey: 'UPDATE clients SET AESKey = ?, LastSeen = max(LastSeen, ?) WHERE ID = ?',
   resealAesKey: 'UPDATE clients SET AESKey = ? WHERE ID = ? AND AESKey = ?',
   touch: 'UPDATE clients SET LastSeen = max(LastSeen, ?) WHERE ID = ?',
-  putFile: `INSERT INTO files (${FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ${FILE_UPSERT}`,
+  putFile: `INSERT INTO files (${FILE_COLUMNS}) VALUES (${placeholders(FILE_COUNT)}) ${FILE_UPSERT}`,
   /** putFile with its audit row, one statement (audited-writes.ts). */
   putFileAudited:
     `INSERT INTO file_stored (${FILE_COLUMNS}, ${AUDIT_INSERT_COLUMNS}) ` +
-    'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    `VALUES (${placeholders(FILE_COUNT + AUDIT_COUNT)})`,
   /** putFile with its audit row and the check's after it, one statement (audited-writes.ts). */
   putFileCheckedAudited:
     `INSERT INTO file_stored_checked (${FILE_COLUMNS}, ${AUDIT_INSERT_COLUMNS}, ` +
-    `${CHECK_AUDIT_COLUMNS}) VALUES (${Array(22).fill('?').join(', ')})`,
+    `${CHECK_AUDIT_COLUMNS}) VALUES (${placeholders(FILE_COUNT + 2 * AUDIT_COUNT)})`,
   /** setFileStatus with its audit row, one statement (audited-writes.ts). */
   setFileStatusAudited:
     'INSERT INTO file_status_set (Status, Verified, UpdatedAt, ID, FileName, UnlessFailed, ' +
@@ -151,6 +162,9 @@ export function toFileRecord(row: FileRow): FileRecord {
     size: row.Size,
     cksum: row.Cksum,
     updatedAt: row.UpdatedAt,
+    ...(row.Sha256 === null || row.Sha256 === undefined
+      ? {}
+      : { v4: { sha256: row.Sha256, flags: row.Flags } }),
   };
 }
 
@@ -165,6 +179,8 @@ export function fileParams(file: FileRecord): SqlParams {
     file.size,
     file.cksum,
     file.updatedAt,
+    file.v4 === undefined ? null : copy(file.v4.sha256),
+    file.v4?.flags ?? 0,
   ];
 }
 

@@ -7,12 +7,14 @@
  * server (clients and files with the §7 columns and no version) by adding the missing columns.
  * Version 1 → 2 adds `file_versions`: earlier contents of a file name kept when an upload or a
  * restore replaced a verified file (§9: an upload never destroys a verified file).
+ * Version 2 → 3 adds `Sha256` and `Flags` to `files`: what a v4 upload verified, committed with
+ * its row (docs/protocol-v4.md §7).
  * A later version appends a step to MIGRATIONS; a database newer than this code is refused.
  */
 import type { AsyncDatabase } from './async';
 import { StorageError, StorageErrorCode } from '../types';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const CREATE_CLIENTS = `
 CREATE TABLE IF NOT EXISTS clients (
@@ -33,6 +35,8 @@ CREATE TABLE IF NOT EXISTS files (
   Size INTEGER NOT NULL DEFAULT 0,
   Cksum INTEGER NOT NULL DEFAULT 0,
   UpdatedAt INTEGER NOT NULL DEFAULT 0,
+  Sha256 BLOB CHECK (Sha256 IS NULL OR length(Sha256) = 32),
+  Flags INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (ID, FileName)
 )`;
 
@@ -75,6 +79,11 @@ const FILES_EXTRA_COLUMNS: ReadonlyArray<readonly [string, string]> = [
   ['Cksum', 'Cksum INTEGER NOT NULL DEFAULT 0'],
   ['UpdatedAt', 'UpdatedAt INTEGER NOT NULL DEFAULT 0'],
 ];
+/** Columns of version 3: what a v4 upload verified (a NULL Sha256 for every older row). */
+const FILES_V4_COLUMNS: ReadonlyArray<readonly [string, string]> = [
+  ['Sha256', 'Sha256 BLOB CHECK (Sha256 IS NULL OR length(Sha256) = 32)'],
+  ['Flags', 'Flags INTEGER NOT NULL DEFAULT 0'],
+];
 const CLIENTS_REQUIRED = ['ID', 'Name', 'PublicKey', 'LastSeen', 'AESKey'];
 const FILES_REQUIRED = ['ID', 'FileName', 'PathName', 'Verified'];
 
@@ -114,9 +123,7 @@ async function migrateTo1(db: AsyncDatabase, path: string): Promise<void> {
     if (missing.length > 0) {
       throw schemaError(`${path} has a files table without the columns ${missing.join(', ')}`);
     }
-    for (const [name, definition] of FILES_EXTRA_COLUMNS) {
-      if (!have.has(name)) await db.run(`ALTER TABLE files ADD COLUMN ${definition}`);
-    }
+    await addMissingColumns(db, FILES_EXTRA_COLUMNS);
     // Rows of another server carry only Verified; derive the status from it.
     await db.run("UPDATE files SET Status = 'verified' WHERE Verified = 1");
   }
@@ -129,9 +136,25 @@ async function migrateTo2(db: AsyncDatabase): Promise<void> {
   await db.run(CREATE_FILE_VERSIONS);
 }
 
+async function addMissingColumns(
+  db: AsyncDatabase,
+  columns: ReadonlyArray<readonly [string, string]>,
+): Promise<void> {
+  const have = await columnsOf(db, 'files');
+  for (const [name, definition] of columns) {
+    if (!have.has(name)) await db.run(`ALTER TABLE files ADD COLUMN ${definition}`);
+  }
+}
+
+/** A files table made by step 1 of this version has the columns already; an older one gets them. */
+async function migrateTo3(db: AsyncDatabase): Promise<void> {
+  await addMissingColumns(db, FILES_V4_COLUMNS);
+}
+
 const MIGRATIONS: ReadonlyArray<(db: AsyncDatabase, path: string) => Promise<void>> = [
   migrateTo1,
   migrateTo2,
+  migrateTo3,
 ];
 
 export async function readSchemaVersion(db: AsyncDatabase): Promise<number> {

@@ -210,6 +210,31 @@ describe.each(BACKENDS)('catalog contract: $name', (factory) => {
     expect(await catalog.findFile(idOf(1), 'a.bin')).toMatchObject({ status: 'received' });
   });
 
+  it('a row keeps what v4 verified (SHA-256, flags) until a row without it replaces it', async () => {
+    const { catalog } = backend();
+    await withClient(catalog);
+    const sha256 = Buffer.alloc(32, 0xab);
+    const v4 = { sha256, flags: 3 };
+    await catalog.putFile({ ...file('a.bin', 10), v4 }, entry('file_stored', T0, 'a.bin'), {
+      verified: { audit: entry('checksum_ok', T0, 'a.bin') },
+    });
+    sha256.fill(0); // the catalog keeps its own copy
+    const expected = { sha256: Buffer.alloc(32, 0xab), flags: 3 };
+    expect((await catalog.findFile(idOf(1), 'a.bin'))?.v4).toEqual(expected);
+    expect((await catalog.listFiles())[0]?.v4).toEqual(expected);
+    // A status change (the admin's migration marks rows so) leaves it.
+    await catalog.setFileStatus(idOf(1), 'a.bin', 'verified', T0 + 1);
+    expect((await catalog.findFile(idOf(1), 'a.bin'))?.v4).toEqual(expected);
+
+    // A v3 upload's row replaces the file: nothing verified over v4 is left to vouch for it.
+    await catalog.putFile(file('a.bin', 11, T0 + 2), entry('file_stored', T0 + 2, 'a.bin'));
+    const replaced = await catalog.findFile(idOf(1), 'a.bin');
+    expect(replaced).toMatchObject({ size: 11, status: 'received' });
+    expect(replaced?.v4).toBeUndefined();
+    await catalog.putFile(file('b.bin', 1, T0 + 3));
+    expect((await catalog.listFiles()).map((row) => row.v4)).toEqual([undefined, undefined]);
+  });
+
   it('putFile verified at once for many files: each pair of audit rows in its order', async () => {
     const { catalog } = backend();
     await withClient(catalog);
