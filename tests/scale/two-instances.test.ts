@@ -5,7 +5,7 @@
  * across instances, and each instance answers /metrics and /readyz.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { usePostgres } from '../helpers/postgres';
@@ -124,6 +124,33 @@ describe('two instances, one database, one bucket', () => {
     expect(onB.json?.clientId).toBe(clientHex);
     expect(await objectSha256(shared, `${clientHex}/v4-one.bin`)).toBe(sha256(one.data));
     expect(await objectSha256(shared, `${clientHex}/v4-two.bin`)).toBe(sha256(two.data));
+  });
+
+  test('over v4: a file sent --e2e through one instance is listed and restored as such through the other', async () => {
+    const fingerprint = a.process.lines.find((line) => typeof line.fingerprint === 'string')
+      ?.fingerprint as string;
+    const dir = await configDir('erin');
+    const secret = await fileOf('secret.bin', 50_000);
+    const through = (instance: Instance, args: readonly string[]) =>
+      runClient(dir, [
+        '--protocol',
+        'v4',
+        '--server-fingerprint',
+        fingerprint,
+        '--server',
+        `127.0.0.1:${instance.port}`,
+        '--name',
+        'erin',
+        ...args,
+      ]);
+    expect((await through(a, ['--e2e', secret.path])).code).toBe(0);
+    // The E2E flag and the SHA-256 travel with the row, not in a file beside instance A.
+    const listed = (await through(b, ['list'])).json?.files as
+      { name?: string; e2e?: boolean }[] | undefined;
+    expect(listed).toEqual([expect.objectContaining({ name: 'secret.bin', e2e: true })]);
+    const out = join(work, 'restored.bin');
+    expect((await through(b, ['get', 'secret.bin', '-o', out])).code).toBe(0);
+    expect((await readFile(out)).equals(secret.data)).toBe(true);
   });
 
   test('a name registered on one instance is taken on the other', async () => {
