@@ -3,8 +3,11 @@
  * check, DATA from the offset the server holds, UPLOAD_END with the SHA-256 of the whole
  * plaintext, and the server's STORED compared with ours. Bytes before the offset are read and
  * hashed here but not sent: that is the resume.
+ *
+ * A file that fits one chunk is read once, whole, and its check, SHA-256 and DATA all come from
+ * that buffer; a larger one is read chunk by chunk, one read ahead of the sending.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { RequestCode, ResponseCode } from '../../protocol/v4';
 import { ClientErrorCode, clientError } from '../errors';
@@ -50,22 +53,120 @@ function fileChanged(plan: V4Plan): Error {
 }
 
 /**
+ * The whole file in one buffer, or undefined when it does not hold exactly `size` bytes. One
+ * byte more is asked for, so a file that grew since its stat is caught here.
+ */
+export async function readWhole(handle: FileHandle, size: number): Promise<Buffer | undefined> {
+  const bytes = await readAt(handle, 0, size + 1);
+  return bytes.length === size ? bytes : undefined;
+}
+
+/** Where the check's tail starts, or undefined when the first 64 KiB hold the whole file. */
+function tailStart(size: number): number | undefined {
+  return size > CHECK_EDGE ? Math.max(CHECK_EDGE, size - CHECK_EDGE) : undefined;
+}
+
+function checkOf(size: number, mtimeMs: number, head: Buffer, tail: Buffer | undefined): Buffer {
+  const hash = createHash('sha256').update(CHECK_CONTEXT, 'latin1');
+  const sizeBytes = Buffer.alloc(8);
+  sizeBytes.writeBigUInt64LE(BigInt(size));
+  hash.update(sizeBytes).update(String(mtimeMs), 'latin1').update(head);
+  if (tail !== undefined) hash.update(tail);
+  return hash.digest();
+}
+
+/**
  * 32 bytes that change when the file does (size, modification time, first and last 64 KiB):
  * a resumed upload must continue the same content (docs/protocol-v4.md §5.5). The SHA-256 at
  * the end still checks every byte.
  */
 export async function contentCheck(handle: FileHandle, size: number): Promise<Buffer> {
   const stats = await handle.stat();
-  const hash = createHash('sha256').update(CHECK_CONTEXT, 'latin1');
-  const sizeBytes = Buffer.alloc(8);
-  sizeBytes.writeBigUInt64LE(BigInt(size));
-  hash.update(sizeBytes).update(String(stats.mtimeMs), 'latin1');
-  hash.update(await readAt(handle, 0, Math.min(CHECK_EDGE, size)));
-  if (size > CHECK_EDGE) {
-    const start = Math.max(CHECK_EDGE, size - CHECK_EDGE);
-    hash.update(await readAt(handle, start, size - start));
+  const head = await readAt(handle, 0, Math.min(CHECK_EDGE, size));
+  const start = tailStart(size);
+  const tail = start === undefined ? undefined : await readAt(handle, start, size - start);
+  return checkOf(size, stats.mtimeMs, head, tail);
+}
+
+/** The same check for a file held whole in `bytes`, modified at `mtimeMs`. */
+export function contentCheckOfBytes(bytes: Buffer, mtimeMs: number): Buffer {
+  const size = bytes.length;
+  const start = tailStart(size);
+  const head = bytes.subarray(0, Math.min(CHECK_EDGE, size));
+  return checkOf(size, mtimeMs, head, start === undefined ? undefined : bytes.subarray(start));
+}
+
+/** What sending the bytes of one upload needs. */
+interface Sending {
+  readonly link: V4Link;
+  readonly plan: V4Plan;
+  readonly chunkSize: number;
+  readonly events: V4UploadEvents;
+  readonly options: UploadOptions;
+  readonly sha: Hash;
+}
+
+/**
+ * Sends one chunk and reports it; false once the server answered meanwhile (an ERROR: disk
+ * full, …), which stops the upload early.
+ */
+async function sendAndReport(s: Sending, chunk: Buffer, position: number): Promise<boolean> {
+  await sendChunk(s.link, chunk, s.options);
+  s.events.uploadProgress?.(s.plan, position + chunk.length);
+  return !s.link.hasResponse;
+}
+
+/** Sends a file held whole in `bytes` from `offset`; returns the position reached. */
+async function sendHeld(s: Sending, bytes: Buffer, offset: number): Promise<number> {
+  s.sha.update(bytes);
+  let position = offset;
+  while (position < bytes.length) {
+    const chunk = bytes.subarray(position, position + s.chunkSize);
+    const goOn = await sendAndReport(s, chunk, position);
+    position += chunk.length;
+    if (!goOn) break;
   }
-  return hash.digest();
+  return position;
+}
+
+/**
+ * Reads the file of `size` bytes chunk by chunk and sends it from `offset` (the bytes before
+ * it read and hashed, not sent); returns the position reached.
+ */
+async function sendRead(
+  s: Sending,
+  handle: FileHandle,
+  size: number,
+  offset: number,
+): Promise<number> {
+  let position = 0;
+  while (position < offset) {
+    const chunk = await readAt(handle, position, Math.min(s.chunkSize, offset - position));
+    if (chunk.length === 0) throw fileChanged(s.plan);
+    s.sha.update(chunk);
+    position += chunk.length;
+  }
+  const readFrom = (at: number): Promise<Buffer> | undefined => {
+    if (at >= size) return undefined;
+    const read = readAt(handle, at, Math.min(s.chunkSize, size - at));
+    // Handled here too: a read left pending when sending fails must not go unhandled.
+    read.catch(() => undefined);
+    return read;
+  };
+  // One read ahead: the disk works on the next chunk while this one is sent.
+  let next = readFrom(position);
+  while (next !== undefined) {
+    const chunk = await next;
+    if (chunk.length === 0) throw fileChanged(s.plan);
+    next = readFrom(position + chunk.length);
+    s.sha.update(chunk);
+    const goOn = await sendAndReport(s, chunk, position);
+    position += chunk.length;
+    if (!goOn) break;
+  }
+  // The chunks were read at different times: a file that grew meanwhile changed.
+  if (position === size && (await handle.stat()).size !== size) throw fileChanged(s.plan);
+  return position;
 }
 
 export async function uploadFile(
@@ -81,8 +182,17 @@ export async function uploadFile(
   });
   try {
     const size = plan.size;
-    if ((await handle.stat()).size !== size) throw fileChanged(plan);
-    const check = await contentCheck(handle, size);
+    const stats = await handle.stat();
+    if (stats.size !== size) throw fileChanged(plan);
+    let whole: Buffer | undefined;
+    if (size <= chunkSize) {
+      whole = await readWhole(handle, size);
+      if (whole === undefined) throw fileChanged(plan);
+    }
+    const check =
+      whole === undefined
+        ? await contentCheck(handle, size)
+        : contentCheckOfBytes(whole, stats.mtimeMs);
     events.uploadStarted?.(plan, 1);
     const fileName = plan.fileName;
     await link.send(
@@ -101,39 +211,15 @@ export async function uploadFile(
       throw clientError(ClientErrorCode.PROTOCOL_VIOLATION, `server offset ${offset} > ${size}`);
     }
     // SHA-256 is the end-to-end check; the server's cksum is reported as it is (v3 continuity).
-    const sha = createHash('sha256');
-    let position = 0;
-    while (position < offset) {
-      const chunk = await readAt(handle, position, Math.min(chunkSize, offset - position));
-      if (chunk.length === 0) throw fileChanged(plan);
-      sha.update(chunk);
-      position += chunk.length;
-    }
+    const sending: Sending = { link, plan, chunkSize, events, options, sha: createHash('sha256') };
     const sentBefore = link.dataBytesSent;
-    const readFrom = (at: number): Promise<Buffer> | undefined => {
-      if (at >= size) return undefined;
-      const read = readAt(handle, at, Math.min(chunkSize, size - at));
-      // Handled here too: a read left pending when sending fails must not go unhandled.
-      read.catch(() => undefined);
-      return read;
-    };
-    // One read ahead: the disk works on the next chunk while this one is sent.
-    let next = readFrom(position);
-    while (next !== undefined) {
-      const chunk = await next;
-      if (chunk.length === 0) throw fileChanged(plan);
-      next = readFrom(position + chunk.length);
-      sha.update(chunk);
-      await sendChunk(link, chunk, options);
-      position += chunk.length;
-      events.uploadProgress?.(plan, position);
-      // An ERROR the server sent meanwhile (disk full, …) stops us early.
-      if (link.hasResponse) break;
-    }
+    const position =
+      whole === undefined
+        ? await sendRead(sending, handle, size, offset)
+        : await sendHeld(sending, whole, offset);
     let ours: Buffer | undefined;
     if (position === size) {
-      if ((await handle.stat()).size !== size) throw fileChanged(plan);
-      ours = sha.digest();
+      ours = sending.sha.digest();
       await link.send({ code: RequestCode.UPLOAD_END, sha256: ours });
     }
     const stored = expect(link.remote, what, await link.receive(what), ResponseCode.STORED);
