@@ -131,7 +131,9 @@ export class V4Session {
         });
         this.upload = begun.upload;
         this.uploadFlags = req.code === RequestCode.UPLOAD_BEGIN_FLAGS ? req.flags : 0;
-        this.log.info(
+        // One info line per transfer, at its end (stored, suspended or refused): a line here
+        // too would double the log of a folder of small files.
+        this.log.debug(
           {
             client: client.clientIdHex,
             file: req.fileName,
@@ -172,7 +174,12 @@ export class V4Session {
             this.uploadFlags,
           );
           this.log.info(
-            { client: client.clientIdHex, file: upload.fileName, size: stored.size },
+            {
+              client: client.clientIdHex,
+              file: upload.fileName,
+              size: stored.size,
+              resumedFrom: upload.resumedFrom,
+            },
             'v4 file stored',
           );
           return stored;

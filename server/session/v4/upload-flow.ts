@@ -51,6 +51,8 @@ export class V4Upload {
   private readonly publish: () => Promise<Published>;
   private readonly sha: Hash;
   private readonly cksum: Cksum;
+  /** Bytes the server held when this upload began (UPLOAD_OFFSET): where it resumed. */
+  readonly resumedFrom: number;
 
   private constructor(
     private readonly ctx: V4Context,
@@ -69,6 +71,7 @@ export class V4Upload {
       cksum: this.cksum,
     } = opened);
     this.received = opened.partial.offset;
+    this.resumedFrom = this.received;
     this.lastCheckpoint = now;
     this.checkpointedAt = this.received;
   }
