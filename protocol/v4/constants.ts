@@ -170,8 +170,18 @@ export const FileFlag = {
   /** Some chunks of the upload came deflated (the stored bytes are the original ones). */
   COMPRESSED: 0x04,
 } as const;
-/** Flags a client may set in UPLOAD_BEGIN_FLAGS; the others are the server's to say. */
+/** File flags a client may set in UPLOAD_BEGIN_FLAGS; the others are the server's to say. */
 export const CLIENT_FILE_FLAGS = FileFlag.E2E;
+/**
+ * Bits of UPLOAD_BEGIN_FLAGS that are about the transfer, not the file: never stored or
+ * reported (docs/protocol-v4.md §4.13, §5.10).
+ */
+export const UploadFlag = {
+  /** The whole file follows from byte 0 without waiting for UPLOAD_OFFSET (§5.10). */
+  PIPELINED: 0x80,
+} as const;
+/** Every bit a client may set in UPLOAD_BEGIN_FLAGS. */
+export const CLIENT_UPLOAD_FLAGS = CLIENT_FILE_FLAGS | UploadFlag.PIPELINED;
 
 export const ResponsePayloadLimit = {
   [ResponseCode.WELCOME]: 2 + 4 + Size.CHALLENGE + 1 + Size.CLIENT_ID + 1 + Size.MAX_NAME,

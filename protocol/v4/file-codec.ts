@@ -3,7 +3,7 @@
  * encode.ts and decode.ts hand these codes here, so each layout is written once.
  */
 import { assertNever, ProtocolErrorCode, protocolError } from '../errors';
-import { CLIENT_FILE_FLAGS, LIST_PAGE_SIZE, RequestCode, ResponseCode, Size } from './constants';
+import { CLIENT_UPLOAD_FLAGS, LIST_PAGE_SIZE, RequestCode, ResponseCode, Size } from './constants';
 import { checkFileName, FieldReader, textField, u64Bytes } from './fields';
 import type { FileEntry, FileRequest, FileResponse } from './file-messages';
 
@@ -61,7 +61,7 @@ export function fileRequestParts(message: FileRequest): Buffer[] {
         u64Bytes(message.size),
         sha(message.check, message.code),
         textField(checkFileName(message.fileName, message.code), message.code),
-        flagsByte(message.flags, CLIENT_FILE_FLAGS, message.code),
+        flagsByte(message.flags, CLIENT_UPLOAD_FLAGS, message.code),
       ];
     case RequestCode.LIST:
       return [u32(message.start)];
@@ -130,7 +130,7 @@ export function decodeFileRequest(code: FileRequestCode, payload: Buffer): FileR
       const check = reader.bytes(Size.SHA256);
       const fileName = checkFileName(reader.text(), code);
       const flags = reader.u8();
-      flagsByte(flags, CLIENT_FILE_FLAGS, code);
+      flagsByte(flags, CLIENT_UPLOAD_FLAGS, code);
       message = { code, size, check, fileName, flags };
       break;
     }

@@ -14,7 +14,7 @@ export type UploadBeginFlags = Code<typeof RequestCode.UPLOAD_BEGIN_FLAGS> & {
   readonly fileName: string;
   readonly size: number;
   readonly check: Buffer;
-  /** FileFlag bits the client may set (CLIENT_FILE_FLAGS). */
+  /** FileFlag bits the client may set (CLIENT_FILE_FLAGS) and UploadFlag bits. */
   readonly flags: number;
 };
 /** Asks for the page of files starting at `start` (0 = the newest). */

@@ -6,6 +6,7 @@ import {
   encodeRequest,
   encodeResponse,
   FileFlag,
+  UploadFlag,
   RequestCode,
   ResponseCode,
   type Request,
@@ -94,6 +95,28 @@ describe('v4 file messages', () => {
       throw new Error('accepted a READ with a payload');
     } catch (err) {
       expect(isProtocolError(err)).toBe(true);
+    }
+  });
+
+  it('UPLOAD_BEGIN_FLAGS carries PIPELINED (0x80) beside E2E; COMPRESSED and 0x40 are refused', () => {
+    const message = {
+      code: RequestCode.UPLOAD_BEGIN_FLAGS,
+      fileName: 'a',
+      size: 3,
+      check: SHA,
+      flags: FileFlag.E2E | UploadFlag.PIPELINED,
+    } as const;
+    const bytes = encodeRequest(message);
+    // code 0x0014 | payload 8 + 32 + 2 + 1 = 43 | size u64 3 | check | name "a" | flags 0x82
+    expect(bytes.subarray(0, 6).toString('hex')).toBe('14002b000000');
+    expect(bytes.subarray(6, 14).toString('hex')).toBe('0300000000000000');
+    expect(bytes.subarray(46).toString('hex')).toBe('016182');
+    expect(roundTripRequest(message)).toEqual(message);
+    for (const flag of [FileFlag.COMPRESSED, 0x40]) {
+      const bad = Buffer.from(bytes);
+      bad[bad.length - 1] = flag | UploadFlag.PIPELINED;
+      const frame = payloadOf(bad);
+      expect(() => decodeRequest(frame.code, frame.payload)).toThrow();
     }
   });
 
