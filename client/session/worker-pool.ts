@@ -1,14 +1,16 @@
 /**
  * A queue of items worked off by several lanes (connections of one client) at once, both for
  * protocol v3 (parallel.ts) and v4 (client/v4/parallel-upload.ts). The first lane is open before
- * the pool starts; the extra ones open concurrently and each takes the next item once open.
- * Results are handed out in the items' order: one done early waits for the ones before it.
+ * the pool starts; the extra ones open concurrently and take items once open. A lane has up to
+ * its `window` items in flight (1 unless it pipelines); the next item in order goes to the least
+ * busy lane that may take it. Results are handed out in the items' order: one done early waits
+ * for the ones before it.
  *
  * An extra lane that cannot open for a reason `isRefusal` accepts (refused, reset, the server's
  * limit) costs only that lane. An item that fails ends the run as it would have one item after
- * the other: items after it that are in flight are abandoned (their lanes closed), the ones
- * before it are finished and handed out, then the pool rejects with the failure of the first
- * item in order that failed.
+ * the other: items after it that are in flight are abandoned (a lane is closed once it holds
+ * only such items), the ones before it are finished and handed out, then the pool rejects with
+ * the failure of the first item in order that failed.
  */
 import { ExitCode } from '../../shared/exit-codes';
 import { isClientError } from '../errors';
@@ -16,6 +18,20 @@ import { isClientError } from '../errors';
 export interface Lane<T, R> {
   run(item: T): Promise<R>;
   close(): void;
+  /** Items it may have in flight at once (a connection that pipelines); 1 when absent. */
+  readonly window?: number;
+  /**
+   * True for an item that needs the lane to itself: started only on an idle lane, and nothing
+   * else starts on that lane until it is done.
+   */
+  solo?(item: T): boolean;
+}
+
+/** The items a working lane has in flight. */
+interface Flight {
+  readonly items: Set<number>;
+  /** One of them is solo. */
+  solo: boolean;
 }
 
 export interface PoolOptions<T, R> {
@@ -72,8 +88,8 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
   const { items } = options;
   const isRefusal = options.isRefusal ?? refusedExtra;
   const results: (R | undefined)[] = items.map(() => undefined);
-  /** The item each working lane is on. */
-  const busy = new Map<Lane<T, R>, number>();
+  /** Lanes that take items, in the order they opened, with the items each has in flight. */
+  const working = new Map<Lane<T, R>, Flight>();
   const opened = new Set<Lane<T, R>>([options.first]);
   /**
    * One controller per extra lane still opening. A signal shared by all would carry one abort
@@ -101,31 +117,78 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
     }
     if (nextToReport >= end) settle();
   };
+  const retire = (lane: Lane<T, R>): void => {
+    working.delete(lane);
+    lane.close();
+  };
+  /**
+   * Closes the lanes with nothing left to do: idle once the items are all started or the run
+   * failed, or busy only with items after the failed one (one after the other, those would not
+   * have been sent). A lane still on an earlier item finishes it first.
+   */
+  const retireDone = (): void => {
+    const failed = failure;
+    if (failed === undefined && nextToStart < items.length) return;
+    for (const [lane, flight] of working) {
+      if ([...flight.items].every((at) => failed !== undefined && at > failed.index)) retire(lane);
+    }
+  };
   const fail = (index: number, error: unknown): void => {
     if (failure && failure.index <= index) return;
     failure = { index: index < 0 ? nextToReport : index, error };
-    // Items after the failed one would not have been sent one after the other.
-    for (const [lane, at] of busy) if (at > failure.index) lane.close();
+    retireDone();
     report();
   };
-  const work = async (lane: Lane<T, R>): Promise<void> => {
+  const start = (lane: Lane<T, R>, flight: Flight): void => {
+    const index = nextToStart++;
+    const item = items[index] as T;
+    const solo = lane.solo?.(item) === true;
+    flight.items.add(index);
+    if (solo) flight.solo = true;
+    let run: Promise<R>;
     try {
-      while (!failure && nextToStart < items.length) {
-        const index = nextToStart++;
-        busy.set(lane, index);
-        try {
-          results[index] = await lane.run(items[index] as T);
-        } catch (err) {
-          fail(index, err);
-          return;
-        }
-        busy.delete(lane);
-        report();
-      }
-    } finally {
-      busy.delete(lane);
-      lane.close();
+      run = lane.run(item);
+    } catch (err) {
+      run = Promise.reject(err);
     }
+    run.then(
+      (result) => {
+        results[index] = result;
+        done(flight, index, solo);
+        report();
+      },
+      (err: unknown) => {
+        // The failure first, so that freeing its place starts nothing after it.
+        fail(index, err);
+        done(flight, index, solo);
+      },
+    );
+  };
+  const done = (flight: Flight, index: number, solo: boolean): void => {
+    flight.items.delete(index);
+    if (solo) flight.solo = false;
+    pump();
+    retireDone();
+  };
+  /** Starts the next items in order on lanes that may take them, the least busy first. */
+  const pump = (): void => {
+    while (!failure && nextToStart < items.length) {
+      const item = items[nextToStart] as T;
+      let best: [Lane<T, R>, Flight] | undefined;
+      for (const [lane, flight] of working) {
+        const busy = flight.items.size;
+        if (flight.solo || busy >= Math.max(1, lane.window ?? 1)) continue;
+        if (busy > 0 && lane.solo?.(item) === true) continue;
+        if (best === undefined || busy < best[1].items.size) best = [lane, flight];
+      }
+      if (best === undefined) return;
+      start(...best);
+    }
+  };
+  const take = (lane: Lane<T, R>): void => {
+    working.set(lane, { items: new Set(), solo: false });
+    pump();
+    retireDone();
   };
   const openLane = async (): Promise<void> => {
     const abort = new AbortController();
@@ -147,11 +210,11 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
       return;
     }
     used++;
-    await work(lane);
+    take(lane);
   };
 
   const extras = Math.max(0, Math.min(options.lanes, items.length) - 1);
-  void work(options.first);
+  take(options.first);
   for (let i = 0; i < extras; i++) void openLane();
   report();
   // Lanes still opening are not awaited: one waiting for its TCP handshake must not hold up a

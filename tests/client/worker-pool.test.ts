@@ -19,19 +19,38 @@ class Lanes {
   readonly pending: Pending[] = [];
   readonly closed: string[] = [];
   readonly opened: string[] = [];
+  /** Per lane: items in flight now, and the most it ever had. */
+  readonly flights = new Map<string, { now: number; most: number }>();
+  /** Items in the order lanes were given them. */
+  readonly started: string[] = [];
 
-  lane(name: string): Lane<string, string> {
+  lane(
+    name: string,
+    shape: { window?: number; solo?: (item: string) => boolean } = {},
+  ): Lane<string, string> {
     this.opened.push(name);
+    const flight = { now: 0, most: 0 };
+    this.flights.set(name, flight);
     return {
-      run: (item) =>
-        new Promise<string>((resolve, reject) => {
+      ...shape,
+      run: (item) => {
+        this.started.push(item);
+        flight.most = Math.max(flight.most, ++flight.now);
+        return new Promise<string>((resolve, reject) => {
           this.pending.push({
             item,
             lane: name,
-            finish: () => resolve(`${item}@${name}`),
-            fail: reject,
+            finish: () => {
+              flight.now--;
+              resolve(`${item}@${name}`);
+            },
+            fail: (err) => {
+              flight.now--;
+              reject(err);
+            },
           });
-        }),
+        });
+      },
       close: () => {
         if (!this.closed.includes(name)) this.closed.push(name);
       },
@@ -212,5 +231,157 @@ describe('runPool', () => {
     expect((await run).used).toBe(16);
     expect(opening).toBe(15);
     for (const { most, limit } of seen.values()) expect(most).toBeLessThanOrEqual(limit);
+  });
+
+  describe('lanes with a window', () => {
+    const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    const items = (count: number): string[] => Array.from({ length: count }, (_, i) => `f${i}`);
+
+    it('keeps up to the window in flight on one lane and hands results out in order', async () => {
+      const lanes = new Lanes();
+      const reported: string[] = [];
+      const run = runPool({
+        items: items(7),
+        first: lanes.lane('first', { window: 3 }),
+        lanes: 1,
+        openExtra: async () => {
+          throw new Error('no extra lanes in this test');
+        },
+        onResult: (r) => reported.push(r.split('@')[0] as string),
+      });
+      await tick();
+      expect(lanes.started).toEqual(['f0', 'f1', 'f2']);
+      // Done last to first: nothing is handed out before f0, and each finish starts one more.
+      (await lanes.take('f2')).finish();
+      (await lanes.take('f1')).finish();
+      await tick();
+      expect(reported).toEqual([]);
+      expect(lanes.started).toEqual(['f0', 'f1', 'f2', 'f3', 'f4']);
+      (await lanes.take('f0')).finish();
+      for (const item of ['f4', 'f3', 'f6', 'f5']) (await lanes.take(item)).finish();
+      const outcome = await run;
+      expect(outcome.results.map((r) => r.split('@')[0])).toEqual(items(7));
+      expect(reported).toEqual(items(7));
+      expect(lanes.flights.get('first')?.most).toBe(3);
+      expect(lanes.closed).toEqual(['first']);
+    });
+
+    it('never has more than its window in flight on any lane, and spreads items over lanes', async () => {
+      const lanes = new Lanes();
+      let extra = 0;
+      const all = items(20);
+      const run = runPool({
+        items: all,
+        first: lanes.lane('first', { window: 4 }),
+        lanes: 3,
+        openExtra: async () => lanes.lane(`extra${++extra}`, { window: 4 }),
+      });
+      // Finish in a shuffled order, a few at a time, as a server answering out of step would.
+      for (let round = 0; lanes.started.length < all.length || lanes.pending.length > 0; round++) {
+        await tick();
+        const now = lanes.pending.splice(0);
+        for (const [i, p] of now.entries()) if ((i + round) % 2 === 0) p.finish();
+        lanes.pending.push(...now.filter((_, i) => (i + round) % 2 !== 0));
+      }
+      const outcome = await run;
+      expect(outcome.results.map((r) => r.split('@')[0])).toEqual(all);
+      expect(outcome.used).toBe(3);
+      for (const [, flight] of lanes.flights) expect(flight.most).toBeLessThanOrEqual(4);
+      expect([...lanes.flights.values()].map((f) => f.most)).toContain(4);
+      const perLane = new Map<string, number>();
+      for (const r of outcome.results) {
+        const lane = r.split('@')[1] as string;
+        perLane.set(lane, (perLane.get(lane) ?? 0) + 1);
+      }
+      expect(perLane.size).toBe(3);
+    });
+
+    it('a failure with several items in flight on the lane: earlier ones finish, later ones are abandoned, nothing new starts', async () => {
+      const lanes = new Lanes();
+      const reported: string[] = [];
+      const run = runPool({
+        items: items(8),
+        first: lanes.lane('first', { window: 4 }),
+        lanes: 1,
+        openExtra: async () => {
+          throw new Error('no extra lanes in this test');
+        },
+        onResult: (r) => reported.push(r.split('@')[0] as string),
+      });
+      run.catch(() => undefined);
+      const [f0, f1, f2, f3] = [
+        await lanes.take('f0'),
+        await lanes.take('f1'),
+        await lanes.take('f2'),
+        await lanes.take('f3'),
+      ];
+      const broken = clientError(ClientErrorCode.REJECTED, 'the server refused f2');
+      f2.fail(broken);
+      await tick();
+      // f0 and f1 (before f2) are still on the lane: it stays open, and takes nothing more.
+      expect(lanes.closed).toEqual([]);
+      expect(lanes.started).toEqual(['f0', 'f1', 'f2', 'f3']);
+      f1.finish();
+      await tick();
+      expect(reported).toEqual([]);
+      expect(lanes.closed).toEqual([]);
+      f0.finish();
+      await expect(run).rejects.toBe(broken);
+      // Once only f3 (after f2) was left, the lane was closed.
+      expect(lanes.closed).toEqual(['first']);
+      expect(reported).toEqual(['f0', 'f1']);
+      expect(lanes.started).toEqual(['f0', 'f1', 'f2', 'f3']);
+      f3.fail(new Error('closed under it'));
+    });
+
+    it('the first failure in item order is the one the run ends with, whichever fails first', async () => {
+      const lanes = new Lanes();
+      const run = runPool({
+        items: items(4),
+        first: lanes.lane('first', { window: 4 }),
+        lanes: 1,
+        openExtra: async () => {
+          throw new Error('no extra lanes in this test');
+        },
+      });
+      run.catch(() => undefined);
+      const pending = [];
+      for (const item of items(4)) pending.push(await lanes.take(item));
+      const later = new Error('f3 failed first');
+      const earlier = new Error('f1 failed second');
+      pending[3]?.fail(later);
+      await tick();
+      pending[1]?.fail(earlier);
+      pending[0]?.finish();
+      await expect(run).rejects.toBe(earlier);
+    });
+
+    it('starts a solo item only on an idle lane and nothing beside it', async () => {
+      const lanes = new Lanes();
+      const big = (item: string): boolean => item.startsWith('big');
+      const run = runPool({
+        items: ['s0', 's1', 'big2', 's3', 's4'],
+        first: lanes.lane('first', { window: 8, solo: big }),
+        lanes: 1,
+        openExtra: async () => {
+          throw new Error('no extra lanes in this test');
+        },
+      });
+      await tick();
+      expect(lanes.started).toEqual(['s0', 's1']);
+      (await lanes.take('s1')).finish();
+      await tick();
+      expect(lanes.started).toEqual(['s0', 's1']);
+      (await lanes.take('s0')).finish();
+      await tick();
+      expect(lanes.started).toEqual(['s0', 's1', 'big2']);
+      expect(lanes.flights.get('first')?.now).toBe(1);
+      (await lanes.take('big2')).finish();
+      await tick();
+      expect(lanes.started).toEqual(['s0', 's1', 'big2', 's3', 's4']);
+      (await lanes.take('s3')).finish();
+      (await lanes.take('s4')).finish();
+      expect((await run).results).toHaveLength(5);
+    });
   });
 });
