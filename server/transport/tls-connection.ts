@@ -30,6 +30,8 @@ import {
 import { fingerprintOfSpki } from '../../shared/fingerprint';
 import type { PeerIdentity } from '../session/v4/identity-flows';
 import type { V4Session } from '../session/v4/session';
+import { isLaterAnswer, type LaterAnswer } from '../session/v4/upload-requests';
+import { AnswerOutbox } from './answer-outbox';
 import type { CloseReason } from './connection';
 import { sweepVerdict } from './limits';
 
@@ -98,6 +100,15 @@ export class V4Connection {
   /** Bytes of the frame now arriving, and since when: for the trickle check. */
   private frameBytes = 0;
   private frameStartedAt: number | undefined;
+  /** Answers in request order, pipelined UPLOAD_ENDs' too (docs/protocol-v4.md §5.10). */
+  private readonly outbox = new AnswerOutbox(
+    (response, fatal) => this.send(response, fatal),
+    (err) => {
+      this.options.log.error({ err }, 'v4 session failed');
+      this.closeReason ??= 'internal';
+      this.tls.destroy();
+    },
+  );
 
   constructor(
     private readonly raw: Socket,
@@ -131,6 +142,7 @@ export class V4Connection {
   get active(): boolean {
     return (
       this.busy ||
+      this.outbox.owing ||
       Boolean(this.framer?.pending || this.framer?.inFrame) ||
       Boolean(this.session?.uploadInProgress)
     );
@@ -153,7 +165,7 @@ export class V4Connection {
     minRate: number,
     graceMs: number,
   ): CloseReason | undefined {
-    if (this.closed || this.busy) return undefined;
+    if (this.closed || this.busy || this.outbox.owing) return undefined;
     if (!this.secure) {
       if (now - this.openedAt >= this.options.handshakeTimeoutMs) {
         this.close('slow');
@@ -214,25 +226,19 @@ export class V4Connection {
       this.frameStartedAt = undefined;
       this.frameBytes = 0;
       this.lastRequestAt = this.options.clock();
+      const payload = framePayload(buf, offset, payloadSize);
       let request: Request;
       try {
-        request = decodeRequest(code, framePayload(buf, offset, payloadSize));
+        request = decodeRequest(code, payload);
       } catch (err) {
         if (!isProtocolError(err)) throw err;
-        this.send(
-          {
-            code: ResponseCode.ERROR,
-            error: WireErrorCode.BAD_MESSAGE,
-            fatal: false,
-            text: err.message,
-          },
-          false,
-        );
+        // BAD_MESSAGE, from the session: a frame of a pipelined upload ends that upload.
+        this.serve((session) => session.undecodable(code, payload, err.message));
         return;
       }
       // DATA stays a view into the framer's buffer, not copied: the framer holds every later
       // byte until the request is served, and the upload is done with the view by then.
-      this.serve(request);
+      this.serve((session) => session.handle(request));
     },
   };
 
@@ -259,20 +265,25 @@ export class V4Connection {
     const text = err instanceof Error ? err.message : String(err);
     this.options.log.warn({ reason: text }, 'v4 framing error: closing');
     this.closeReason ??= 'framing';
-    this.send({ code: ResponseCode.ERROR, error: WireErrorCode.FRAMING, fatal: true, text }, true);
+    this.outbox.answer({
+      code: ResponseCode.ERROR,
+      error: WireErrorCode.FRAMING,
+      fatal: true,
+      text,
+    });
   }
 
-  /** Serves one request; later frames wait in the framer until it is done. */
-  private serve(request: Request): void {
+  /** Serves one frame; later frames wait in the framer until it is done. */
+  private serve(work: (session: V4Session) => Promise<Response | LaterAnswer | undefined>): void {
     const session = this.session;
     const framer = this.framer;
     if (!session || !framer) return;
     this.busy = true;
     framer.hold();
-    session
-      .handle(request)
-      .then((response) => {
-        if (response) this.send(response, response.code === ResponseCode.ERROR && response.fatal);
+    work(session)
+      .then((reply) => {
+        if (isLaterAnswer(reply)) this.outbox.answerLater(reply.later);
+        else if (reply) this.outbox.answer(reply);
         return this.peerReading();
       })
       .catch((err: unknown) => {

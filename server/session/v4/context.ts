@@ -37,6 +37,8 @@ export interface PartialKey {
   readonly size: number;
   /** 32 bytes from UPLOAD_BEGIN (docs/protocol-v4.md §5.5). */
   readonly check: Buffer;
+  /** Start at 0 even when a recorded partial matches: a pipelined upload (§5.10). */
+  readonly fresh?: boolean;
 }
 
 /** One upload's received bytes, kept across connections and restarts until done or too old. */

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { assertNever } from '../../../protocol/errors';
-import { FileFlag, RequestCode, ResponseCode, Size } from '../../../protocol/v4/constants';
+import { RequestCode, ResponseCode, Size, WireErrorCode } from '../../../protocol/v4/constants';
 import type { ErrorMessage, Request, Response } from '../../../protocol/v4/messages';
 import { StorageError } from '../../storage/types';
 import type { AuditEntry, AuditOutcome } from '../../storage/types';
@@ -21,8 +21,8 @@ import {
   type BoundClient,
   type PeerIdentity,
 } from './identity-flows';
-import { V4Upload } from './upload-flow';
-import { inflateChunk, V4Files } from './file-flows';
+import { V4Files } from './file-flows';
+import { UploadRequests, type LaterAnswer } from './upload-requests';
 
 /** The protocol version written into audit details and logs. */
 const PROTOCOL_TAG = 'v4';
@@ -31,9 +31,7 @@ export class V4Session {
   private chunk = 0;
   private challenge: Buffer | undefined;
   private client: BoundClient | undefined;
-  private upload: V4Upload | undefined;
-  /** FileFlag bits of the upload in progress (docs/protocol-v4.md §4.12, §4.13). */
-  private uploadFlags = 0;
+  private readonly uploads: UploadRequests;
   private readonly files: V4Files;
   private closed = false;
 
@@ -44,6 +42,14 @@ export class V4Session {
     private readonly log: Logger,
   ) {
     this.files = new V4Files(ctx, (code, outcome, detail) => this.entry(code, outcome, detail));
+    this.uploads = new UploadRequests({
+      ctx,
+      log,
+      chunk: () => this.chunk,
+      entry: (code, outcome, detail) => this.entry(code, outcome, detail),
+      auditRefusal: (code, err, subject) => this.auditRefusal(code, err, subject),
+      refuse: (code, err) => this.refuse(code, err),
+    });
   }
 
   /** The negotiated DATA limit; 0 before HELLO, so DATA then is a framing error. */
@@ -52,32 +58,54 @@ export class V4Session {
   }
 
   get uploadInProgress(): boolean {
-    return this.upload !== undefined;
+    return this.uploads.inProgress;
   }
 
-  /** Handles one message; refusals come back as ERROR messages, never as exceptions. */
-  async handle(req: Request): Promise<Response | undefined> {
+  /**
+   * Handles one message; refusals come back as ERROR messages, never as exceptions. A
+   * pipelined UPLOAD_END comes back as a LaterAnswer (docs/protocol-v4.md §5.10).
+   */
+  async handle(req: Request): Promise<Response | LaterAnswer | undefined> {
     try {
+      const flags = req.code === RequestCode.UPLOAD_BEGIN_FLAGS ? req.flags : 0;
+      // Anything but the next pipelined upload sees the commits before it answered.
+      if (!UploadRequests.isPipelineRequest(req.code, flags)) await this.uploads.drained();
       return await this.dispatch(req);
     } catch (err) {
-      return this.refuse(req, err);
+      return this.refuse(req.code, err);
     }
+  }
+
+  /**
+   * A frame that did not decode: BAD_MESSAGE, unless it belongs to a pipelined upload being
+   * dropped, which it ends as an ERROR to its frame would (docs/protocol-v4.md §5.10).
+   */
+  async undecodable(code: number, payload: Buffer, text: string): Promise<Response | undefined> {
+    const answered = await this.uploads.undecodable(code, payload).catch((err: unknown) => {
+      this.log.error({ err }, 'could not end a pipelined upload');
+      return true;
+    });
+    return answered
+      ? { code: ResponseCode.ERROR, error: WireErrorCode.BAD_MESSAGE, fatal: false, text }
+      : undefined;
   }
 
   /** The connection closed: an upload in progress keeps its partial for a later resume. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const upload = this.upload;
-    this.upload = undefined;
     await this.files.close().catch((err) => this.log.error({ err }, 'could not end a download'));
+    const upload = await this.uploads
+      .suspend()
+      .catch((err: unknown) => this.log.error({ err }, 'could not keep a partial'));
     if (upload) {
-      await upload.suspend().catch((err) => this.log.error({ err }, 'could not keep a partial'));
       this.log.info({ file: upload.fileName, offset: upload.offset }, 'v4 upload suspended');
     }
+    // Commits of pipelined uploads finish (their answers have nowhere to go).
+    await this.uploads.drained();
   }
 
-  private async dispatch(req: Request): Promise<Response | undefined> {
+  private async dispatch(req: Request): Promise<Response | LaterAnswer | undefined> {
     if (this.challenge === undefined && req.code !== RequestCode.HELLO) {
       throw v4Error('UNEXPECTED', 'HELLO must come first', true);
     }
@@ -120,76 +148,13 @@ export class V4Session {
         return done.response;
       }
       case RequestCode.UPLOAD_BEGIN:
-      case RequestCode.UPLOAD_BEGIN_FLAGS: {
-        const client = this.requireClient();
-        await this.suspendUpload();
-        const { fileName, size, check } = req;
-        const begin = { code: RequestCode.UPLOAD_BEGIN, fileName, size, check } as const;
-        const begun = await V4Upload.begin(this.ctx, client, begin).catch(async (err: unknown) => {
-          await this.auditRefusal(req.code, err, req.fileName);
-          throw err;
-        });
-        this.upload = begun.upload;
-        this.uploadFlags = req.code === RequestCode.UPLOAD_BEGIN_FLAGS ? req.flags : 0;
-        // One info line per transfer, at its end (stored, suspended or refused): a line here
-        // too would double the log of a folder of small files.
-        this.log.debug(
-          {
-            client: client.clientIdHex,
-            file: req.fileName,
-            size: req.size,
-            offset: begun.response.offset,
-          },
-          'v4 upload begins',
-        );
-        return begun.response;
-      }
+      case RequestCode.UPLOAD_BEGIN_FLAGS:
+        return this.uploads.begin(this.requireClient(), req);
       case RequestCode.UPLOAD_DATA:
-      case RequestCode.UPLOAD_DATA_DEFLATE: {
-        const upload = this.requireUpload();
-        try {
-          if (req.code === RequestCode.UPLOAD_DATA) {
-            await upload.data(req.data);
-          } else {
-            this.uploadFlags |= FileFlag.COMPRESSED;
-            await upload.data(inflateChunk(req.data, this.chunk));
-          }
-        } catch (err) {
-          this.upload = undefined;
-          if (err instanceof V4SessionError) await upload.discard();
-          else await upload.suspend().catch(() => undefined);
-          throw err;
-        }
-        return undefined;
-      }
-      case RequestCode.UPLOAD_END: {
-        const client = this.requireClient();
-        const upload = this.requireUpload();
-        this.upload = undefined;
-        try {
-          const stored = await upload.end(
-            client,
-            req,
-            (code, outcome, detail) => this.entry(code, outcome, detail),
-            this.uploadFlags,
-          );
-          this.log.info(
-            {
-              client: client.clientIdHex,
-              file: upload.fileName,
-              size: stored.size,
-              resumedFrom: upload.resumedFrom,
-            },
-            'v4 file stored',
-          );
-          return stored;
-        } catch (err) {
-          await this.auditRefusal(req.code, err, upload.fileName);
-          if (err instanceof V4SessionError) await upload.discard().catch(() => undefined);
-          else await upload.suspend().catch(() => undefined);
-          throw err;
-        }
-      }
+      case RequestCode.UPLOAD_DATA_DEFLATE:
+        return this.uploads.data(req);
+      case RequestCode.UPLOAD_END:
+        return this.uploads.end(this.requireClient(), req);
       case RequestCode.KEYS: {
         const keySet = this.ctx.keySet?.();
         if (keySet === undefined) throw v4Error('UNEXPECTED', 'this server publishes no key set');
@@ -223,24 +188,13 @@ export class V4Session {
     return this.client;
   }
 
-  private requireUpload(): V4Upload {
-    if (!this.upload) throw v4Error('UNEXPECTED', 'no upload in progress');
-    return this.upload;
-  }
-
-  private async suspendUpload(): Promise<void> {
-    const upload = this.upload;
-    this.upload = undefined;
-    if (upload) await upload.suspend();
-  }
-
-  private refuse(req: Request, err: unknown): ErrorMessage {
+  private refuse(code: number, err: unknown): ErrorMessage {
     if (err instanceof V4SessionError) {
-      this.log.warn({ code: req.code, error: err.code, reason: err.message }, 'v4 request refused');
+      this.log.warn({ code, error: err.code, reason: err.message }, 'v4 request refused');
       return { code: ResponseCode.ERROR, error: err.wire, fatal: err.fatal, text: err.message };
     }
     const storage = err instanceof StorageError;
-    this.log.error({ err, code: req.code }, storage ? 'v4 storage failure' : 'v4 internal error');
+    this.log.error({ err, code }, storage ? 'v4 storage failure' : 'v4 internal error');
     const error = v4Error(
       'STORAGE',
       storage ? 'the server could not store this' : 'internal error',

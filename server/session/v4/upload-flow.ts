@@ -88,6 +88,7 @@ export class V4Upload {
     ctx: V4Context,
     client: BoundClient,
     req: UploadBegin,
+    options: { readonly fresh?: boolean } = {},
   ): Promise<{ upload: V4Upload; response: UploadOffset }> {
     const { limits, quotaLedger, store, files } = ctx.base;
     if (req.size > limits.maxFileSize) {
@@ -118,6 +119,7 @@ export class V4Upload {
         fileName: req.fileName,
         size: req.size,
         check: req.check,
+        fresh: options.fresh === true,
       });
       const { adoptUpload } = files;
       const localPath = partial.localPath;

@@ -207,6 +207,7 @@ export function createDiskPartialStore(dataDir: string, now: () => number): Part
       const metaFound = exists(metaPath);
       const recorded = metaFound ? await readMeta(metaPath) : undefined;
       const resumes =
+        key.fresh !== true &&
         recorded !== undefined &&
         recorded.fileName === key.fileName &&
         recorded.size === key.size &&

@@ -163,7 +163,12 @@ export function createSharedPartialStore(
         [clientId, key.fileName, now()],
       );
       const found = rows[0];
-      if (found !== undefined && found.size === key.size && found.check_bytes.equals(key.check)) {
+      if (
+        found !== undefined &&
+        key.fresh !== true &&
+        found.size === key.size &&
+        found.check_bytes.equals(key.check)
+      ) {
         return new SharedPartial(pool, store, found, folder, now);
       }
       // Another upload of that name (or none): start over, dropping the old bytes.
