@@ -73,6 +73,12 @@ test('another size or check under the same name starts over; sweep drops old par
   await first.write(randomBytes(500));
   await first.close();
   expect((await a.open(key('g.bin', 1000))).offset).toBe(500);
+  // A pipelined upload (fresh) never resumes, though name, size and check match.
+  expect((await a.open({ ...key('g.bin', 1000), fresh: true })).offset).toBe(0);
+  expect((await a.open(key('g.bin', 1000))).offset).toBe(0);
+  const again = await a.open(key('g.bin', 1000));
+  await again.write(randomBytes(500));
+  await again.close();
   expect((await a.open(key('g.bin', 1000, Buffer.alloc(32, 2)))).offset).toBe(0);
   const kept = await a.open(key('h.bin', 10));
   await kept.write(randomBytes(10));

@@ -67,6 +67,20 @@ describe('disk partial uploads', () => {
     expect((await store.open(key(3))).offset).toBe(0);
   });
 
+  it('fresh (a pipelined upload) starts at 0 even when the record matches, and empties the file', async () => {
+    const store = createDiskPartialStore(dir, () => now);
+    const p = await store.open(key());
+    await p.write(Buffer.alloc(30, 5));
+    await p.close();
+    const fresh = await store.open({ ...key(), fresh: true });
+    expect(fresh.offset).toBe(0);
+    await fresh.write(Buffer.alloc(10, 6));
+    await fresh.close();
+    const after = await store.open(key());
+    expect(after.offset).toBe(10);
+    expect(await collect(after, 10)).toEqual(Buffer.alloc(10, 6));
+  });
+
   it('never resumes past the bytes really on disk', async () => {
     const store = createDiskPartialStore(dir, () => now);
     const p = await store.open(key());
