@@ -21,27 +21,29 @@ export class SqliteTransactions {
     private readonly statement: StatementOf,
   ) {}
 
+  // Control statements go through exec: one trip to the thread pool each, where run would
+  // prepare a statement, step it and finalize it.
+
   async transaction<T>(body: () => Promise<T>): Promise<T> {
-    await this.db.run('BEGIN IMMEDIATE', [], 'cannot begin transaction');
+    await this.db.exec('BEGIN IMMEDIATE', 'cannot begin transaction');
     try {
       const result = await body();
-      await this.db.run('COMMIT', [], 'cannot commit transaction');
+      await this.db.exec('COMMIT', 'cannot commit transaction');
       return result;
     } catch (err) {
-      await this.db.run('ROLLBACK').catch(() => undefined);
+      await this.db.exec('ROLLBACK').catch(() => undefined);
       throw err;
     }
   }
 
   async savepoint(body: () => Promise<unknown>): Promise<Outcome> {
-    await this.db.run('SAVEPOINT write', [], 'cannot begin savepoint');
+    await this.db.exec('SAVEPOINT write', 'cannot begin savepoint');
     try {
       const value = await body();
-      await this.db.run('RELEASE write', [], 'cannot release savepoint');
+      await this.db.exec('RELEASE write', 'cannot release savepoint');
       return { ok: true, value };
     } catch (error) {
-      await this.db.run('ROLLBACK TO write');
-      await this.db.run('RELEASE write');
+      await this.db.exec('ROLLBACK TO write; RELEASE write');
       return { ok: false, error };
     }
   }
