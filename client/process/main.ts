@@ -222,6 +222,7 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
           e2e
             ? e2e.uploadEncrypted(session, plan, config.configDir, options)
             : session.upload(plan, options),
+        sizeOnWire: e2e?.sealedSize,
         onResult: (result) => {
           files.push(result);
           output.fileDone(result);

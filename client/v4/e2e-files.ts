@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileFlag } from '../../protocol/v4';
-import { decryptFile, E2eError, encryptFile } from '../../shared/e2e-stream';
+import { ciphertextSize, decryptFile, E2eError, encryptFile } from '../../shared/e2e-stream';
 import { loadE2eSecret } from '../config/e2e-key';
 import { ClientErrorCode, clientError } from '../errors';
 import type { UploadOptions } from './compress';
@@ -26,6 +26,11 @@ async function cachePath(configDir: string, plan: V4Plan): Promise<string> {
     .update(`${plan.path}\0${plan.fileName}\0${stats.size}\0${stats.mtimeMs}`)
     .digest('hex');
   return join(configDir, CACHE_DIR, `${id}.e2e`);
+}
+
+/** Bytes uploadEncrypted sends of `plan`: its ciphertext's. */
+export function sealedSize(plan: V4Plan): number {
+  return ciphertextSize(plan.size);
 }
 
 export async function uploadEncrypted(

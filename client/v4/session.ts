@@ -35,7 +35,8 @@ import {
 } from './protocol-choice';
 import { V4Link } from './link';
 import type { V4Plan } from './plan';
-import { uploadFile, type V4UploadEvents, type V4UploadResult } from './upload';
+import { UploadPipeline } from './pipeline';
+import type { V4UploadEvents, V4UploadResult } from './upload';
 import type { UploadOptions } from './compress';
 import { learnServerKeys } from './key-rotation';
 import { IDENTITY_KEY_FILE, loadClientIdentity } from './client-identity';
@@ -92,6 +93,8 @@ function mismatch(options: V4SessionOptions, expected: string, got: string): Err
 }
 
 export class V4ClientSession {
+  private readonly uploads: UploadPipeline;
+
   private constructor(
     private readonly link: V4Link,
     private readonly chunkSize: number,
@@ -103,7 +106,9 @@ export class V4ClientSession {
     readonly serverFingerprint: string,
     private readonly events: V4UploadEvents,
     private readonly key: KeyIdentity,
-  ) {}
+  ) {
+    this.uploads = new UploadPipeline(link, chunkSize, events);
+  }
 
   /**
    * Opens a v4 session, or says to use v3 (auto against a v3-only server not known as v4, or
@@ -319,8 +324,18 @@ export class V4ClientSession {
     return { link: this.link, chunkSize: this.chunkSize };
   }
 
+  /**
+   * Sends one file. May be called again before earlier uploads are done: files that fit one
+   * chunk are pipelined, up to PIPELINE_WINDOW at once (docs/protocol-v4.md §5.10); a larger
+   * one waits for them and goes alone.
+   */
   upload(plan: V4Plan, options: UploadOptions = {}): Promise<V4UploadResult> {
-    return uploadFile(this.link, plan, this.chunkSize, this.events, options);
+    return this.uploads.upload(plan, options);
+  }
+
+  /** Whether a file of `size` bytes would share the connection with other uploads. */
+  pipelines(size: number): boolean {
+    return this.uploads.pipelines(size);
   }
 
   close(): void {

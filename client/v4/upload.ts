@@ -9,7 +9,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { RequestCode, ResponseCode } from '../../protocol/v4';
+import { RequestCode, ResponseCode, type Stored } from '../../protocol/v4';
 import { ClientErrorCode, clientError } from '../errors';
 import type { UploadResult } from '../session/types';
 import { expect } from './errors';
@@ -169,6 +169,66 @@ async function sendRead(
   return position;
 }
 
+function openPlan(plan: V4Plan): Promise<FileHandle> {
+  return open(plan.path, 'r').catch((err: unknown) => {
+    throw clientError(ClientErrorCode.FILE_UNREADABLE, `cannot open ${plan.path}`, { cause: err });
+  });
+}
+
+/** A file that fits one chunk, read once: its bytes and content check. */
+export interface HeldFile {
+  readonly bytes: Buffer;
+  readonly check: Buffer;
+}
+
+/** Reads a file that fits one chunk whole (FILE_CHANGED when it is not of the planned size). */
+export async function readHeld(plan: V4Plan): Promise<HeldFile> {
+  const handle = await openPlan(plan);
+  try {
+    const stats = await handle.stat();
+    const bytes = stats.size === plan.size ? await readWhole(handle, plan.size) : undefined;
+    if (bytes === undefined) throw fileChanged(plan);
+    return { bytes, check: contentCheckOfBytes(bytes, stats.mtimeMs) };
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/** What came of an upload the server answered with STORED. */
+export interface StoredUpload {
+  readonly plan: V4Plan;
+  readonly stored: Stored;
+  /** Our SHA-256 of the file; undefined when the upload stopped before UPLOAD_END. */
+  readonly ours: Buffer | undefined;
+  readonly started: number;
+  readonly resumedFrom: number;
+  readonly bytesSent: number;
+}
+
+/** The result of a STORED upload, or CHECKSUM_FAILED when it is not the file we sent. */
+export function storedResult(upload: StoredUpload): V4UploadResult {
+  const { plan, stored, ours } = upload;
+  if (ours === undefined || stored.size !== plan.size || !stored.sha256.equals(ours)) {
+    throw clientError(
+      ClientErrorCode.CHECKSUM_FAILED,
+      `the server stored ${plan.fileName} with SHA-256 ${stored.sha256.toString('hex')}, ` +
+        `ours is ${ours?.toString('hex') ?? 'not computed'}`,
+    );
+  }
+  return {
+    file: plan.path,
+    fileName: plan.fileName,
+    bytes: plan.size,
+    cksum: stored.cksum,
+    verified: true,
+    uploads: 1,
+    seconds: (Date.now() - upload.started) / 1000,
+    sha256: stored.sha256.toString('hex'),
+    resumedFrom: upload.resumedFrom,
+    bytesSent: upload.bytesSent,
+  };
+}
+
 export async function uploadFile(
   link: V4Link,
   plan: V4Plan,
@@ -177,9 +237,7 @@ export async function uploadFile(
   options: UploadOptions = {},
 ): Promise<V4UploadResult> {
   const started = Date.now();
-  const handle = await open(plan.path, 'r').catch((err: unknown) => {
-    throw clientError(ClientErrorCode.FILE_UNREADABLE, `cannot open ${plan.path}`, { cause: err });
-  });
+  const handle = await openPlan(plan);
   try {
     const size = plan.size;
     const stats = await handle.stat();
@@ -223,25 +281,14 @@ export async function uploadFile(
       await link.send({ code: RequestCode.UPLOAD_END, sha256: ours });
     }
     const stored = expect(link.remote, what, await link.receive(what), ResponseCode.STORED);
-    if (ours === undefined || stored.size !== size || !stored.sha256.equals(ours)) {
-      throw clientError(
-        ClientErrorCode.CHECKSUM_FAILED,
-        `the server stored ${plan.fileName} with SHA-256 ${stored.sha256.toString('hex')}, ` +
-          `ours is ${ours?.toString('hex') ?? 'not computed'}`,
-      );
-    }
-    return {
-      file: plan.path,
-      fileName: plan.fileName,
-      bytes: size,
-      cksum: stored.cksum,
-      verified: true,
-      uploads: 1,
-      seconds: (Date.now() - started) / 1000,
-      sha256: stored.sha256.toString('hex'),
+    return storedResult({
+      plan,
+      stored,
+      ours,
+      started,
       resumedFrom: offset,
       bytesSent: link.dataBytesSent - sentBefore,
-    };
+    });
   } finally {
     await handle.close().catch(() => undefined);
   }
