@@ -170,15 +170,20 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
     pump();
     retireDone();
   };
-  /** Starts the next items in order on lanes that may take them, the least busy first. */
+  /**
+   * Starts the next items in order on lanes that may take them, the least busy first. A busy
+   * lane leaves one item for each lane still opening, so that a wide window does not take a
+   * short queue away from the connections asked for; an idle lane never waits for them.
+   */
   const pump = (): void => {
     while (!failure && nextToStart < items.length) {
       const item = items[nextToStart] as T;
+      const spare = items.length - nextToStart - opening.size;
       let best: [Lane<T, R>, Flight] | undefined;
       for (const [lane, flight] of working) {
         const busy = flight.items.size;
         if (flight.solo || busy >= Math.max(1, lane.window ?? 1)) continue;
-        if (busy > 0 && lane.solo?.(item) === true) continue;
+        if (busy > 0 && (spare <= 0 || lane.solo?.(item) === true)) continue;
         if (best === undefined || busy < best[1].items.size) best = [lane, flight];
       }
       if (best === undefined) return;
@@ -197,13 +202,15 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
     try {
       lane = await options.openExtra(abort.signal);
     } catch (err) {
+      opening.delete(abort);
       if (ended) return;
       if (isRefusal(err)) refusals.push(err.message);
       else fail(-1, err);
+      // The item it was left is for the others now.
+      pump();
       return;
-    } finally {
-      opening.delete(abort);
     }
+    opening.delete(abort);
     opened.add(lane);
     if (failure || ended || nextToStart >= items.length) {
       lane.close();
@@ -214,8 +221,9 @@ export async function runPool<T, R>(options: PoolOptions<T, R>): Promise<PoolOut
   };
 
   const extras = Math.max(0, Math.min(options.lanes, items.length) - 1);
-  take(options.first);
+  // The extra lanes count as opening before the first one takes its items.
   for (let i = 0; i < extras; i++) void openLane();
+  take(options.first);
   report();
   // Lanes still opening are not awaited: one waiting for its TCP handshake must not hold up a
   // run whose items are all done; the abort makes it close itself.

@@ -383,5 +383,48 @@ describe('runPool', () => {
       (await lanes.take('s4')).finish();
       expect((await run).results).toHaveLength(5);
     });
+
+    it('leaves an item for each lane still opening, and an idle lane never waits for them', async () => {
+      const lanes = new Lanes();
+      let release!: () => void;
+      const late = new Promise<void>((resolve) => (release = resolve));
+      let extra = 0;
+      const run = runPool({
+        items: items(6),
+        first: lanes.lane('first', { window: 8 }),
+        lanes: 4,
+        openExtra: async () => {
+          await late;
+          return lanes.lane(`extra${++extra}`, { window: 8 });
+        },
+      });
+      await tick();
+      // Three extra lanes opening: three items wait for them.
+      expect(lanes.started).toEqual(['f0', 'f1', 'f2']);
+      (await lanes.take('f0')).finish();
+      await tick();
+      expect(lanes.started).toEqual(['f0', 'f1', 'f2']);
+      release();
+      for (const item of ['f1', 'f2', 'f3', 'f4', 'f5']) (await lanes.take(item)).finish();
+      const outcome = await run;
+      expect(outcome.used).toBe(4);
+      expect(
+        outcome.results
+          .slice(3)
+          .map((r) => r.split('@')[1])
+          .sort(),
+      ).toEqual(['extra1', 'extra2', 'extra3']);
+
+      // Extra lanes that never open: the first one, once idle, takes the rest one by one.
+      const alone = new Lanes();
+      const never = runPool({
+        items: items(4),
+        first: alone.lane('first', { window: 8 }),
+        lanes: 3,
+        openExtra: () => new Promise<never>(() => undefined),
+      });
+      for (const item of items(4)) (await alone.take(item)).finish();
+      expect((await never).results).toHaveLength(4);
+    });
   });
 });
