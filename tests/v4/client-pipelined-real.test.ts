@@ -10,10 +10,10 @@ import { silentLog } from '../../client/session/types';
 import { listFiles } from '../../client/v4/files';
 import { uploadInParallel } from '../../client/v4/parallel-upload';
 import { V4ClientSession } from '../../client/v4/session';
-import { openBackends, type Backends } from '../../server/storage/open-backends';
+import type { Backends } from '../../server/storage/open-backends';
 import { fileNames, sha256Hex, writePlans } from './client-pipelined-server';
 import { removeDirs, tempDir } from './helpers';
-import { startMemoryServer, type MemoryServer } from './memory-server';
+import { openSqliteDisk, startMemoryServer, type MemoryServer } from './memory-server';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -26,13 +26,7 @@ describe('v4 client: pipelined uploads to the real server', () => {
 
   beforeEach(async () => {
     dir = await tempDir('pipelined-real');
-    backends = await openBackends({
-      dataDir: join(dir, 'data'),
-      database: 'sqlite',
-      storage: 'disk',
-      keepVersions: 1,
-      now: Date.now,
-    });
+    backends = await openSqliteDisk(join(dir, 'data'));
   });
   /** The server with `--max-file-size`, and a session registered with it. */
   const start = async (maxFileSize: number): Promise<V4ClientSession> => {

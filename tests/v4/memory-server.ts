@@ -37,6 +37,17 @@ export interface MemoryServer {
   close(): Promise<void>;
 }
 
+/** SQLite and disk backends in `dataDir`, as `sft-server` opens them by default (one kept version). */
+export function openSqliteDisk(dataDir: string): Promise<Backends> {
+  return openBackends({
+    dataDir,
+    database: 'sqlite',
+    storage: 'disk',
+    keepVersions: 1,
+    now: Date.now,
+  });
+}
+
 export async function startMemoryServer(
   dir: string,
   options: MemoryServerOptions = {},

@@ -14,11 +14,11 @@ import {
   type Request,
   type Response,
 } from '../../protocol/v4';
-import { openBackends, type Backends } from '../../server/storage/open-backends';
+import type { Backends } from '../../server/storage/open-backends';
 import type { Catalog } from '../../server/storage/types';
 import { generateIdentityKey, issueCertificate } from '../../shared/identity';
 import { removeDirs, tempDir } from './helpers';
-import { startMemoryServer, type MemoryServer } from './memory-server';
+import { openSqliteDisk, startMemoryServer, type MemoryServer } from './memory-server';
 import { connectRaw, type RawV4 } from './raw-v4';
 
 const MAX_FILE = 100_000;
@@ -34,13 +34,7 @@ const peers: RawV4[] = [];
 
 beforeEach(async () => {
   dir = await tempDir('pipelined');
-  backends = await openBackends({
-    dataDir: dir,
-    database: 'sqlite',
-    storage: 'disk',
-    keepVersions: 1,
-    now: Date.now,
-  });
+  backends = await openSqliteDisk(dir);
 });
 
 afterEach(async () => {
