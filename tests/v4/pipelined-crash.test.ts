@@ -1,0 +1,146 @@
+/**
+ * Pipelined v4 uploads (docs/protocol-v4.md §5.10) commit while the connection reads on, and
+ * share their flushes with every upload ending close to them. A SIGKILL right after a batch of
+ * STOREDs must still find every answered upload complete after a restart: its file with the
+ * bytes sent, its row with the size and the SHA-256 answered. (A kill cannot show a flush that
+ * was skipped, only one done in the wrong order; tests/storage/durability.test.ts watches the
+ * flushes themselves, and STORED waits for the same commit as in §5.4.)
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RequestCode, ResponseCode, UploadFlag } from '../../protocol/v4';
+import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
+import { generateIdentityKey, issueCertificate } from '../../shared/identity';
+import { startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { removeDirs, tempDir } from './helpers';
+import { connectRaw, type RawV4 } from './raw-v4';
+
+const CONNECTIONS = 4;
+/** Uploads each connection keeps in flight, as our client does. */
+const WINDOW = 8;
+/** STOREDs after which the server is killed. */
+const KILL_AFTER = 60;
+const FILE_BYTES = 20_000;
+
+const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
+
+interface Answered {
+  readonly clientId: Buffer;
+  readonly name: string;
+  readonly data: Buffer;
+}
+
+let dataDir: string;
+let server: ServerProcess | undefined;
+
+beforeEach(async () => {
+  dataDir = await tempDir('pipelined-crash');
+});
+
+afterEach(async () => {
+  if (server !== undefined && server.child.exitCode === null) await server.stop('SIGKILL');
+  server = undefined;
+  await removeDirs(dataDir);
+});
+
+async function registered(port: number, name: string): Promise<{ peer: RawV4; id: Buffer }> {
+  const identity = await issueCertificate(await generateIdentityKey(), name, {
+    now: Date.now,
+    random: randomBytes,
+  });
+  const peer = await connectRaw(port, identity);
+  peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: 65536 });
+  expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
+  peer.send({ code: RequestCode.REGISTER, name });
+  const answer = await peer.next();
+  if (answer.code !== ResponseCode.REGISTERED) throw new Error(`not registered: ${answer.code}`);
+  return { peer, id: answer.clientId };
+}
+
+it('SIGKILL right after a batch of pipelined STOREDs: every answered upload is there, file and row alike', async () => {
+  server = await startServerProcess(dataDir, { args: ['--log-level', 'info'] });
+  const running = server;
+  const people = await Promise.all(
+    Array.from({ length: CONNECTIONS }, (_, i) => registered(running.port, `crash ${i}`)),
+  );
+  const answered: Answered[] = [];
+  let killed = false;
+  await Promise.all(
+    people.map(async ({ peer, id }) => {
+      const inFlight: Array<{ name: string; data: Buffer }> = [];
+      let next = 0;
+      const send = (): void => {
+        const name = `file-${next++}.bin`;
+        const data = randomBytes(FILE_BYTES);
+        peer.send({
+          code: RequestCode.UPLOAD_BEGIN_FLAGS,
+          fileName: name,
+          size: data.length,
+          check: randomBytes(32),
+          flags: UploadFlag.PIPELINED,
+        });
+        peer.send({ code: RequestCode.UPLOAD_DATA, data });
+        peer.send({ code: RequestCode.UPLOAD_END, sha256: sha256(data) });
+        inFlight.push({ name, data });
+      };
+      while (inFlight.length < WINDOW) send();
+      while (!killed) {
+        const upload = inFlight.shift();
+        if (upload === undefined) return;
+        try {
+          expect((await peer.next()).code).toBe(ResponseCode.UPLOAD_OFFSET);
+          const stored = await peer.next();
+          expect(stored.code).toBe(ResponseCode.STORED);
+          if (stored.code === ResponseCode.STORED)
+            expect(stored.sha256).toEqual(sha256(upload.data));
+        } catch (err) {
+          if (killed) return; // the server is gone
+          throw err;
+        }
+        answered.push({ clientId: id, ...upload });
+        if (answered.length >= KILL_AFTER && !killed) {
+          // At once, while the other uploads in flight are between their flushes.
+          killed = true;
+          running.child.kill('SIGKILL');
+          return;
+        }
+        send();
+      }
+    }),
+  );
+  await running.exited;
+  for (const { peer } of people) peer.close();
+  expect(answered.length).toBeGreaterThanOrEqual(KILL_AFTER);
+
+  // The server starts again on what the kill left (and sweeps what it must).
+  server = await startServerProcess(dataDir, { args: ['--log-level', 'info'] });
+  await server.stop('SIGTERM');
+
+  const store = await openSqliteStore({ path: join(dataDir, DATABASE_FILE_NAME), readOnly: true });
+  try {
+    expect(await store.integrityCheck()).toEqual(['ok']);
+    const missing: string[] = [];
+    for (const a of answered) {
+      const where = `${a.clientId.toString('hex')}/${a.name}`;
+      const row = await store.findFile(a.clientId, a.name);
+      const bytes = await readFile(join(dataDir, where)).catch(() => undefined);
+      if (row === undefined) missing.push(`${where}: no row`);
+      else if (row.status !== 'verified' || !row.v4?.sha256.equals(sha256(a.data)))
+        missing.push(`${where}: row differs from the answer`);
+      if (bytes === undefined) missing.push(`${where}: no file`);
+      else if (!bytes.equals(a.data)) missing.push(`${where}: file differs`);
+    }
+    expect(missing).toEqual([]);
+    // Consistent beyond the answered ones: no row without its complete file.
+    const broken: string[] = [];
+    for (const row of await store.listFiles()) {
+      const where = join(dataDir, row.clientId.toString('hex'), row.fileName);
+      const bytes = await readFile(where).catch(() => undefined);
+      if (bytes === undefined || !row.v4?.sha256.equals(sha256(bytes))) broken.push(where);
+    }
+    expect(broken).toEqual([]);
+  } finally {
+    await store.close();
+  }
+});
