@@ -153,6 +153,34 @@ describe('two instances, one database, one bucket', () => {
     expect((await readFile(out)).equals(secret.data)).toBe(true);
   });
 
+  test('over v4: a folder of small files in one run, one connection (pipelined), is stored whole in the bucket', async () => {
+    const fingerprint = a.process.lines.find((line) => typeof line.fingerprint === 'string')
+      ?.fingerprint as string;
+    const dir = await configDir('fred');
+    const files = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => fileOf(`small-${i}.bin`, 2000 + i)),
+    );
+    const run = await runClient(dir, [
+      '--protocol',
+      'v4',
+      '--server-fingerprint',
+      fingerprint,
+      '--server',
+      `127.0.0.1:${b.port}`,
+      '--name',
+      'fred',
+      '--parallel',
+      '1',
+      ...files.map((f) => f.path),
+    ]);
+    expect(run.code).toBe(0);
+    const clientHex = run.json?.clientId as string;
+    for (const f of files) {
+      const name = f.path.slice(f.path.lastIndexOf('/') + 1);
+      expect(await objectSha256(shared, `${clientHex}/${name}`)).toBe(sha256(f.data));
+    }
+  });
+
   test('a name registered on one instance is taken on the other', async () => {
     const onA = await send(a, await configDir('bob'), 'bob', [(await fileOf('b.bin', 10)).path]);
     expect(onA.json).toMatchObject({ ok: true, registered: true });
