@@ -266,6 +266,19 @@ describe('v4 pipelined uploads (§5.10)', () => {
     ]);
   });
 
+  it('two pipelined uploads of one name apply in order: the second waits for the first commit', async () => {
+    const peer = await start();
+    const first = randomBytes(1500);
+    const second = randomBytes(1600);
+    sendPipelined(peer, 'same.bin', first);
+    sendPipelined(peer, 'same.bin', second);
+    expect(await answers(peer, 4)).toEqual(['offset 0', 'stored 1500', 'offset 0', 'stored 1600']);
+    const rows = await backends.catalog.listFiles();
+    expect(rows.map((row) => [row.fileName, row.size, row.v4?.sha256])).toEqual([
+      ['same.bin', 1600, sha256(second)],
+    ]);
+  });
+
   it('the PIPELINED bit is never stored: the file keeps only its own flags', async () => {
     const peer = await start();
     sendPipelined(peer, 'plain.bin', randomBytes(10));

@@ -65,8 +65,8 @@ export class UploadRequests {
    * its UPLOAD_END are dropped unanswered (§5.10).
    */
   private dropping = false;
-  /** Commits of pipelined UPLOAD_ENDs not answered yet, oldest first. */
-  private readonly committing = new Set<Promise<unknown>>();
+  /** Commits of pipelined UPLOAD_ENDs not answered yet, by file name. */
+  private readonly committing = new Map<Promise<unknown>, string>();
 
   constructor(private readonly host: UploadRequestsHost) {}
 
@@ -86,7 +86,7 @@ export class UploadRequests {
 
   /** Resolves once every pipelined commit of this connection is done; never rejects. */
   async drained(): Promise<void> {
-    while (this.committing.size > 0) await Promise.allSettled([...this.committing]);
+    while (this.committing.size > 0) await Promise.allSettled([...this.committing.keys()]);
   }
 
   async begin(client: BoundClient, req: Begin): Promise<Response> {
@@ -94,11 +94,15 @@ export class UploadRequests {
     const pipelined = (flags & UploadFlag.PIPELINED) !== 0;
     this.dropping = false;
     await this.suspend();
-    // A bound on what one connection may hold open: past it, read on as commits finish.
-    while (this.committing.size >= MAX_PIPELINED_COMMITS) {
-      await Promise.race([...this.committing]).catch(() => undefined);
-    }
     const { fileName, size, check } = req;
+    // A bound on what one connection may hold open: past it, read on as commits finish. An
+    // upload of a name still committing here waits for it: one name's uploads apply in order.
+    for (;;) {
+      const sameName = [...this.committing].filter(([, name]) => name === fileName);
+      if (this.committing.size < MAX_PIPELINED_COMMITS && sameName.length === 0) break;
+      const waitFor = sameName.length > 0 ? sameName.map(([c]) => c) : [...this.committing.keys()];
+      await Promise.race(waitFor).catch(() => undefined);
+    }
     const begin = { code: RequestCode.UPLOAD_BEGIN, fileName, size, check } as const;
     try {
       const begun = await V4Upload.begin(this.host.ctx, client, begin, { fresh: pipelined });
@@ -155,7 +159,7 @@ export class UploadRequests {
     const finished = this.finish(client, req, upload, this.flags);
     if (!this.pipelined) return finished;
     const later = finished.catch((err: unknown) => this.host.refuse(req.code, err));
-    this.committing.add(later);
+    this.committing.set(later, upload.fileName);
     void later.finally(() => this.committing.delete(later));
     return { later };
   }
