@@ -1,5 +1,5 @@
 /** The anchor users would pick instead: `scp` to a private sshd on loopback, timed in the same run. */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSshd, timeScp, type Sshd } from './sshd';
 import { timed } from './timed';
@@ -30,7 +30,9 @@ export async function measureScp(
     const manyMs = await timed(runs.many, (i) => timeScp(sshd, manyFiles, dest(`many-${i}`)));
     return { singleMs, manyMs };
   } finally {
+    // scp's copies stay until the bench removes its work folder at the end: deleting hundreds
+    // of files here would make every file our runs create next pay for them (ext4 without a
+    // journal skips the inodes freed in the last minutes, one by one), a cost scp never paid.
     await sshd.stop();
-    rmSync(join(work, 'scp-dest'), { recursive: true, force: true });
   }
 }
