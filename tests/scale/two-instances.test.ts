@@ -54,6 +54,27 @@ function configDir(name: string): Promise<string> {
   return mkdtemp(join(work, `config-${name}-`));
 }
 
+/** The v4 fingerprint both instances present (they share one identity folder). */
+function fingerprintOf(instance: Instance): string {
+  return instance.process.lines.find((line) => typeof line.fingerprint === 'string')
+    ?.fingerprint as string;
+}
+
+/** `sft-client` over v4 to `instance` as `name`, pinned to the instances' fingerprint. */
+function sendV4(instance: Instance, dir: string, name: string, args: readonly string[]) {
+  return runClient(dir, [
+    '--protocol',
+    'v4',
+    '--server-fingerprint',
+    fingerprintOf(a),
+    '--server',
+    `127.0.0.1:${instance.port}`,
+    '--name',
+    name,
+    ...args,
+  ]);
+}
+
 function send(instance: Instance, dir: string, name: string, files: readonly string[]) {
   return runClient(dir, [
     '--protocol',
@@ -95,27 +116,14 @@ describe('two instances, one database, one bucket', () => {
   });
 
   test('over v4: one server fingerprint on both; registered on one, known on the other', async () => {
-    const fingerprints = [a, b].map(
-      (instance) =>
-        instance.process.lines.find((line) => typeof line.fingerprint === 'string')?.fingerprint,
-    );
+    const fingerprints = [a, b].map(fingerprintOf);
     expect(fingerprints[0]).toMatch(/^SHA256:/);
     expect(fingerprints[1]).toBe(fingerprints[0]);
     const dir = await configDir('dora');
     const one = await fileOf('v4-one.bin', 80_000);
     const two = await fileOf('v4-two.bin', 60_000);
     const v4 = (instance: Instance, files: readonly string[]) =>
-      runClient(dir, [
-        '--protocol',
-        'v4',
-        '--server-fingerprint',
-        String(fingerprints[0]),
-        '--server',
-        `127.0.0.1:${instance.port}`,
-        '--name',
-        'dora',
-        ...files,
-      ]);
+      sendV4(instance, dir, 'dora', files);
     const onA = await v4(a, [one.path]);
     expect(onA.json).toMatchObject({ ok: true, registered: true });
     const onB = await v4(b, [two.path]);
@@ -127,22 +135,10 @@ describe('two instances, one database, one bucket', () => {
   });
 
   test('over v4: a file sent --e2e through one instance is listed and restored as such through the other', async () => {
-    const fingerprint = a.process.lines.find((line) => typeof line.fingerprint === 'string')
-      ?.fingerprint as string;
     const dir = await configDir('erin');
     const secret = await fileOf('secret.bin', 50_000);
     const through = (instance: Instance, args: readonly string[]) =>
-      runClient(dir, [
-        '--protocol',
-        'v4',
-        '--server-fingerprint',
-        fingerprint,
-        '--server',
-        `127.0.0.1:${instance.port}`,
-        '--name',
-        'erin',
-        ...args,
-      ]);
+      sendV4(instance, dir, 'erin', args);
     expect((await through(a, ['--e2e', secret.path])).code).toBe(0);
     // The E2E flag and the SHA-256 travel with the row, not in a file beside instance A.
     const listed = (await through(b, ['list'])).json?.files as
@@ -154,25 +150,11 @@ describe('two instances, one database, one bucket', () => {
   });
 
   test('over v4: a folder of small files in one run, one connection (pipelined), is stored whole in the bucket', async () => {
-    const fingerprint = a.process.lines.find((line) => typeof line.fingerprint === 'string')
-      ?.fingerprint as string;
     const dir = await configDir('fred');
     const files = await Promise.all(
       Array.from({ length: 12 }, (_, i) => fileOf(`small-${i}.bin`, 2000 + i)),
     );
-    const run = await runClient(dir, [
-      '--protocol',
-      'v4',
-      '--server-fingerprint',
-      fingerprint,
-      '--server',
-      `127.0.0.1:${b.port}`,
-      '--name',
-      'fred',
-      '--parallel',
-      '1',
-      ...files.map((f) => f.path),
-    ]);
+    const run = await sendV4(b, dir, 'fred', ['--parallel', '1', ...files.map((f) => f.path)]);
     expect(run.code).toBe(0);
     const clientHex = run.json?.clientId as string;
     for (const f of files) {
