@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { string255Bytes } from '../../protocol';
+import { string255Bytes } from '../../protocol/v3/fields';
 import { writeFileAtomic } from '../../shared/atomic-file';
 import { clientIdFromHex, clientIdToHex } from '../../shared/client-id';
 import { loadPrivateKey } from '../../shared/crypto';

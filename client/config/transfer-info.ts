@@ -3,7 +3,7 @@
  * line 2 client name, line 3 file to send), and the identity from me.info when there is one.
  */
 import { isAbsolute, join, resolve } from 'node:path';
-import { string255Bytes } from '../../protocol';
+import { string255Bytes } from '../../protocol/v3/fields';
 import { MAX_CLIENT_NAME_LENGTH } from '../../shared/limits';
 import { ClientErrorCode, clientError, configError, type ConfigLocation } from '../errors';
 import { TRANSFER_INFO, readOptionalText, splitConfigLines } from './config-files';

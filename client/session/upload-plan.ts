@@ -5,14 +5,9 @@
  */
 import { closeSync, constants as fsConstants, openSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import {
-  MAX_PACKETS,
-  MAX_U32,
-  Size,
-  fileNameProblem,
-  paddedLength,
-  string255Bytes,
-} from '../../protocol';
+// The modules, not the protocol/ barrel: a v4 run plans its files here and loads no more of v3.
+import { MAX_PACKETS, MAX_U32, Size } from '../../protocol/v3/constants';
+import { fileNameProblem, paddedLength, string255Bytes } from '../../protocol/v3/fields';
 import { errnoCode } from '../../shared/errno';
 import { CLIENT_CHUNK_SIZE } from '../../shared/limits';
 import type { FileArgument } from '../config/transfer-info';
