@@ -7,6 +7,7 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { dirname, join } from 'node:path';
 import sqlite3 from 'sqlite3';
 import { Reply } from '../helpers/raw-client';
@@ -52,6 +53,14 @@ type Event =
       readonly code: number;
       readonly clientHex: string;
       readonly fileName: string;
+    }
+  | {
+      /** A version-4 answer frame, as the server's TLS socket was given it (plaintext). */
+      readonly kind: 'v4-answer';
+      readonly seq: number;
+      readonly code: number;
+      readonly frame: Buffer;
+      readonly socket: Socket;
     };
 
 /** The ordered log of everything the durability of an upload depends on. */
@@ -266,7 +275,18 @@ export async function installProbe(probe: Probe, scratch: string): Promise<void>
     (original) =>
       function (this: Socket, ...args: never[]) {
         const chunk = args[0] as unknown;
-        if (!probe.clientSockets.has(this) && Buffer.isBuffer(chunk) && chunk.length >= 7) {
+        if (this instanceof TLSSocket) {
+          // The server's side of a v4 connection writes whole answer frames (code u16 LE first).
+          if (isServerSide(this) && Buffer.isBuffer(chunk) && chunk.length >= 6) {
+            probe.events.push({
+              kind: 'v4-answer',
+              seq: probe.next(),
+              code: chunk.readUInt16LE(0),
+              frame: Buffer.from(chunk),
+              socket: this,
+            });
+          }
+        } else if (!probe.clientSockets.has(this) && Buffer.isBuffer(chunk) && chunk.length >= 7) {
           const code = chunk.readUInt16LE(1);
           const nameAt = 7 + 16 + 4;
           const nul = chunk.indexOf(0, nameAt);
@@ -281,6 +301,13 @@ export async function installProbe(probe: Probe, scratch: string): Promise<void>
         }
         return original.apply(this, args);
       },
+  );
+}
+
+/** True for a TLS socket the server made for an accepted connection. */
+function isServerSide(socket: TLSSocket): boolean {
+  return (
+    (socket as unknown as { _tlsOptions?: { isServer?: boolean } })._tlsOptions?.isServer === true
   );
 }
 
@@ -319,8 +346,7 @@ export function brokenRules(
   clientHex: string,
   fileName: string,
 ): string[] {
-  const events = probe.events;
-  const answer = events.find(
+  const answer = probe.events.find(
     (e) =>
       e.kind === 'answer' &&
       e.code === Reply.FILE_RECEIVED &&
@@ -328,11 +354,26 @@ export function brokenRules(
       e.fileName === fileName,
   );
   if (answer === undefined) return [`${fileName}: no 1603 was written`];
+  return brokenRulesBefore(probe, dataDir, clientHex, fileName, { seq: answer.seq, name: '1603' });
+}
+
+/**
+ * The rules the answer at `answer.seq` broke for this file (none if the file, its folder entry
+ * and its row were durable before it): the same for a 1603 and a version-4 STORED.
+ */
+export function brokenRulesBefore(
+  probe: Probe,
+  dataDir: string,
+  clientHex: string,
+  fileName: string,
+  answer: { readonly seq: number; readonly name: string },
+): string[] {
+  const events = probe.events;
   const before = (seq: number): boolean => seq < answer.seq;
   const destination = join(dataDir, clientHex, fileName);
   const broken: string[] = [];
   const rule = (ok: boolean, text: string): void => {
-    if (!ok) broken.push(`${fileName}: ${text} before its 1603`);
+    if (!ok) broken.push(`${fileName}: ${text} before its ${answer.name}`);
   };
   const handlesOf = (path: string): Set<FileHandle> =>
     new Set(events.flatMap((e) => (e.kind === 'open' && e.path === path ? [e.handle] : [])));
@@ -345,7 +386,8 @@ export function brokenRules(
   const rename = events
     .flatMap((e) => (e.kind === 'rename' && e.to === destination && before(e.done) ? [e] : []))
     .at(-1);
-  if (rename === undefined) return [`${fileName}: not renamed into place before its 1603`];
+  if (rename === undefined)
+    return [`${fileName}: not renamed into place before its ${answer.name}`];
   const temp = handlesOf(rename.from);
   rule(temp.size > 0, 'temp file opened through fs');
   const lastWrite = Math.max(
