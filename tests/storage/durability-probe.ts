@@ -1,18 +1,18 @@
 /**
- * The probe of durability.test.ts: an ordered log, in this process, of what the durability of
- * an upload depends on (opens, writes, fsync/fdatasync, renames, folder creation, SQLite
- * statements and COMMITs) and of every answer the server writes to a socket; and the rules an
- * answered upload must satisfy in that log.
+ * The probe of the durability tests: an ordered log, in this process, of what the durability
+ * of an upload depends on (opens, writes, fsync/fdatasync, renames, folder creation, SQLite
+ * statements and COMMITs) and of every answer the server writes to a socket. The rules an
+ * answered upload must satisfy in that log are in durability-rules.ts.
  */
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import sqlite3 from 'sqlite3';
 import { Reply } from '../helpers/raw-client';
 
-type Event =
+export type ProbeEvent =
   | {
       readonly kind: 'open';
       readonly seq: number;
@@ -66,7 +66,7 @@ type Event =
 /** The ordered log of everything the durability of an upload depends on. */
 export class Probe {
   private seq = 0;
-  readonly events: Event[] = [];
+  readonly events: ProbeEvent[] = [];
   private readonly restores: Array<() => void> = [];
   /** Sockets of the test's clients: their writes are requests, not answers. */
   readonly clientSockets = new Set<Socket>();
@@ -315,124 +315,4 @@ export function handlesOpenedOn(probe: Probe, path: string): Set<FileHandle> {
   return new Set(
     probe.events.flatMap((e) => (e.kind === 'open' && e.path === path ? [e.handle] : [])),
   );
-}
-
-/** True when a statement's parameters name this client's file (its id and its name). */
-function isRowOf(params: unknown[], clientHex: string, fileName: string): boolean {
-  return (
-    params.includes(fileName) &&
-    params.some((p) => Buffer.isBuffer(p) && p.toString('hex') === clientHex)
-  );
-}
-
-/**
- * True when a transaction was open on the connection when the statement starting at `seq` began:
- * a BEGIN done before it without a COMMIT or ROLLBACK (not a ROLLBACK TO a savepoint) after.
- */
-function inTransactionAt(events: readonly Event[], seq: number): boolean {
-  let open = false;
-  for (const e of events) {
-    if (e.kind !== 'sql' || e.done > seq) continue;
-    if (/^\s*BEGIN/i.test(e.sql)) open = true;
-    else if (/^\s*(COMMIT|END|ROLLBACK(?!\s+TO))/i.test(e.sql)) open = false;
-  }
-  return open;
-}
-
-/** The rules of durability.test.ts this file's 1603 broke (none if it was durable in time). */
-export function brokenRules(
-  probe: Probe,
-  dataDir: string,
-  clientHex: string,
-  fileName: string,
-): string[] {
-  const answer = probe.events.find(
-    (e) =>
-      e.kind === 'answer' &&
-      e.code === Reply.FILE_RECEIVED &&
-      e.clientHex === clientHex &&
-      e.fileName === fileName,
-  );
-  if (answer === undefined) return [`${fileName}: no 1603 was written`];
-  return brokenRulesBefore(probe, dataDir, clientHex, fileName, { seq: answer.seq, name: '1603' });
-}
-
-/**
- * The rules the answer at `answer.seq` broke for this file (none if the file, its folder entry
- * and its row were durable before it): the same for a 1603 and a version-4 STORED.
- */
-export function brokenRulesBefore(
-  probe: Probe,
-  dataDir: string,
-  clientHex: string,
-  fileName: string,
-  answer: { readonly seq: number; readonly name: string },
-): string[] {
-  const events = probe.events;
-  const before = (seq: number): boolean => seq < answer.seq;
-  const destination = join(dataDir, clientHex, fileName);
-  const broken: string[] = [];
-  const rule = (ok: boolean, text: string): void => {
-    if (!ok) broken.push(`${fileName}: ${text} before its ${answer.name}`);
-  };
-  const handlesOf = (path: string): Set<FileHandle> =>
-    new Set(events.flatMap((e) => (e.kind === 'open' && e.path === path ? [e.handle] : [])));
-  const syncedBetween = (handles: Set<FileHandle>, after: number): boolean =>
-    events.some(
-      (e) => e.kind === 'sync' && handles.has(e.handle) && e.ok && e.seq > after && before(e.done),
-    );
-
-  // The file: synced after its last write, before the rename that published it.
-  const rename = events
-    .flatMap((e) => (e.kind === 'rename' && e.to === destination && before(e.done) ? [e] : []))
-    .at(-1);
-  if (rename === undefined)
-    return [`${fileName}: not renamed into place before its ${answer.name}`];
-  const temp = handlesOf(rename.from);
-  rule(temp.size > 0, 'temp file opened through fs');
-  const lastWrite = Math.max(
-    0,
-    ...events.flatMap((e) => (e.kind === 'write' && temp.has(e.handle) ? [e.done] : [])),
-  );
-  rule(
-    events.some(
-      (e) =>
-        e.kind === 'sync' && temp.has(e.handle) && e.ok && e.seq > lastWrite && e.done < rename.seq,
-    ),
-    'file synced after its last write and before its rename',
-  );
-
-  // Its directory entry: the folder synced after the rename.
-  const folder = dirname(destination);
-  rule(syncedBetween(handlesOf(folder), rename.done), 'folder synced after the rename');
-
-  // A new client folder: its entry in the data directory synced after it was made.
-  const made = events.find((e) => e.kind === 'mkdir' && e.path === folder);
-  if (made !== undefined && made.kind === 'mkdir') {
-    rule(
-      syncedBetween(handlesOf(dataDir), made.done),
-      'new client folder synced into the data directory',
-    );
-  }
-
-  // The row: written outside a transaction (SQLite commits a statement alone as it completes),
-  // or written in one, then a COMMIT with no rollback in between.
-  const row = events
-    .flatMap((e) =>
-      e.kind === 'row' && isRowOf(e.params, clientHex, fileName) && before(e.done) ? [e] : [],
-    )
-    .at(-1);
-  let committed = row !== undefined && !inTransactionAt(events, row.seq);
-  if (row !== undefined && !committed) {
-    for (const e of events) {
-      if (e.kind !== 'sql' || e.seq < row.done || !before(e.done)) continue;
-      if (/^ROLLBACK/i.test(e.sql)) break;
-      if (/^COMMIT/i.test(e.sql)) {
-        committed = true;
-        break;
-      }
-    }
-  }
-  rule(committed, 'row written and committed');
-  return broken;
 }

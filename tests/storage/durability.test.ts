@@ -14,7 +14,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cksum } from '../../shared/cksum';
 import { INCOMING_DIR } from '../../server/storage/disk/byte-store';
-import { brokenRules, handlesOpenedOn, installProbe, Probe } from './durability-probe';
+import { handlesOpenedOn, installProbe, Probe } from './durability-probe';
+import { brokenRules } from './durability-rules';
 import {
   fileReceived,
   reconnect,
