@@ -11,12 +11,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { RequestCode, ResponseCode, UploadFlag } from '../../protocol/v4';
 import type { Backends } from '../../server/storage/open-backends';
-import { generateIdentityKey, issueCertificate } from '../../shared/identity';
 import { installProbe, Probe } from '../storage/durability-probe';
 import { brokenRulesBefore } from '../storage/durability-rules';
 import { removeDirs, tempDir } from './helpers';
 import { openSqliteDisk, startMemoryServer, type MemoryServer } from './memory-server';
-import { connectRaw, type RawV4 } from './raw-v4';
+import { registeredPeer, type RawV4 } from './raw-v4';
 
 const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
 
@@ -44,20 +43,11 @@ afterEach(async () => {
   await removeDirs(dir, scratch);
 });
 
-/** A connection registered as `name`, and its client id in hex. */
+/** A connection registered as `name`, closed after the test, and its client id in hex. */
 async function registered(name: string): Promise<{ peer: RawV4; clientHex: string }> {
-  const identity = await issueCertificate(await generateIdentityKey(), name, {
-    now: Date.now,
-    random: randomBytes,
-  });
-  const peer = await connectRaw(server.port, identity);
-  peers.push(peer);
-  peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: 65536 });
-  expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
-  peer.send({ code: RequestCode.REGISTER, name });
-  const answer = await peer.next();
-  if (answer.code !== ResponseCode.REGISTERED) throw new Error(`not registered: ${answer.code}`);
-  return { peer, clientHex: answer.clientId.toString('hex') };
+  const registration = await registeredPeer(server.port, name);
+  peers.push(registration.peer);
+  return registration;
 }
 
 function sendUpload(peer: RawV4, fileName: string, data: Buffer, flags: number): void {

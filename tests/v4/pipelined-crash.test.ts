@@ -11,10 +11,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RequestCode, ResponseCode, UploadFlag } from '../../protocol/v4';
 import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
-import { generateIdentityKey, issueCertificate } from '../../shared/identity';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process';
 import { removeDirs, tempDir } from './helpers';
-import { connectRaw, type RawV4 } from './raw-v4';
+import { registeredPeer } from './raw-v4';
 
 const CONNECTIONS = 4;
 /** Uploads each connection keeps in flight, as our client does. */
@@ -44,30 +43,16 @@ afterEach(async () => {
   await removeDirs(dataDir);
 });
 
-async function registered(port: number, name: string): Promise<{ peer: RawV4; id: Buffer }> {
-  const identity = await issueCertificate(await generateIdentityKey(), name, {
-    now: Date.now,
-    random: randomBytes,
-  });
-  const peer = await connectRaw(port, identity);
-  peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: 65536 });
-  expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
-  peer.send({ code: RequestCode.REGISTER, name });
-  const answer = await peer.next();
-  if (answer.code !== ResponseCode.REGISTERED) throw new Error(`not registered: ${answer.code}`);
-  return { peer, id: answer.clientId };
-}
-
 it('SIGKILL right after a batch of pipelined STOREDs: every answered upload is there, file and row alike', async () => {
   server = await startServerProcess(dataDir, { args: ['--log-level', 'info'] });
   const running = server;
   const people = await Promise.all(
-    Array.from({ length: CONNECTIONS }, (_, i) => registered(running.port, `crash ${i}`)),
+    Array.from({ length: CONNECTIONS }, (_, i) => registeredPeer(running.port, `crash ${i}`)),
   );
   const answered: Answered[] = [];
   let killed = false;
   await Promise.all(
-    people.map(async ({ peer, id }) => {
+    people.map(async ({ peer, clientHex }) => {
       const inFlight: Array<{ name: string; data: Buffer }> = [];
       let next = 0;
       const send = (): void => {
@@ -98,7 +83,7 @@ it('SIGKILL right after a batch of pipelined STOREDs: every answered upload is t
           if (killed) return; // the server is gone
           throw err;
         }
-        answered.push({ clientId: id, ...upload });
+        answered.push({ clientId: Buffer.from(clientHex, 'hex'), ...upload });
         if (answered.length >= KILL_AFTER && !killed) {
           // At once, while the other uploads in flight are between their flushes.
           killed = true;

@@ -1,4 +1,5 @@
 /** A bare v4 peer for server tests: TLS 1.3 to the server, frames in and out, nothing else. */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { Framer } from '../../protocol/framer';
@@ -9,11 +10,14 @@ import {
   framePayload,
   MIGRATION_EXPORTER_LABEL,
   MIGRATION_EXPORTER_LENGTH,
+  PROTOCOL_VERSION_4,
+  RequestCode,
+  ResponseCode,
   responseFrameLayout,
   type Request,
   type Response,
 } from '../../protocol/v4';
-import type { Identity } from '../../shared/identity';
+import { generateIdentityKey, issueCertificate, type Identity } from '../../shared/identity';
 
 export interface RawV4 {
   send(request: Request): void;
@@ -94,4 +98,27 @@ export function rawTcp(port: number, bytes: Buffer, waitMs = 1000): Promise<Buff
       socket.destroy();
     }, waitMs);
   });
+}
+
+/**
+ * A peer with a fresh certificate, past HELLO (asking for `maxChunk`) and REGISTER as `name`;
+ * its client id in hex.
+ */
+export async function registeredPeer(
+  port: number,
+  name: string,
+  maxChunk = 65536,
+): Promise<{ readonly peer: RawV4; readonly clientHex: string }> {
+  const identity = await issueCertificate(await generateIdentityKey(), name, {
+    now: Date.now,
+    random: randomBytes,
+  });
+  const peer = await connectRaw(port, identity);
+  peer.send({ code: RequestCode.HELLO, version: PROTOCOL_VERSION_4, maxChunk });
+  const welcome = await peer.next();
+  if (welcome.code !== ResponseCode.WELCOME) throw new Error(`no WELCOME: ${welcome.code}`);
+  peer.send({ code: RequestCode.REGISTER, name });
+  const answer = await peer.next();
+  if (answer.code !== ResponseCode.REGISTERED) throw new Error(`not registered: ${answer.code}`);
+  return { peer, clientHex: answer.clientId.toString('hex') };
 }

@@ -14,10 +14,9 @@ import {
   type Response,
 } from '../../protocol/v4';
 import type { Backends } from '../../server/storage/open-backends';
-import { generateIdentityKey, issueCertificate } from '../../shared/identity';
 import { removeDirs, tempDir } from './helpers';
 import { openSqliteDisk, startMemoryServer, type MemoryServer } from './memory-server';
-import { connectRaw } from './raw-v4';
+import { registeredPeer } from './raw-v4';
 
 const CHUNK = 4096;
 const MAX_FILE = 20_000;
@@ -144,16 +143,8 @@ it('random upload streams: every frame is answered in order, the connection goes
   let client = 0;
   await fc.assert(
     fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 12 }), async (steps) => {
-      const identity = await issueCertificate(await generateIdentityKey(), 'p', {
-        now: Date.now,
-        random: randomBytes,
-      });
-      const peer = await connectRaw(server.port, identity);
+      const { peer } = await registeredPeer(server.port, `prop ${client++}`, CHUNK);
       try {
-        peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: CHUNK });
-        expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
-        peer.send({ code: RequestCode.REGISTER, name: `prop ${client++}` });
-        expect((await peer.next()).code).toBe(ResponseCode.REGISTERED);
         for (const s of steps) for (const frame of framesOf(s)) peer.sendBytes(frame);
         // A pipelined upload begun last and never ended is suspended by this plain one.
         peer.send({ code: RequestCode.LIST, start: 0 });

@@ -16,10 +16,9 @@ import {
 } from '../../protocol/v4';
 import type { Backends } from '../../server/storage/open-backends';
 import type { Catalog } from '../../server/storage/types';
-import { generateIdentityKey, issueCertificate } from '../../shared/identity';
 import { removeDirs, tempDir } from './helpers';
 import { openSqliteDisk, startMemoryServer, type MemoryServer } from './memory-server';
-import { connectRaw, type RawV4 } from './raw-v4';
+import { registeredPeer, type RawV4 } from './raw-v4';
 
 const MAX_FILE = 100_000;
 /** The chunk size HELLO asks for. */
@@ -53,16 +52,8 @@ async function start(store?: Catalog): Promise<RawV4> {
     server: { limits: { maxFileSize: MAX_FILE } },
     ...(store === undefined ? {} : { store }),
   });
-  const identity = await issueCertificate(await generateIdentityKey(), 'test', {
-    now: Date.now,
-    random: randomBytes,
-  });
-  const peer = await connectRaw(server.port, identity);
+  const { peer } = await registeredPeer(server.port, 'piper', CHUNK);
   peers.push(peer);
-  peer.send({ code: RequestCode.HELLO, version: 4, maxChunk: CHUNK });
-  expect((await peer.next()).code).toBe(ResponseCode.WELCOME);
-  peer.send({ code: RequestCode.REGISTER, name: 'piper' });
-  expect((await peer.next()).code).toBe(ResponseCode.REGISTERED);
   return peer;
 }
 
