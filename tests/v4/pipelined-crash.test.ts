@@ -4,7 +4,9 @@
  * STOREDs must still find every answered upload complete after a restart: its file with the
  * bytes sent, its row with the size and the SHA-256 answered. (A kill cannot show a flush that
  * was skipped, only one done in the wrong order; tests/storage/durability.test.ts watches the
- * flushes themselves, and STORED waits for the same commit as in §5.4.)
+ * flushes themselves, and STORED waits for the same commit as in §5.4.) A SIGTERM with
+ * pipelined uploads in flight lets the server answer what it read, then exit 0; every STORED
+ * it sent is durable too.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -13,7 +15,7 @@ import { RequestCode, ResponseCode, UploadFlag } from '../../protocol/v4';
 import { DATABASE_FILE_NAME, openSqliteStore } from '../../server/storage/sqlite';
 import { startServerProcess, type ServerProcess } from '../helpers/server-process';
 import { removeDirs, tempDir } from './helpers';
-import { registeredPeer } from './raw-v4';
+import { registeredPeer, type RawV4 } from './raw-v4';
 
 const CONNECTIONS = 4;
 /** Uploads each connection keeps in flight, as our client does. */
@@ -43,61 +45,24 @@ afterEach(async () => {
   await removeDirs(dataDir);
 });
 
-it('SIGKILL right after a batch of pipelined STOREDs: every answered upload is there, file and row alike', async () => {
-  server = await startServerProcess(dataDir, { args: ['--log-level', 'info'] });
-  const running = server;
-  const people = await Promise.all(
-    Array.from({ length: CONNECTIONS }, (_, i) => registeredPeer(running.port, `crash ${i}`)),
-  );
-  const answered: Answered[] = [];
-  let killed = false;
-  await Promise.all(
-    people.map(async ({ peer, clientHex }) => {
-      const inFlight: Array<{ name: string; data: Buffer }> = [];
-      let next = 0;
-      const send = (): void => {
-        const name = `file-${next++}.bin`;
-        const data = randomBytes(FILE_BYTES);
-        peer.send({
-          code: RequestCode.UPLOAD_BEGIN_FLAGS,
-          fileName: name,
-          size: data.length,
-          check: randomBytes(32),
-          flags: UploadFlag.PIPELINED,
-        });
-        peer.send({ code: RequestCode.UPLOAD_DATA, data });
-        peer.send({ code: RequestCode.UPLOAD_END, sha256: sha256(data) });
-        inFlight.push({ name, data });
-      };
-      while (inFlight.length < WINDOW) send();
-      while (!killed) {
-        const upload = inFlight.shift();
-        if (upload === undefined) return;
-        try {
-          expect((await peer.next()).code).toBe(ResponseCode.UPLOAD_OFFSET);
-          const stored = await peer.next();
-          expect(stored.code).toBe(ResponseCode.STORED);
-          if (stored.code === ResponseCode.STORED)
-            expect(stored.sha256).toEqual(sha256(upload.data));
-        } catch (err) {
-          if (killed) return; // the server is gone
-          throw err;
-        }
-        answered.push({ clientId: Buffer.from(clientHex, 'hex'), ...upload });
-        if (answered.length >= KILL_AFTER && !killed) {
-          // At once, while the other uploads in flight are between their flushes.
-          killed = true;
-          running.child.kill('SIGKILL');
-          return;
-        }
-        send();
-      }
-    }),
-  );
-  await running.exited;
-  for (const { peer } of people) peer.close();
-  expect(answered.length).toBeGreaterThanOrEqual(KILL_AFTER);
+/** The frames of one pipelined upload, all sent at once. */
+function sendPipelined(peer: RawV4, fileName: string, data: Buffer): void {
+  peer.send({
+    code: RequestCode.UPLOAD_BEGIN_FLAGS,
+    fileName,
+    size: data.length,
+    check: randomBytes(32),
+    flags: UploadFlag.PIPELINED,
+  });
+  peer.send({ code: RequestCode.UPLOAD_DATA, data });
+  peer.send({ code: RequestCode.UPLOAD_END, sha256: sha256(data) });
+}
 
+/**
+ * After a restart on what the server left: every answered upload has its file, byte for byte,
+ * and its verified row with the SHA-256 answered; no row is without its complete file.
+ */
+async function expectDurable(answered: readonly Answered[]): Promise<void> {
   // The server starts again on what the kill left (and sweeps what it must).
   server = await startServerProcess(dataDir, { args: ['--log-level', 'info'] });
   await server.stop('SIGTERM');
@@ -128,4 +93,85 @@ it('SIGKILL right after a batch of pipelined STOREDs: every answered upload is t
   } finally {
     await store.close();
   }
+}
+
+it('SIGKILL right after a batch of pipelined STOREDs: every answered upload is there, file and row alike', async () => {
+  server = await startServerProcess(dataDir, { args: ['--log-level', 'info'] });
+  const running = server;
+  const people = await Promise.all(
+    Array.from({ length: CONNECTIONS }, (_, i) => registeredPeer(running.port, `crash ${i}`)),
+  );
+  const answered: Answered[] = [];
+  let killed = false;
+  await Promise.all(
+    people.map(async ({ peer, clientHex }) => {
+      const inFlight: Array<{ name: string; data: Buffer }> = [];
+      let next = 0;
+      const send = (): void => {
+        const upload = { name: `file-${next++}.bin`, data: randomBytes(FILE_BYTES) };
+        sendPipelined(peer, upload.name, upload.data);
+        inFlight.push(upload);
+      };
+      while (inFlight.length < WINDOW) send();
+      while (!killed) {
+        const upload = inFlight.shift();
+        if (upload === undefined) return;
+        try {
+          expect((await peer.next()).code).toBe(ResponseCode.UPLOAD_OFFSET);
+          const stored = await peer.next();
+          expect(stored.code).toBe(ResponseCode.STORED);
+          if (stored.code === ResponseCode.STORED)
+            expect(stored.sha256).toEqual(sha256(upload.data));
+        } catch (err) {
+          if (killed) return; // the server is gone
+          throw err;
+        }
+        answered.push({ clientId: Buffer.from(clientHex, 'hex'), ...upload });
+        if (answered.length >= KILL_AFTER && !killed) {
+          // At once, while the other uploads in flight are between their flushes.
+          killed = true;
+          running.child.kill('SIGKILL');
+          return;
+        }
+        send();
+      }
+    }),
+  );
+  await running.exited;
+  for (const { peer } of people) peer.close();
+  expect(answered.length).toBeGreaterThanOrEqual(KILL_AFTER);
+
+  await expectDurable(answered);
+});
+
+it('SIGTERM with pipelined uploads in flight: every STORED sent is durable, and the server exits 0', async () => {
+  server = await startServerProcess(dataDir, {
+    args: ['--log-level', 'info', '--shutdown-grace', '20'],
+  });
+  const running = server;
+  const { peer, clientHex } = await registeredPeer(running.port, 'graceful');
+  const uploads = Array.from({ length: 2 * WINDOW }, (_, i) => ({
+    name: `g-${i}.bin`,
+    data: randomBytes(FILE_BYTES),
+  }));
+  for (const upload of uploads) sendPipelined(peer, upload.name, upload.data);
+  // Once the server is reading them: the first upload is in progress, the rest on their way.
+  expect((await peer.next()).code).toBe(ResponseCode.UPLOAD_OFFSET);
+  running.child.kill('SIGTERM');
+  // Answers in order until the server closes the connection once it is quiet.
+  const answered: Answered[] = [];
+  for (const [i, upload] of uploads.entries()) {
+    const offset =
+      i === 0 ? { code: ResponseCode.UPLOAD_OFFSET } : await peer.next().catch(() => undefined);
+    if (offset === undefined) break;
+    expect(offset.code).toBe(ResponseCode.UPLOAD_OFFSET);
+    const stored = await peer.next().catch(() => undefined);
+    if (stored === undefined) break;
+    expect(stored.code).toBe(ResponseCode.STORED);
+    answered.push({ clientId: Buffer.from(clientHex, 'hex'), ...upload });
+  }
+  expect(await running.exited).toBe(0);
+  peer.close();
+  expect(answered.length).toBeGreaterThan(0);
+  await expectDurable(answered);
 });
