@@ -49,6 +49,14 @@ export interface WriteOptions<T> {
   };
 }
 
+/** The write option that commits `audit` (if any) with a write whose result passes `when`. */
+export function audited<T>(
+  audit: AuditEntry | undefined,
+  when: (value: T) => boolean,
+): Pick<WriteOptions<T>, 'audit'> {
+  return audit === undefined ? {} : { audit: { entries: [audit], when } };
+}
+
 interface PendingWrite {
   /** The write's statements; audit rows on their own have none (see `auditRow`). */
   readonly body: (() => Promise<unknown>) | undefined;

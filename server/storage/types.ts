@@ -365,3 +365,8 @@ export type StorageErrorCode = (typeof StorageErrorCode)[keyof typeof StorageErr
 export class StorageError extends CodedError<StorageErrorCode> {
   override readonly name = 'StorageError';
 }
+
+/** What every catalog answers once it is closed (or closing). */
+export function closedError(): StorageError {
+  return new StorageError(StorageErrorCode.CLOSED, 'the client store is closed');
+}

@@ -205,9 +205,9 @@ export function createDiskPartialStore(dataDir: string, now: () => number): Part
       const metaPath = `${base}.meta`;
       const check = key.check.toString('hex');
       const metaFound = exists(metaPath);
-      const recorded = metaFound ? await readMeta(metaPath) : undefined;
+      // A fresh upload never resumes: whatever its record says, it is not read.
+      const recorded = metaFound && key.fresh !== true ? await readMeta(metaPath) : undefined;
       const resumes =
-        key.fresh !== true &&
         recorded !== undefined &&
         recorded.fileName === key.fileName &&
         recorded.size === key.size &&

@@ -20,6 +20,7 @@ import {
   type FileVersion,
   type NewFile,
   type PutFileOptions,
+  closedError,
   putFileAudits,
   putFileRecord,
   type RegisterResult,
@@ -49,7 +50,7 @@ export class MemoryCatalog implements Catalog {
   constructor(readonly faults: FailureInjector = new FailureInjector()) {}
 
   private guard(operation: string): void {
-    if (this.closed) throw new StorageError(StorageErrorCode.CLOSED, 'the client store is closed');
+    if (this.closed) throw closedError();
     this.faults.check(operation);
   }
 

@@ -32,8 +32,9 @@ import type {
   StoredAuditEntry,
   VersionFilter,
 } from '../types';
-import { putFileAudits, putFileRecord } from '../types';
-import { closedError, PostgresClients, type PostgresClientSettings } from './clients';
+import { closedError, putFileAudits, putFileRecord } from '../types';
+import { audited } from '../group-commit';
+import { PostgresClients, type PostgresClientSettings } from './clients';
 import { databaseError, run } from './database';
 import {
   fileParams,
@@ -117,7 +118,7 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
         ]);
         return result.rowCount === 1;
       },
-      audit === undefined ? {} : { audit: { entries: [audit], when: (changed) => changed } },
+      audited(audit, (changed: boolean) => changed),
     );
   }
 
@@ -127,7 +128,7 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
       async (db) =>
         (await run(db, 'cannot delete the file row', SQL.deleteFile, [owner, fileName]))
           .rowCount === 1,
-      audit === undefined ? {} : { audit: { entries: [audit], when: (changed) => changed } },
+      audited(audit, (changed: boolean) => changed),
     );
   }
 
@@ -178,9 +179,7 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
         await putBack(db, kept, options.objectKey, options.now);
         return { archived, pruned: await prune(db, owner, fileName, options.keep) };
       },
-      audit === undefined
-        ? {}
-        : { audit: { entries: [audit], when: (result) => result !== undefined } },
+      audited(audit, (result: ArchiveResult | undefined) => result !== undefined),
     );
   }
 

@@ -14,10 +14,11 @@
 import type { Pool, PoolClient } from 'pg';
 import { WriteLane } from './write-lane';
 import type { Logger } from '../../../shared/logger';
-import { GroupCommit, type WriteOptions } from '../group-commit';
+import { audited, GroupCommit, type WriteOptions } from '../group-commit';
 import { DEFAULT_TOUCH_FLUSH_MS, LastSeenWriteBehind } from '../last-seen';
 import { sealAesKey, unsealStoredAesKey } from '../master-key';
 import {
+  closedError,
   StorageError,
   StorageErrorCode,
   type AuditEntry,
@@ -35,18 +36,6 @@ export interface PostgresClientSettings {
   readonly readOnly: boolean;
   /** Group-commit batch sizes (writes per transaction), for metrics. */
   readonly onBatch?: (size: number) => void;
-}
-
-/** The write option that commits `audit` (if any) with a write whose result passes `when`. */
-function audited<T>(
-  audit: AuditEntry | undefined,
-  when: (value: T) => boolean,
-): Omit<WriteOptions<T>, 'atomic'> {
-  return audit === undefined ? {} : { audit: { entries: [audit], when } };
-}
-
-export function closedError(): StorageError {
-  return new StorageError(StorageErrorCode.CLOSED, 'the client store is closed');
 }
 
 export abstract class PostgresClients implements ClientStore {

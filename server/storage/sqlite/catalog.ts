@@ -26,12 +26,12 @@ import type {
   StoredAuditEntry,
   VersionFilter,
 } from '../types';
-import { putFileAudits, putFileRecord } from '../types';
+import { closedError, putFileAudits, putFileRecord } from '../types';
+import { audited } from '../group-commit';
 import * as admin from './admin-queries';
 import type { AsyncDatabase, AsyncStatement } from './async';
 import { setFileStatusAudited } from './audited-writes';
 import { SqliteClients, type ClientSettings } from './clients';
-import { closedError } from './jobs';
 import type { SqliteReader } from './reader';
 import {
   auditParams,
@@ -130,7 +130,7 @@ export class SqliteCatalog extends SqliteClients implements SqliteStore {
     const owner = copy(clientId);
     return this.write(
       async () => (await this.statement('deleteFile').run([owner, fileName])).changes === 1,
-      audit === undefined ? {} : { audit: { entries: [audit], when: (changed) => changed } },
+      audited(audit, (changed: boolean) => changed),
     );
   }
 
@@ -181,9 +181,7 @@ export class SqliteCatalog extends SqliteClients implements SqliteStore {
     const { audit } = options;
     return this.write(() => restoreRow(this.statementOf, owner, fileName, version, options), {
       atomic: true,
-      ...(audit === undefined
-        ? {}
-        : { audit: { entries: [audit], when: (result) => result !== undefined } }),
+      ...audited(audit, (result: ArchiveResult | undefined) => result !== undefined),
     });
   }
 

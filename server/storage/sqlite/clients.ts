@@ -9,6 +9,7 @@ import { ClientCache } from '../client-cache';
 import { DEFAULT_TOUCH_FLUSH_MS, LastSeenWriteBehind } from '../last-seen';
 import { sealAesKey, unsealStoredAesKey } from '../master-key';
 import {
+  closedError,
   StorageError,
   StorageErrorCode,
   type AuditEntry,
@@ -18,7 +19,8 @@ import {
 } from '../types';
 import type { AsyncDatabase, AsyncStatement } from './async';
 import { registerNewClientAudited, setAesKeyAudited, setPublicKeyAudited } from './audited-writes';
-import { closedError, SqliteJobs } from './jobs';
+import { SqliteJobs } from './jobs';
+import { audited } from '../group-commit';
 import { CLIENT_COLUMNS, copy, toClientRecord, type ClientRow, type StatementName } from './rows';
 
 export interface ClientSettings {
@@ -158,9 +160,7 @@ export abstract class SqliteClients extends SqliteJobs implements ClientStore {
         committed: (result) => {
           if (result.ok) this.clients.remember(result.client.id.toString('hex'), result.client);
         },
-        ...(audit === undefined
-          ? {}
-          : { audit: { entries: [audit], when: (result) => result.ok } }),
+        ...audited(audit, (result: RegisterResult) => result.ok),
       },
     );
   }

@@ -4,7 +4,7 @@
  * writes go through group commit (../group-commit.ts). Closing rejects later calls with CLOSED.
  */
 import { GroupCommit, type WriteOptions } from '../group-commit';
-import { StorageError, StorageErrorCode } from '../types';
+import { closedError, StorageError, StorageErrorCode } from '../types';
 import { SerialQueue, sqliteCode, type AsyncDatabase, type AsyncStatement } from './async';
 import type { StatementName } from './rows';
 import { SqliteTransactions, type StatementOf } from './transactions';
@@ -16,10 +16,6 @@ import { SqliteTransactions, type StatementOf } from './transactions';
 function isOwnFailure(err: unknown): boolean {
   const code = sqliteCode(err);
   return code === undefined || code === 'SQLITE_CONSTRAINT';
-}
-
-export function closedError(): StorageError {
-  return new StorageError(StorageErrorCode.CLOSED, 'the client store is closed');
 }
 
 export abstract class SqliteJobs {
