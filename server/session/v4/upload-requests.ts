@@ -95,13 +95,8 @@ export class UploadRequests {
     this.dropping = false;
     await this.suspend();
     const { fileName, size, check } = req;
-    // A bound on what one connection may hold open: past it, read on as commits finish. An
-    // upload of a name still committing here waits for it: one name's uploads apply in order.
-    for (;;) {
-      const sameName = [...this.committing].filter(([, name]) => name === fileName);
-      if (this.committing.size < MAX_PIPELINED_COMMITS && sameName.length === 0) break;
-      const waitFor = sameName.length > 0 ? sameName.map(([c]) => c) : [...this.committing.keys()];
-      await Promise.race(waitFor).catch(() => undefined);
+    for (let wait = this.blocking(fileName); wait.length > 0; wait = this.blocking(fileName)) {
+      await Promise.race(wait);
     }
     const begin = { code: RequestCode.UPLOAD_BEGIN, fileName, size, check } as const;
     try {
@@ -201,6 +196,16 @@ export class UploadRequests {
     this.upload = undefined;
     if (upload) await upload.suspend();
     return upload;
+  }
+
+  /**
+   * The commits an upload of `fileName` waits for: one of that name still committing here (one
+   * name's uploads apply in order), else all of them while the connection holds its most.
+   */
+  private blocking(fileName: string): Promise<unknown>[] {
+    const sameName = [...this.committing].flatMap(([c, name]) => (name === fileName ? [c] : []));
+    if (sameName.length > 0) return sameName;
+    return this.committing.size >= MAX_PIPELINED_COMMITS ? [...this.committing.keys()] : [];
   }
 
   private require(): V4Upload {
