@@ -98,10 +98,17 @@ export async function recordKnownServer(configDir: string, entry: KnownServer): 
 
 /** What to tell someone whose pinned fingerprint no longer matches. */
 export function staleEntryHint(configDir: string, address: string): string {
-  const path = knownServersPath(configDir);
   return (
     `if the server's key was changed on purpose, verify the new fingerprint with its ` +
-    `operator (sft-server identity), then remove the line "${address} …" from ${path} ` +
+    `operator (sft-server identity), then ${removeEntryHint(configDir, address)}`
+  );
+}
+
+/** How to forget the server at `address`, as a command the user can paste. */
+export function removeEntryHint(configDir: string, address: string): string {
+  const path = knownServersPath(configDir);
+  return (
+    `remove the line "${address} …" from ${path} ` +
     `(e.g. sed -i '/^${address.replace(/[[\]./]/g, '\\$&')} /d' ${path}) and run again`
   );
 }

@@ -11,6 +11,7 @@ import { ClientErrorCode, clientError } from '../errors';
 import {
   findKnownServer,
   loadKnownServers,
+  removeEntryHint,
   staleEntryHint,
   type KnownServer,
 } from './known-servers';
@@ -71,10 +72,25 @@ export function downgrade(options: ChoiceOptions, why: string, reason: string): 
 export async function choosesV3(options: ChoiceOptions): Promise<boolean> {
   if (options.protocol !== 'v3') return false;
   const { pinned } = await loadPins(options);
-  if (pinned !== undefined) {
-    throw downgrade(options, 'is pinned as a version-4 server', '--protocol v3');
-  }
+  if (pinned !== undefined) throw forcedDowngrade(options);
   return true;
+}
+
+/**
+ * `--protocol v3` to a server pinned as v4: refused before connecting, so the message must not
+ * say the server answered anything.
+ */
+function forcedDowngrade(options: ChoiceOptions): Error {
+  return clientError(
+    ClientErrorCode.DOWNGRADE_REFUSED,
+    `${options.server.display} is pinned as a version-4 server; --protocol v3 would talk to it ` +
+      'without TLS or its pinned key: refused, nothing was sent',
+    {
+      hint:
+        'leave out --protocol v3 (the default speaks version 4 to it); if that server was ' +
+        `really replaced by one that speaks version 3 only, ${removeEntryHint(options.configDir, options.server.display)}`,
+    },
+  );
 }
 
 /** True when the config dir holds a v4 identity key (the client may be known by it). */

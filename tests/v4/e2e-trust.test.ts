@@ -192,6 +192,9 @@ describe('v4 end to end: trust', () => {
       file,
     ]);
     expect(forced.code).toBe(6);
+    expect(forced.json?.error?.code).toBe('DOWNGRADE_REFUSED');
+    // Refused before connecting: the message must not claim the server answered.
+    expect(forced.stderr).not.toContain('answered');
     expect(await legacy.store.listClients()).toEqual([]);
   });
 
