@@ -13,6 +13,7 @@ import { createServer, type SftServer } from '../transport/listener';
 import type { Sources } from '../session/sources';
 import { DEFAULT_KEEP_VERSIONS, type FileVault } from '../storage/file-vault';
 import { openBackends } from '../storage/open-backends';
+import { SpaceReserve } from '../storage/space-reserve';
 import type { Catalog } from '../storage/types';
 import { openV4, type V4Setup } from '../transport/tls-setup';
 import { createOperations, type MetricsSettings } from '../metrics/operations';
@@ -37,6 +38,11 @@ export interface DaemonOptions {
   readonly storage?: string;
   /** Endpoint of an S3-compatible store for `s3://` storage (`--s3-endpoint`). */
   readonly s3Endpoint?: string;
+  /**
+   * `--disk-reserve`: bytes kept free in the data folder so a full disk can still delete
+   * (space-reserve.ts); absent or 0: none.
+   */
+  readonly diskReserveBytes?: number;
   /** `/metrics`, `/healthz`, `/readyz` on this port (`--metrics-port`); absent: none. */
   readonly metrics?: MetricsSettings;
   /** Protocol version 4 on the same port (docs/protocol-v4.md); absent: v3 only. */
@@ -101,6 +107,15 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
     const removed = await backends.bytes.sweepIncomplete();
     if (removed > 0) logger.info({ removed }, 'removed temp files of interrupted uploads');
+    const reserveBytes = options.diskReserveBytes ?? 0;
+    const space =
+      reserveBytes > 0
+        ? await SpaceReserve.open({
+            dir: dataDir,
+            bytes: reserveBytes,
+            log: logger,
+          })
+        : undefined;
     const metered = ops.wrap(store, files);
     server = createServer({
       store: metered.catalog,
@@ -111,6 +126,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger,
       limits: options.limits,
       ...(options.memory === undefined ? {} : { memory: options.memory }),
+      ...(space === undefined ? {} : { space }),
       ...(v4 ? { v4: { ...v4.options, bytes: backends.bytes }, v3: options.v4?.v3 ?? true } : {}),
     });
     const address = await server.listen(options.port, options.host);

@@ -33,6 +33,9 @@ import { loadMasterKey, MASTER_KEY_ENV } from '../storage/master-key';
 import { DEFAULT_KEEP_VERSIONS } from '../storage/file-vault';
 import { parsePort } from '../../shared/validators';
 
+/** Room for thousands of deletions' database writes, and little beside any real disk. */
+const DEFAULT_DISK_RESERVE = '8M';
+
 const MS_PER_S = 1000;
 
 interface ServeArgs {
@@ -60,6 +63,7 @@ interface ServeArgs {
   database: string;
   storage: string;
   'keep-versions': number;
+  'disk-reserve': string;
   /** auto | on | off; '' (bare flag) and booleans are the flag's older boolean form. */
   'gc-nudge'?: string | boolean;
   's3-endpoint'?: string;
@@ -185,6 +189,12 @@ function serveOptions(y: Argv): Argv<ServeArgs> {
       default: DEFAULT_KEEP_VERSIONS,
       describe: 'verified versions of a file kept when an upload replaces it (0: none)',
     })
+    .option('disk-reserve', {
+      type: 'string',
+      default: DEFAULT_DISK_RESERVE,
+      describe:
+        'space kept free in the data folder: on a full disk it is given up so deletions still commit, and uploads wait until it fits again (0: none)',
+    })
     .option('s3-endpoint', {
       type: 'string',
       describe: 'URL of an S3-compatible store (MinIO, Ceph, R2) for s3:// storage; default AWS',
@@ -301,6 +311,7 @@ async function serve(args: ServeArgs): Promise<void> {
       database: args.database,
       storage: args.storage,
       keepVersions: nonNegativeInteger(args['keep-versions'], '--keep-versions'),
+      diskReserveBytes: parseByteSize(args['disk-reserve'], '--disk-reserve') ?? 0,
       ...memory,
       ...(args['s3-endpoint'] === undefined ? {} : { s3Endpoint: args['s3-endpoint'] }),
       ...metricsFrom(args),

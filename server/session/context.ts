@@ -12,6 +12,7 @@ import type { DecryptLockout } from './lockout';
 import type { QuotaLedger } from './quota-ledger';
 import type { Sources } from './sources';
 import type { Upload } from './upload';
+import type { SpaceReserve } from '../storage/space-reserve';
 import type { ClientStore, FileCatalog, FileStore } from '../storage/types';
 
 /** What every session of one server shares. */
@@ -33,6 +34,8 @@ export interface SessionContext {
   readonly budget?: BufferBudget;
   /** `--gc-nudge`: collects young garbage every few MiB of transfer data (v3 and v4). */
   readonly memory?: MemoryNudge;
+  /** `--disk-reserve`: admits uploads, and is told of storage failures (a full disk). */
+  readonly space?: SpaceReserve;
 }
 
 /**

@@ -146,6 +146,8 @@ export class Session {
       }
       return response;
     } catch (err) {
+      // First: on a full disk this gives up the space reserve, so the audit row below commits.
+      await flow.ctx.space?.failed(err);
       const wire = toWire(err, { code: header.code, clientId: header.clientId });
       if (header.code === RequestCode.SEND_FILE) {
         const fields = d.ok

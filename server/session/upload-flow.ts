@@ -78,6 +78,7 @@ async function startUpload(flow: Flow, req: SendFileRequest): Promise<Response |
   }
   let sink;
   try {
+    await ctx.space?.admit(req.origSize);
     await store.touch(clientId, sources.now());
     sink = await files.beginUpload(clientIdHex, req.fileName);
   } catch (err) {

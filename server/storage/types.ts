@@ -347,8 +347,10 @@ export type {
 export const StorageErrorCode = {
   /** The database failed (locked, corrupt, read-only, full). */
   DATABASE: 'DATABASE',
-  /** The file system or object store failed (full disk, permissions). */
+  /** The file system or object store failed (permissions, I/O). */
   FILESYSTEM: 'FILESYSTEM',
+  /** No room: the disk is full, or the space reserve is given up (space-reserve.ts). */
+  DISK_FULL: 'DISK_FULL',
   /** A key would leave the storage root; never expected after §9 validation. */
   PATH_ESCAPE: 'PATH_ESCAPE',
   /** The store was closed. */

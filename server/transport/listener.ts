@@ -33,6 +33,8 @@ export interface ServerOptions {
   readonly v4?: V4Options;
   /** False refuses v3 connections (`--v3 off`); only meaningful with `v4`. Default true. */
   readonly v3?: boolean;
+  /** `--disk-reserve`: the data folder's space reserve; absent: none. */
+  readonly space?: SessionContext['space'];
   /** Per-file locks shared with other servers (a shared database); default: this server's. */
   readonly fileLocks?: SessionContext['fileLocks'];
   /** `--quota` reservations shared with other servers; default: this server's own. */
@@ -122,6 +124,7 @@ class Server implements SftServer {
       lockout: new DecryptLockout(this.limits.lockout, sources.now),
       budget: new BufferBudget(this.limits.maxBufferedBytes),
       ...(options.memory === undefined ? {} : { memory: options.memory }),
+      ...(options.space === undefined ? {} : { space: options.space }),
     };
     this.v4 = options.v4 ? createV4Stack(this.context, options.v4) : undefined;
     this.v3Enabled = options.v3 ?? true;

@@ -188,7 +188,9 @@ export class V4Files {
         'file_deleted',
         `${fileName}: ${file.size} bytes`,
       );
-      if (!(await store.deleteFile(client.clientId, fileName, audit))) {
+      const removeRow = (): Promise<boolean> => store.deleteFile(client.clientId, fileName, audit);
+      const space = this.ctx.base.space;
+      if (!(await (space === undefined ? removeRow() : space.freeing(removeRow)))) {
         throw v4Error('NOT_FOUND', `no file ${JSON.stringify(fileName)}`);
       }
       await files.remove(client.clientIdHex, fileName);

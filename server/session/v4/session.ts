@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { assertNever } from '../../../protocol/errors';
 import { RequestCode, ResponseCode, Size, WireErrorCode } from '../../../protocol/v4/constants';
 import type { ErrorMessage, Request, Response } from '../../../protocol/v4/messages';
+import { isDiskFull } from '../../storage/space-reserve';
 import { StorageError } from '../../storage/types';
 import type { AuditEntry, AuditOutcome } from '../../storage/types';
 import { V4SessionError, v4Error, type V4Context } from './context';
@@ -26,6 +27,12 @@ import { UploadRequests, type LaterAnswer } from './upload-requests';
 
 /** The protocol version written into audit details and logs. */
 const PROTOCOL_TAG = 'v4';
+
+/** The text of a STORAGE answer: people can act on a full disk (by deleting), not on the rest. */
+function storageText(err: unknown): string {
+  if (isDiskFull(err)) return "the server's disk is full: delete files, or try again later";
+  return err instanceof StorageError ? 'the server could not store this' : 'internal error';
+}
 
 export class V4Session {
   private chunk = 0;
@@ -195,10 +202,9 @@ export class V4Session {
     }
     const storage = err instanceof StorageError;
     this.log.error({ err, code }, storage ? 'v4 storage failure' : 'v4 internal error');
-    const error = v4Error(
-      'STORAGE',
-      storage ? 'the server could not store this' : 'internal error',
-    );
+    // Gives up the space reserve on a full disk, so a DELETE can still commit.
+    void this.ctx.base.space?.failed(err);
+    const error = v4Error('STORAGE', storageText(err));
     return { code: ResponseCode.ERROR, error: error.wire, fatal: false, text: error.message };
   }
 

@@ -94,6 +94,7 @@ export class V4Upload {
     if (req.size > limits.maxFileSize) {
       throw v4Error('FILE_TOO_LARGE', `${req.size} bytes is over ${limits.maxFileSize}`);
     }
+    await ctx.base.space?.admit(req.size);
     const key = `${client.clientIdHex}/${req.fileName}`;
     if (ctx.activeUploads.has(key)) {
       throw v4Error('BUSY', 'another connection is uploading this file');

@@ -23,6 +23,7 @@ import type {
   UploadDataDeflate,
   UploadEnd,
 } from '../../../protocol/v4/messages';
+import { isDiskFull } from '../../storage/space-reserve';
 import type { AuditEntry, AuditOutcome } from '../../storage/types';
 import { V4SessionError, v4Error, type V4Context } from './context';
 import { inflateChunk } from './file-flows';
@@ -54,6 +55,15 @@ export interface UploadRequestsHost {
 }
 
 type Begin = UploadBegin | UploadBeginFlags;
+
+/**
+ * Whether a failed upload loses its partial (docs/protocol-v4.md §5.4): a refusal of its bytes
+ * does, and so does a full disk, where the partial's space is better given back than kept for
+ * a resume; any other storage failure keeps it.
+ */
+function endsPartial(err: unknown): boolean {
+  return err instanceof V4SessionError || isDiskFull(err);
+}
 
 export class UploadRequests {
   private upload: V4Upload | undefined;
@@ -137,7 +147,7 @@ export class UploadRequests {
     } catch (err) {
       this.upload = undefined;
       this.dropping = this.pipelined;
-      if (err instanceof V4SessionError) await upload.discard();
+      if (endsPartial(err)) await upload.discard();
       else await upload.suspend().catch(() => undefined);
       throw err;
     }
@@ -238,7 +248,7 @@ export class UploadRequests {
       return stored;
     } catch (err) {
       await this.host.auditRefusal(req.code, err, upload.fileName);
-      if (err instanceof V4SessionError) await upload.discard().catch(() => undefined);
+      if (endsPartial(err)) await upload.discard().catch(() => undefined);
       else await upload.suspend().catch(() => undefined);
       throw err;
     }

@@ -4,8 +4,13 @@ import { StorageError, StorageErrorCode } from '../types';
 
 export function fsError(what: string, err: unknown): StorageError {
   if (err instanceof StorageError) return err;
-  const detail = errnoCode(err) ?? (err instanceof Error ? err.message : String(err));
-  return new StorageError(StorageErrorCode.FILESYSTEM, `${what} (${detail})`, { cause: err });
+  const errno = errnoCode(err);
+  const detail = errno ?? (err instanceof Error ? err.message : String(err));
+  const code =
+    errno === 'ENOSPC' || errno === 'EDQUOT'
+      ? StorageErrorCode.DISK_FULL
+      : StorageErrorCode.FILESYSTEM;
+  return new StorageError(code, `${what} (${detail})`, { cause: err });
 }
 
 export function escapeError(message: string): StorageError {

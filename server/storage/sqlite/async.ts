@@ -17,7 +17,9 @@ export interface RunResult {
 
 export function databaseError(what: string, cause: unknown): StorageError {
   const detail = cause instanceof Error ? cause.message : String(cause);
-  return new StorageError(StorageErrorCode.DATABASE, `${what}: ${detail}`, { cause });
+  const code =
+    sqliteCode(cause) === 'SQLITE_FULL' ? StorageErrorCode.DISK_FULL : StorageErrorCode.DATABASE;
+  return new StorageError(code, `${what}: ${detail}`, { cause });
 }
 
 /** The SQLite result code name of a driver error (`SQLITE_BUSY`, …), if it carries one. */
