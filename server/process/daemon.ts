@@ -14,6 +14,7 @@ import type { Sources } from '../session/sources';
 import { DEFAULT_KEEP_VERSIONS, type FileVault } from '../storage/file-vault';
 import { openBackends } from '../storage/open-backends';
 import { SpaceReserve } from '../storage/space-reserve';
+import { lockDataDir, type DirLock } from '../storage/sqlite/dir-lock';
 import type { Catalog } from '../storage/types';
 import { openV4, type V4Setup } from '../transport/tls-setup';
 import { createOperations, type MetricsSettings } from '../metrics/operations';
@@ -70,9 +71,24 @@ export interface Daemon {
 }
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
-  const { logger } = options;
   const dataDir = resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  // Before anything else touches the folder: a second daemon on it must change nothing.
+  const dirLock = await lockDataDir(dataDir, process.pid);
+  try {
+    return await startLocked(options, dataDir, dirLock);
+  } catch (err) {
+    await dirLock.release().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function startLocked(
+  options: DaemonOptions,
+  dataDir: string,
+  dirLock: DirLock,
+): Promise<Daemon> {
+  const { logger } = options;
   const ops = await createOperations(options.metrics, {
     logger,
     clockMs: options.sources?.now ?? Date.now,
@@ -154,6 +170,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           await ops.close();
           await v4Stack?.close();
           await backends.close();
+          await dirLock.release();
           logger.info('stopped');
         })();
         return closing;

@@ -359,6 +359,8 @@ export const StorageErrorCode = {
   MASTER_KEY: 'MASTER_KEY',
   /** A file or version asked for does not exist. */
   NOT_FOUND: 'NOT_FOUND',
+  /** The data folder is held by another running daemon (sqlite/dir-lock.ts). */
+  IN_USE: 'IN_USE',
   /** A backend choice (`--database`, `--storage`) names no backend this server has. */
   BACKEND: 'BACKEND',
 } as const;

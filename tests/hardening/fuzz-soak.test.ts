@@ -313,7 +313,7 @@ describe('fuzz soak against one live server', () => {
       if (parts.length === 1) {
         if (e.kind === 'dir')
           return !/^([0-9a-f]{32}|\.incoming|\.versions|identity)$/.test(e.path);
-        return !/^defensive\.db(-wal|-shm)?$|^\.space-reserve$/.test(e.path);
+        return !/^defensive\.db(-wal|-shm)?$|^\.space-reserve$|^\.daemon\.(lock|pid)$/.test(e.path);
       }
       // The server's own version-4 identity.
       if (parts[0] === 'identity') {

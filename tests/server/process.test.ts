@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { cksum } from '../../shared/cksum';
@@ -110,6 +110,37 @@ describe('sft-server CLI', () => {
     expect(p.port).toBe(port);
     expect(existsSync(join(dir, 'data', 'defensive.db'))).toBe(true);
     expect(p.lines.some((l) => l.level === 40 && /master key/.test(l.msg))).toBe(true);
+  });
+
+  it('a second daemon on a data folder in use refuses to start and changes nothing; a killed one leaves no lock', async () => {
+    const dir = await newDir();
+    const first = await start(dir);
+    // An upload in flight of the first daemon: the second must not sweep it away.
+    await mkdir(join(dir, '.incoming'), { recursive: true, mode: 0o700 });
+    const inFlight = join(dir, '.incoming', 'in-flight.part');
+    await writeFile(inFlight, 'half');
+    const second = spawnSync(
+      process.execPath,
+      [SERVER_MAIN, '--port', '0', '--host', '127.0.0.1', '--data-dir', dir],
+      { encoding: 'utf8', timeout: 30000 },
+    );
+    expect(second.status).toBe(1);
+    const fatal = second.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { level: number; err?: { code?: string }; msg: string })
+      .find((l) => l.level === 60);
+    expect(fatal?.err?.code).toBe('IN_USE');
+    expect(fatal?.msg).toContain(`pid ${first.child.pid}`);
+    expect(existsSync(inFlight)).toBe(true);
+    // The first one still serves.
+    const c = await connect(first.port);
+    await registerWithKey(c, 'still-here');
+
+    await first.stop('SIGKILL');
+    running.splice(running.indexOf(first), 1);
+    const third = await start(dir);
+    expect(third.port).toBeGreaterThan(0);
   });
 
   it('a malformed port.info is a usage error naming the file', async () => {
