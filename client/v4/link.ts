@@ -40,7 +40,7 @@ export class V4Link {
       ClientErrorCode.CONNECTION_LOST,
       `connection to ${this.remote} lost: ${why}`,
       {
-        hint: 'run again: an interrupted upload continues where the server stopped',
+        hint: 'run again: an interrupted upload or download continues where it stopped',
         cause,
       },
     );
