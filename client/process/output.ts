@@ -233,7 +233,10 @@ export async function createOutput(
       if (err.hint) streams.stderr.write(`${PROGRAM}: ${err.hint}\n`);
     },
     interrupted(signal) {
-      complain(`${PROGRAM}: interrupted (${signal}); the server discards an unfinished upload`);
+      complain(
+        `${PROGRAM}: interrupted (${signal}); run again to send the rest: a version-4 server ` +
+          'resumes an unfinished upload, a version-3 server starts it over',
+      );
     },
     finish(summary) {
       stopBar();
