@@ -108,7 +108,7 @@ export class UploadPipeline {
     const turn = this.takeSendTurn();
     let held: HeldFile;
     try {
-      held = await readHeld(plan);
+      held = readHeld(plan);
       await turn.ready;
       if (this.broken) throw this.broken;
     } catch (err) {
@@ -136,7 +136,7 @@ export class UploadPipeline {
     let sent: Sent | undefined;
     let answers: Answers;
     try {
-      const held = await readHeld(plan);
+      const held = readHeld(plan);
       await turn.ready;
       if (this.broken) throw this.broken;
       const answered = this.readAnswers(plan, async () => {

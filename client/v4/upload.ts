@@ -8,6 +8,7 @@
  * that buffer; a larger one is read chunk by chunk, one read ahead of the sending.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { RequestCode, ResponseCode, type Stored } from '../../protocol/v4';
 import { ClientErrorCode, clientError } from '../errors';
@@ -181,17 +182,39 @@ export interface HeldFile {
   readonly check: Buffer;
 }
 
-/** Reads a file that fits one chunk whole (FILE_CHANGED when it is not of the planned size). */
-export async function readHeld(plan: V4Plan): Promise<HeldFile> {
-  const handle = await openPlan(plan);
+/**
+ * Reads a file that fits one chunk whole (FILE_CHANGED when it is not of the planned size).
+ * Synchronously: such a file comes from the page cache in microseconds, less than the CPU of
+ * the four trips through libuv's thread pool (open, fstat, read, close) that reading it with
+ * promises takes, and in a folder of small files those trips add up.
+ */
+export function readHeld(plan: V4Plan): HeldFile {
+  let fd: number;
   try {
-    const stats = await handle.stat();
-    const bytes = stats.size === plan.size ? await readWhole(handle, plan.size) : undefined;
+    fd = openSync(plan.path, 'r');
+  } catch (err) {
+    throw clientError(ClientErrorCode.FILE_UNREADABLE, `cannot open ${plan.path}`, { cause: err });
+  }
+  try {
+    const stats = fstatSync(fd);
+    const bytes = stats.size === plan.size ? readWholeSync(fd, plan.size) : undefined;
     if (bytes === undefined) throw fileChanged(plan);
     return { bytes, check: contentCheckOfBytes(bytes, stats.mtimeMs) };
   } finally {
-    await handle.close().catch(() => undefined);
+    closeSync(fd);
   }
+}
+
+/** readWhole of a file descriptor, synchronously. */
+function readWholeSync(fd: number, size: number): Buffer | undefined {
+  const buf = Buffer.allocUnsafe(size + 1);
+  let done = 0;
+  while (done < buf.length) {
+    const n = readSync(fd, buf, done, buf.length - done, done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done === size ? buf.subarray(0, size) : undefined;
 }
 
 /** What came of an upload the server answered with STORED. */
