@@ -9,10 +9,11 @@ import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../../shared/atomic-file';
+import { isNotFound } from '../../../shared/errno';
 import type { V4FileMeta, V4FileMetaStore } from '../../session/v4/file-meta';
 import { checkClientIdHex } from '../object-keys';
-import { StorageError, StorageErrorCode } from '../types';
 import { FolderSyncs } from './directories';
+import { fsError } from './errors';
 import { ensureRecordFolder } from './v4-folders';
 
 export const FILE_META_DIR = '.meta-v4';
@@ -23,15 +24,6 @@ interface Stored {
   readonly updatedAt: number;
   readonly sha256: string;
   readonly flags: number;
-}
-
-function fsError(what: string, err: unknown): StorageError {
-  const detail = err instanceof Error ? err.message : String(err);
-  return new StorageError(StorageErrorCode.FILESYSTEM, `${what}: ${detail}`, { cause: err });
-}
-
-function isMissing(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
 }
 
 function parse(text: string): V4FileMeta | undefined {
@@ -64,7 +56,7 @@ export function createDiskFileMetaStore(dataDir: string): V4FileMetaStore {
         return parse(await fsp.readFile(path(clientIdHex, fileName), 'utf8'));
       } catch (err) {
         // A record that is gone or torn is only a cache miss: the SHA-256 is computed anew.
-        if (isMissing(err) || err instanceof SyntaxError) return undefined;
+        if (isNotFound(err) || err instanceof SyntaxError) return undefined;
         throw fsError('cannot read a file record', err);
       }
     },
@@ -90,7 +82,7 @@ export function createDiskFileMetaStore(dataDir: string): V4FileMetaStore {
       try {
         await fsp.unlink(path(clientIdHex, fileName));
       } catch (err) {
-        if (!isMissing(err)) throw fsError('cannot remove a file record', err);
+        if (!isNotFound(err)) throw fsError('cannot remove a file record', err);
       }
     },
   };

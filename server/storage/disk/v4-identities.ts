@@ -14,8 +14,9 @@ import { createHash } from 'node:crypto';
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { syncDirectory } from '../../../shared/atomic-file';
+import { errnoCode } from '../../../shared/errno';
 import type { V4Identity, V4Store } from '../../session/v4/context';
-import { StorageError, StorageErrorCode } from '../types';
+import { fsError } from './errors';
 
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
@@ -26,15 +27,6 @@ interface Stored {
   readonly fingerprint: string;
   readonly boundAt: number;
   readonly via: 'register' | 'migrate';
-}
-
-function fsError(what: string, err: unknown): StorageError {
-  const detail = err instanceof Error ? err.message : String(err);
-  return new StorageError(StorageErrorCode.FILESYSTEM, `${what}: ${detail}`, { cause: err });
-}
-
-function code(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | null)?.code;
 }
 
 function toIdentity(stored: Stored): V4Identity {
@@ -57,7 +49,7 @@ export function createDiskV4Store(identityDir: string): V4Store {
     try {
       return JSON.parse(await fsp.readFile(path, 'utf8')) as Stored;
     } catch (err) {
-      if (code(err) === 'ENOENT') return undefined;
+      if (errnoCode(err) === 'ENOENT') return undefined;
       throw fsError(`cannot read ${path}`, err);
     }
   }
@@ -68,7 +60,7 @@ export function createDiskV4Store(identityDir: string): V4Store {
     try {
       handle = await fsp.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, FILE_MODE);
     } catch (err) {
-      if (code(err) === 'EEXIST') return false;
+      if (errnoCode(err) === 'EEXIST') return false;
       throw fsError(`cannot create ${path}`, err);
     }
     try {
@@ -134,7 +126,7 @@ export function createDiskV4Store(identityDir: string): V4Store {
       try {
         names = await fsp.readdir(boundDir);
       } catch (err) {
-        if (code(err) === 'ENOENT') return [];
+        if (errnoCode(err) === 'ENOENT') return [];
         throw fsError(`cannot list ${boundDir}`, err);
       }
       const out: V4Identity[] = [];

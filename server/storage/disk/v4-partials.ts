@@ -20,8 +20,10 @@ import { createReadStream, lstatSync, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../../shared/atomic-file';
+import { isNotFound } from '../../../shared/errno';
 import type { PartialKey, PartialStore, PartialUpload } from '../../session/v4/context';
 import { StorageError, StorageErrorCode } from '../types';
+import { fsError } from './errors';
 import { ensureRecordFolder } from './v4-folders';
 
 export const PARTIALS_DIR = '.partial-v4';
@@ -35,15 +37,6 @@ interface Meta {
   readonly check: string;
   readonly durable: number;
   readonly updatedAt: number;
-}
-
-function fsError(what: string, err: unknown): StorageError {
-  const detail = err instanceof Error ? err.message : String(err);
-  return new StorageError(StorageErrorCode.FILESYSTEM, `${what}: ${detail}`, { cause: err });
-}
-
-function isNotFound(err: unknown): boolean {
-  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
 }
 
 /**
