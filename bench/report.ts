@@ -37,6 +37,8 @@ export interface Figures {
   readonly manyRss: number | undefined;
   /** The many load over v4 (the default --protocol); undefined for a client without v4. */
   readonly manyV4Ms: number[] | undefined;
+  /** The same folders sent by the least a Node program does (bench/reference.ts). */
+  readonly referenceMs: number[];
   readonly answers: number[];
   readonly concurrent: ConcurrentResult;
   readonly concurrentRss: number | undefined;
@@ -61,6 +63,7 @@ export function report(f: Figures): { readonly rows: Row[]; readonly results: un
     single: rate(SINGLE_BYTES, median(singleMs)),
     many: rate(manyBytes, median(manyMs)),
     manyV4: f.manyV4Ms === undefined ? undefined : rate(manyBytes, median(f.manyV4Ms)),
+    reference: rate(manyBytes, median(f.referenceMs)),
   };
   const scp =
     typeof anchor === 'string'
@@ -155,6 +158,13 @@ export function report(f: Figures): { readonly rows: Row[]; readonly results: un
             '≥ 3× scp',
           ],
         ] as Row[])),
+    [
+      `many by the reference: plain node:tls, SHA-256, each file fdatasync'ed and renamed (bench/reference.ts), median of ${MANY_RUNS}`,
+      `${ours.reference.toFixed(0)} MB/s (${ms0(median(f.referenceMs))})`,
+      scpCell(scp?.many, typeof anchor === 'string' ? undefined : anchor.manyMs),
+      ratio(ours.reference, scp?.many),
+      'what Node does here',
+    ],
     ['many: server peak RSS', mb(manyRss), '', '', ''],
     [
       'many: last packet → 1603, through a proxy',
@@ -240,6 +250,12 @@ export function report(f: Figures): { readonly rows: Row[]; readonly results: un
           : { runsMs: anchor.manyMs, medianMs: median(anchor.manyMs), MBps: scp?.many },
       oursOverScp: scp === undefined ? null : ours.many / scp.many,
       answer1603: { count: answers.length, p50Ms: answerP50, p99Ms: answerP99 },
+      reference: {
+        runsMs: f.referenceMs,
+        medianMs: median(f.referenceMs),
+        MBps: ours.reference,
+        overScp: scp === undefined ? null : ours.reference / scp.many,
+      },
       v4:
         f.manyV4Ms === undefined
           ? null

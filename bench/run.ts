@@ -24,6 +24,8 @@ import { measureBackends } from './backends';
 import { runConcurrent } from './concurrent';
 import { settleDisk } from './disk';
 import { measureFloors } from './floors';
+import { measureReference } from './reference';
+import { DEFAULT_PARALLEL } from '../client/process/cli-options';
 import { crcUpdateNative } from '../shared/cksum-native';
 import { aesMBps, cksumMBps, opensslSeconds } from './limits';
 import { machineInfo } from './machine';
@@ -194,6 +196,13 @@ async function main(): Promise<void> {
     const manyV4Ms = features.protocol
       ? await timed(MANY_RUNS, (i) => clientOk([...v4Common, ...manySets[i]], work))
       : undefined;
+    // 2a. the same folders by the least a Node program does for the same guarantees
+    const referenceMs = await measureReference({
+      work,
+      sets: manySets,
+      runs: MANY_RUNS,
+      connections: DEFAULT_PARALLEL,
+    });
 
     // 2b. the 1603 wait under the same load, through a timing proxy (its figures only)
     const proxy = await startLatencyProxy(server.port);
@@ -269,6 +278,7 @@ async function main(): Promise<void> {
       manyMs,
       manyRss,
       manyV4Ms,
+      referenceMs,
       answers,
       concurrent,
       concurrentRss,
