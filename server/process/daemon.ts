@@ -4,7 +4,8 @@
  * shuts down in order (listener, connections, database). main.ts wraps this in a CLI; tests
  * start it in-process.
  */
-import { mkdir } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { ServerLimits } from '../transport/limits';
@@ -14,8 +15,9 @@ import type { Sources } from '../session/sources';
 import { DEFAULT_KEEP_VERSIONS, type FileVault } from '../storage/file-vault';
 import { openBackends } from '../storage/open-backends';
 import { SpaceReserve } from '../storage/space-reserve';
+import { errnoCode } from '../../shared/errno';
 import { lockDataDir, type DirLock } from '../storage/sqlite/dir-lock';
-import type { Catalog } from '../storage/types';
+import { StorageError, StorageErrorCode, type Catalog } from '../storage/types';
 import { openV4, type V4Setup } from '../transport/tls-setup';
 import { createOperations, type MetricsSettings } from '../metrics/operations';
 
@@ -72,7 +74,7 @@ export interface Daemon {
 
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const dataDir = resolve(options.dataDir);
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await prepareDataDir(dataDir);
   // Before anything else touches the folder: a second daemon on it must change nothing.
   const dirLock = await lockDataDir(dataDir, process.pid);
   try {
@@ -80,6 +82,29 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     await dirLock.release().catch(() => undefined);
     throw err;
+  }
+}
+
+/** Creates the data folder if missing; says plainly why it cannot be one. */
+async function prepareDataDir(dataDir: string): Promise<void> {
+  try {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await access(dataDir, fsConstants.W_OK);
+  } catch (err) {
+    const code = errnoCode(err);
+    const why =
+      code === 'EEXIST'
+        ? 'it is not a folder'
+        : code === 'ENOTDIR'
+          ? 'a part of its path is not a folder'
+          : code === 'EROFS'
+            ? 'its file system is read-only'
+            : code === 'EACCES' || code === 'EPERM'
+              ? 'this user may not write there'
+              : (code ?? String(err));
+    throw new StorageError(StorageErrorCode.FILESYSTEM, `--data-dir ${dataDir}: ${why}`, {
+      cause: err,
+    });
   }
 }
 

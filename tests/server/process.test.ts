@@ -143,6 +143,28 @@ describe('sft-server CLI', () => {
     expect(third.port).toBeGreaterThan(0);
   });
 
+  it('a --data-dir that is a file is a start error (exit 1) that touches nothing', async () => {
+    const dir = await newDir();
+    const file = join(dir, 'data');
+    await writeFile(file, 'not a folder');
+    for (const dataDir of [file, join(file, 'below')]) {
+      const r = spawnSync(
+        process.execPath,
+        [SERVER_MAIN, '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir],
+        { encoding: 'utf8', timeout: 30000 },
+      );
+      expect(r.status).toBe(1);
+      const fatal = r.stdout
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { level: number; err?: { code?: string } })
+        .find((l) => l.level === 60);
+      expect(fatal?.err?.code).toBe('FILESYSTEM');
+    }
+    expect(await readdir(dir)).toEqual(['data']);
+    expect(await readFile(file, 'utf8')).toBe('not a folder');
+  });
+
   it('a malformed port.info is a usage error naming the file', async () => {
     const dir = await newDir();
     await writeFile(join(dir, 'port.info'), 'eighty\n');
