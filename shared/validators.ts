@@ -74,3 +74,24 @@ export function fileNameProblem(name: string): string | undefined {
   if (hasControlCharacters(name)) return 'file name has control characters';
   return undefined;
 }
+
+/** Folders a version-4 file name may have above its base name. */
+export const MAX_NAME_FOLDERS = 32;
+
+/**
+ * Why `name` is not a version-4 file name (docs/protocol-v4.md §3.2), or undefined: a relative
+ * path of plain base names joined by `/`, so no part can be empty, `.` or `..`, hold `\` or a
+ * control character, and the whole never starts or ends with `/`; at most MAX_NAME_FOLDERS
+ * folders deep.
+ */
+export function filePathProblem(name: string): string | undefined {
+  const parts = name.split('/');
+  if (parts.length > MAX_NAME_FOLDERS + 1)
+    return `file name is more than ${MAX_NAME_FOLDERS} folders deep`;
+  for (const part of parts) {
+    const problem = fileNameProblem(part);
+    if (problem !== undefined)
+      return parts.length === 1 ? problem : `a part of the path: ${problem}`;
+  }
+  return undefined;
+}

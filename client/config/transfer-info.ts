@@ -32,6 +32,11 @@ export interface FileArgument {
   readonly path: string;
   /** Where the path came from, when it came from transfer.info. */
   readonly location?: ConfigLocation;
+  /**
+   * Its path below the directory argument it was found under, that directory's name first
+   * (`-r photos` → `photos/2024/a.jpg`): its name over version 4, which keeps folders.
+   */
+  readonly name?: string;
 }
 
 export interface ConfigOverrides {

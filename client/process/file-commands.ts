@@ -3,7 +3,7 @@
  * (docs/protocol-v4.md §5.6, §5.7). Version 3 has no such requests, so these never fall back:
  * against a server that speaks only v3 they stop with a clear error.
  */
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { clientIdToHex } from '../../shared/client-id';
 import { resolveConfig } from '../config/transfer-info';
 import { ClientErrorCode, ExitCode, clientError, toClientError } from '../errors';
@@ -110,7 +110,8 @@ async function execute(
     throw clientError(ClientErrorCode.USAGE, `${cmd.command} needs protocol v4; v3 can only send`);
   }
   const fileName = cmd.command === 'list' ? '' : checkRemoteName(cmd.fileName);
-  const outPath = cmd.command === 'get' ? resolve(cmd.output ?? fileName) : '';
+  // A stored name's folders are the server's; the download lands in the working directory.
+  const outPath = cmd.command === 'get' ? resolve(cmd.output ?? basename(fileName)) : '';
   // Before connecting: an existing file is refused without touching the network.
   if (cmd.command === 'get') await refuseExisting(outPath, cmd.force);
   const config = await resolveConfig({

@@ -189,7 +189,7 @@ export async function run(argv: readonly string[], streams: OutputStreams): Prom
     if (expanded.skipped.length > 0) {
       output.warn(`not sending ${expanded.skipped.join(', ')}: a private key of this client`);
     }
-    const prepared = await prepareUploadPlans(flags.protocol, expanded.files);
+    const prepared = prepareUploadPlans(flags.protocol, expanded.files);
     log.debug({ server: config.server.display, files: prepared.v4.length }, 'starting');
     // Version 4 unless the server speaks only v3 (docs/protocol-v4.md §2.4); exit 6 on a
     // fingerprint mismatch or a refused downgrade, before any file byte is sent. The modules

@@ -4,7 +4,7 @@
  * files (the caller's `exclude`) are never taken from a directory.
  */
 import { readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { errnoText } from '../../shared/errno';
 import type { FileArgument } from '../config/transfer-info';
 import { ClientErrorCode, clientError } from '../errors';
@@ -79,7 +79,10 @@ export async function expandDirectories(
         `cannot send ${file.path}: there are no files below it`,
       );
     }
-    expanded.push(...kept.map((path) => ({ path })));
+    const top = dirname(resolve(file.path));
+    expanded.push(
+      ...kept.map((path) => ({ path, name: relative(top, path).split(sep).join('/') })),
+    );
   }
   return { files: expanded, skipped };
 }

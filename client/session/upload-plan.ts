@@ -9,6 +9,7 @@ import { basename } from 'node:path';
 import { MAX_PACKETS, MAX_U32, Size } from '../../protocol/v3/constants';
 import { fileNameProblem, paddedLength, string255Bytes } from '../../protocol/v3/fields';
 import { errnoCode } from '../../shared/errno';
+import { filePathProblem } from '../../shared/validators';
 import { CLIENT_CHUNK_SIZE } from '../../shared/limits';
 import type { FileArgument } from '../config/transfer-info';
 import {
@@ -46,7 +47,10 @@ export function planUpload(
   fileName: string = basename(path),
 ): UploadPlan {
   const where = location ?? { file: path };
-  const nameProblem = fileNameProblem(fileName);
+  // Only a version-4 plan has folders in its name (FileArgument.name).
+  const nameProblem = fileName.includes('/')
+    ? filePathProblem(fileName)
+    : fileNameProblem(fileName);
   let nameBytes = 0;
   try {
     nameBytes = string255Bytes(fileName).length;
@@ -121,12 +125,34 @@ function checkReadable(file: FileArgument): number {
 
 /**
  * Checks every file before connecting: readable regular file, sendable name and size; the
- * first problem in argument order is the one reported. Then names: the server stores base
+ * first problem in argument order is the one reported. Then names: a v3 server stores base
  * names only (§7), so two files of one name would overwrite each other; every such clash is
  * listed.
  */
 export function prepareUploads(files: readonly FileArgument[]): UploadPlan[] {
   const plans = files.map((file) => planUpload(file.path, checkReadable(file), file.location));
+  refuseClashes(plans);
+  return plans;
+}
+
+/**
+ * The plan of one file for a version-4 upload: named by its path below a directory argument
+ * (FileArgument.name) when it has one, and not bound by v3's size limit (64-bit sizes,
+ * docs/protocol-v4.md §4.4).
+ */
+export function planV4Upload(file: FileArgument): { path: string; fileName: string; size: number } {
+  const size = checkReadable(file);
+  const fileName = file.name ?? basename(file.path);
+  try {
+    return planUpload(file.path, size, file.location, fileName);
+  } catch (err) {
+    if (!isClientError(err) || err.code !== ClientErrorCode.FILE_TOO_LARGE) throw err;
+    return { path: file.path, fileName, size };
+  }
+}
+
+/** Refuses, before anything is sent, files that would be stored under one name. */
+export function refuseClashes(plans: readonly { fileName: string; path: string }[]): void {
   const clashes = nameClashes(plans);
   if (clashes.length === 1 && clashes[0].paths.length === 2) {
     const [{ fileName, paths }] = clashes;
@@ -146,7 +172,6 @@ export function prepareUploads(files: readonly FileArgument[]): UploadPlan[] {
       { hint: 'send them in separate runs or rename them' },
     );
   }
-  return plans;
 }
 
 export interface NameClash {
@@ -156,7 +181,7 @@ export interface NameClash {
 }
 
 /** Names that more than one plan would be stored under, in order of first appearance. */
-export function nameClashes(plans: readonly UploadPlan[]): NameClash[] {
+export function nameClashes(plans: readonly { fileName: string; path: string }[]): NameClash[] {
   const byName = new Map<string, string[]>();
   for (const plan of plans) {
     const paths = byName.get(plan.fileName);

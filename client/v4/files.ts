@@ -3,6 +3,7 @@
  */
 import { FileFlag, RequestCode, ResponseCode } from '../../protocol/v4';
 import { plaintextSize } from '../../shared/e2e-stream';
+import { filePathProblem } from '../../shared/validators';
 import { ClientErrorCode, clientError } from '../errors';
 import { expect } from './errors';
 import type { V4Link } from './link';
@@ -54,12 +55,14 @@ export async function deleteFile(link: V4Link, fileName: string): Promise<number
   return expect(link.remote, what, answer, ResponseCode.DELETED).size;
 }
 
-/** A name the protocol cannot carry is refused before connecting. */
+/** A name the protocol cannot carry is refused before connecting (docs/protocol-v4.md §3.2). */
 export function checkRemoteName(name: string): string {
-  if (name === '' || name === '.' || name === '..' || /[/\\]/.test(name)) {
+  const problem = filePathProblem(name);
+  if (problem !== undefined) {
     throw clientError(
       ClientErrorCode.BAD_FILE_NAME,
-      `"${name}" is not a file name the server stores (a plain name, no folders)`,
+      `"${name}" is not a file name the server stores (${problem}; names are plain names, ` +
+        'or folders and a name joined by /, as `sft-client list` shows them)',
     );
   }
   return name;

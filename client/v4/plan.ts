@@ -1,14 +1,17 @@
 /**
- * Upload plans for both protocols. The v3 checks run first and unchanged (readable files,
- * names, duplicates); only a file too large for v3 (past 65535 packets, about 4 GiB) is let
- * through when v4 may carry it (64-bit sizes, docs/protocol-v4.md §4.4), and refused as before
- * if the run ends up on v3.
+ * Upload plans for both protocols, checked before anything is connected. Over version 4 a file
+ * found below a directory argument keeps its folders in its name (`-r photos` →
+ * `photos/2024/a.jpg`, docs/protocol-v4.md §3.2); over v3 every file is named by its base name,
+ * so files of one base name clash. The v3 plans are made first for `--protocol v3`, and
+ * otherwise only when the run falls back to v3, still before any file byte is sent.
  */
-import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
 import type { FileArgument } from '../config/transfer-info';
-import { ClientErrorCode, isClientError } from '../errors';
-import { prepareUploads, type UploadPlan } from '../session/upload-plan';
+import {
+  planV4Upload,
+  prepareUploads,
+  refuseClashes,
+  type UploadPlan,
+} from '../session/upload-plan';
 import type { ProtocolChoice } from './protocol-choice';
 
 /** What a v4 upload needs of a file. */
@@ -20,33 +23,19 @@ export interface V4Plan {
 
 export interface PreparedUploads {
   readonly v4: readonly V4Plan[];
-  /** The v3 plans; throws the v3 refusal when a file is too large for v3. */
+  /** The v3 plans; throws the v3 refusal (a file too large for v3, a clash of base names). */
   v3(): readonly UploadPlan[];
 }
 
-export async function prepareUploadPlans(
+export function prepareUploadPlans(
   protocol: ProtocolChoice,
   files: readonly FileArgument[],
-): Promise<PreparedUploads> {
-  try {
+): PreparedUploads {
+  if (protocol === 'v3') {
     const plans = prepareUploads(files);
     return { v4: plans, v3: () => plans };
-  } catch (err) {
-    if (protocol === 'v3' || !isClientError(err) || err.code !== ClientErrorCode.FILE_TOO_LARGE) {
-      throw err;
-    }
-    const v4 = await Promise.all(
-      files.map(async (file) => ({
-        path: file.path,
-        fileName: basename(file.path),
-        size: (await stat(file.path)).size,
-      })),
-    );
-    return {
-      v4,
-      v3: () => {
-        throw err;
-      },
-    };
   }
+  const v4 = files.map(planV4Upload);
+  refuseClashes(v4);
+  return { v4, v3: () => prepareUploads(files) };
 }

@@ -5,7 +5,7 @@
  */
 import { ProtocolErrorCode, protocolError } from '../errors';
 import { CONTROL_CHARACTERS as CONTROL } from '../../shared/validators';
-import { fileNameProblem } from '../v3/fields';
+import { filePathProblem } from '../../shared/validators';
 import { Size } from './constants';
 
 /** Reads fields of one payload in order; `end()` insists nothing is left over. */
@@ -134,9 +134,12 @@ export function textField(text: string, messageCode: number, allowEmpty = false)
   return out;
 }
 
-/** A file name field's text must be a plain base name (docs/protocol-v4.md §3.2, as v3 §9). */
+/**
+ * A file name field's text must be a relative path of plain base names (docs/protocol-v4.md
+ * §3.2; each part as v3 §9).
+ */
 export function checkFileName(name: string, messageCode: number): string {
-  const problem = fileNameProblem(name);
+  const problem = filePathProblem(name);
   if (problem !== undefined) {
     throw protocolError(ProtocolErrorCode.BAD_FILE_NAME, problem, messageCode);
   }

@@ -7,10 +7,13 @@
  * - A kept version: `.versions/<client-id-hex>/<file name>/<n>`. The first segment is never a
  *   client id (32 hex digits), so no version key can equal or contain a live key, whatever
  *   names clients choose (§9 allows `.versions` as a file name).
- * Client ids are lowercase hex; file names are plain base names (§9) of at most 255 bytes, the
- * longest name most file systems take.
+ * Client ids are lowercase hex. A file name is a plain base name (§9), or over version 4 a
+ * relative path of them (docs/protocol-v4.md §3.2); in a key its `/` are written `\`, which no
+ * part of a name may hold, so every name is one key segment (one file of the client's folder,
+ * whatever folders the name has) and no two names share one. At most 255 bytes: the longest
+ * name most file systems take for one path component.
  */
-import { fileNameProblem } from '../../shared/validators';
+import { filePathProblem } from '../../shared/validators';
 import { StorageError, StorageErrorCode } from './types';
 
 export const VERSIONS_SEGMENT = '.versions';
@@ -41,16 +44,23 @@ export function checkClientIdHex(clientIdHex: string): string {
   return hex;
 }
 
-/** A plain base name (§9) a file system can hold, or PATH_ESCAPE. */
-export function checkFileName(fileName: string): string {
-  if (fileNameProblem(fileName) !== undefined || Buffer.byteLength(fileName) > NAME_MAX_BYTES) {
-    throw escapeError(`file name ${JSON.stringify(fileName)} is not a plain base name`);
+/** The key segment of a file name (its `/` written `\`), or PATH_ESCAPE. */
+export function objectName(fileName: string): string {
+  if (filePathProblem(fileName) !== undefined || Buffer.byteLength(fileName) > NAME_MAX_BYTES) {
+    throw escapeError(`file name ${JSON.stringify(fileName)} is not a file name`);
   }
+  return fileName.replaceAll('/', '\\');
+}
+
+/** The file name a key segment stands for, or PATH_ESCAPE. */
+function fileNameOf(segment: string): string {
+  const fileName = segment.replaceAll('\\', '/');
+  objectName(fileName);
   return fileName;
 }
 
 export function liveKey(clientIdHex: string, fileName: string): string {
-  return `${checkClientIdHex(clientIdHex)}/${checkFileName(fileName)}`;
+  return `${checkClientIdHex(clientIdHex)}/${objectName(fileName)}`;
 }
 
 export function versionKey(clientIdHex: string, fileName: string, version: number): string {
@@ -58,7 +68,7 @@ export function versionKey(clientIdHex: string, fileName: string, version: numbe
     throw escapeError(`version ${version} is not a positive whole number`);
   }
   const hex = checkClientIdHex(clientIdHex);
-  return `${VERSIONS_SEGMENT}/${hex}/${checkFileName(fileName)}/${version}`;
+  return `${VERSIONS_SEGMENT}/${hex}/${objectName(fileName)}/${version}`;
 }
 
 /** The prefixes under which all objects of a client lie (live files, then versions). */
@@ -73,7 +83,7 @@ export function parseKey(key: string): ParsedKey {
   const [first, second, third, fourth] = parts;
   if (parts.length === 2 && first !== undefined && second !== undefined) {
     if (CLIENT_ID_HEX.test(first)) {
-      return { kind: 'live', clientIdHex: first, fileName: checkFileName(second) };
+      return { kind: 'live', clientIdHex: first, fileName: fileNameOf(second) };
     }
   }
   if (
@@ -88,7 +98,7 @@ export function parseKey(key: string): ParsedKey {
     return {
       kind: 'version',
       clientIdHex: second,
-      fileName: checkFileName(third),
+      fileName: fileNameOf(third),
       version: Number(fourth),
     };
   }
@@ -112,7 +122,7 @@ export function parsePrefix(prefix: string): readonly string[] {
         first === VERSIONS_SEGMENT &&
         second !== undefined &&
         CLIENT_ID_HEX.test(second) &&
-        (third === undefined || checkFileName(third) === third)));
+        (third === undefined || objectName(fileNameOf(third)) === third)));
   if (!ok) throw escapeError(`prefix ${JSON.stringify(prefix)} is not a storage key prefix`);
   return parts;
 }

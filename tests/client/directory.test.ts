@@ -3,7 +3,7 @@
  * on the server (it keeps base names only) are all listed and nothing is sent.
  */
 import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { ClientErrorCode, ExitCode } from '../../client/errors';
 import { expandDirectories } from '../../client/session/file-list';
 import { prepareUploads } from '../../client/session/upload-plan';
@@ -76,7 +76,9 @@ describe('expandDirectories', () => {
     await writeFile(join(root, 'data.bin'), 'data');
     const exclude = [join(root, 'me.info'), join(root, 'priv.key')];
     const expanded = await expandDirectories([{ path: root }], { recursive: true, exclude });
-    expect(expanded.files).toEqual([{ path: join(root, 'data.bin') }]);
+    expect(expanded.files).toEqual([
+      { path: join(root, 'data.bin'), name: `${basename(root)}/data.bin` },
+    ]);
     expect(expanded.skipped).toEqual(exclude);
   });
 
@@ -131,17 +133,53 @@ describe('sft-client -r', () => {
       clientId: string;
       files: { name: string; verified: boolean }[];
     };
-    // The link keeps its own name: a file is stored under the name it was found by.
+    // Over v4 (the default) a file keeps its folders below the argument, whose name comes
+    // first; the link keeps its own name: a file is stored under the name it was found by.
+    const top = basename(root);
     expect(doc.files.map((f) => [f.name, f.verified])).toEqual([
-      ['one.bin', true],
-      ['three.bin', true],
-      ['link-to-file', true],
-      ['two.bin', true],
-      ['z.txt', true],
+      [`${top}/a/one.bin`, true],
+      [`${top}/b/deep/three.bin`, true],
+      [`${top}/b/link-to-file`, true],
+      [`${top}/b/two.bin`, true],
+      [`${top}/z.txt`, true],
     ]);
+    // Each name is one file of the client's folder, its / written \ (object-keys.ts).
     const stored = join(data, doc.clientId);
-    expect((await readFile(join(stored, 'two.bin'))).equals(testBytes(70_000, 2))).toBe(true);
-    expect(await readFile(join(stored, 'link-to-file'), 'utf8')).toBe('z');
+    expect((await readdir(stored)).sort()).toEqual(
+      doc.files.map((f) => f.name.replaceAll('/', '\\')).sort(),
+    );
+    expect((await readFile(join(stored, `${top}\\b\\two.bin`))).equals(testBytes(70_000, 2))).toBe(
+      true,
+    );
+    expect(await readFile(join(stored, `${top}\\b\\link-to-file`), 'utf8')).toBe('z');
+  });
+
+  it('over v4 keeps folders: one base name in two folders is two files; one path twice clashes', async () => {
+    const data = await newDir();
+    server = await startRealServer(data);
+    const root = await newDir();
+    for (const sub of ['one', 'two']) {
+      await mkdir(join(root, 'docs', sub), { recursive: true });
+      await writeFile(join(root, 'docs', sub, 'report.pdf'), sub);
+    }
+    const cfg = await newDir();
+    await writeFile(join(cfg, 'transfer.info'), `${server.address}\nFolder Client\n`);
+    const result = await runCli(['-c', cfg, '--json', '-r', join(root, 'docs')]);
+    expect(result.code).toBe(ExitCode.OK);
+    const doc = JSON.parse(result.stdout) as { clientId: string; files: { name: string }[] };
+    expect(doc.files.map((f) => f.name)).toEqual(['docs/one/report.pdf', 'docs/two/report.pdf']);
+    const stored = join(data, doc.clientId);
+    expect(await readFile(join(stored, 'docs\\one\\report.pdf'), 'utf8')).toBe('one');
+    expect(await readFile(join(stored, 'docs\\two\\report.pdf'), 'utf8')).toBe('two');
+
+    // Two arguments whose folders have one name give the same paths: refused, nothing sent.
+    const other = await newDir();
+    await mkdir(join(other, 'docs', 'one'), { recursive: true });
+    await writeFile(join(other, 'docs', 'one', 'report.pdf'), 'other');
+    const clash = await runCli(['-c', cfg, '-r', join(root, 'docs'), join(other, 'docs')]);
+    expect(clash.code).toBe(ExitCode.USAGE);
+    expect(clash.stderr).toContain('same name "docs/one/report.pdf"');
+    expect(await readFile(join(stored, 'docs\\one\\report.pdf'), 'utf8')).toBe('one');
   });
 
   it('refuses clashing names before any byte is sent, naming every clash (exit 2)', async () => {
@@ -155,7 +193,8 @@ describe('sft-client -r', () => {
     }
     const cfg = await newDir();
     await writeFile(join(cfg, 'transfer.info'), `${server.address}\nClash Client\n`);
-    const result = await runCli(['-c', cfg, '-r', root]);
+    // Over v3, which stores base names only.
+    const result = await runCli(['--protocol', 'v3', '-c', cfg, '-r', root]);
     expect(result.code).toBe(ExitCode.USAGE);
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(/2 names are shared by several files/);
@@ -168,7 +207,7 @@ describe('sft-client -r', () => {
     // The same against a server that counts connections: none was made.
     const { handler } = honest();
     fake = await FakeServer.start(handler);
-    const again = await runCli(['-c', cfg, '-s', fake.address, '-r', root]);
+    const again = await runCli(['--protocol', 'v3', '-c', cfg, '-s', fake.address, '-r', root]);
     expect(again.code).toBe(ExitCode.USAGE);
     expect(fake.connectionCount).toBe(0);
   });
@@ -189,7 +228,7 @@ describe('sft-client -r', () => {
     const result = await runCli(['-c', cfg, '--json', '-r', cfg]);
     expect(result.code).toBe(ExitCode.OK);
     const doc = JSON.parse(result.stdout) as { files: { name: string }[] };
-    expect(doc.files.map((f) => f.name).sort()).toEqual(
+    expect(doc.files.map((f) => basename(f.name)).sort()).toEqual(
       (await readdir(cfg)).filter((n) => !keys.includes(n)).sort(),
     );
     expect(result.stderr).toMatch(/warning: not sending .*: a private key of this client/);

@@ -249,7 +249,9 @@ describe('containment', () => {
     '../../etc/passwd',
     '/etc/passwd',
     'a\\b',
-    'a/b',
+    'a//b',
+    'a/../b',
+    'a/',
     '..',
     '.',
     '',
@@ -278,6 +280,29 @@ describe('containment', () => {
       expect(await tree(parent)).toEqual(['data']);
     },
   );
+
+  it('keeps a name with folders (v4) as one file of the client folder, apart from its base name', async () => {
+    const { parent, data } = await layout();
+    const store = createFileStore(data);
+    for (const [name, body] of [
+      ['a/b/c.txt', 'nested'],
+      ['c.txt', 'plain'],
+      ['a', 'a file named like the folder'],
+    ] as const) {
+      const sink = await store.beginUpload(HEX, name);
+      await sink.write(Buffer.from(body));
+      expect((await sink.commit()).objectKey).toBe(`${HEX}/${name.replaceAll('/', '\\')}`);
+    }
+    expect((await tree(parent)).filter((p) => p.startsWith(`data/${HEX}`))).toEqual([
+      `data/${HEX}`,
+      `data/${HEX}/a`,
+      `data/${HEX}/a\\b\\c.txt`,
+      `data/${HEX}/c.txt`,
+    ]);
+    await store.remove(HEX, 'a/b/c.txt');
+    expect(await readFile(path.join(data, HEX, 'c.txt'), 'utf8')).toBe('plain');
+    expect(await readFile(path.join(data, HEX, 'a'), 'utf8')).toBe('a file named like the folder');
+  });
 
   it('accepts an uppercase client id as the same (lowercase) folder', async () => {
     const { data } = await layout();

@@ -143,7 +143,18 @@ describe('v4 codec', () => {
     expect(err.code).toBe(code);
   });
 
-  it.each(['..', '.', 'a/b', 'a\\b'])('refuses the file name %j', (name) => {
+  it.each([
+    '..',
+    '.',
+    'a\\b',
+    '/a',
+    'a/',
+    'a//b',
+    'a/../b',
+    'a/./b',
+    '../a',
+    `${'d/'.repeat(33)}f`,
+  ])('refuses the file name %j', (name) => {
     const begin = encodeRequest({
       code: RequestCode.UPLOAD_BEGIN,
       fileName: 'x',
@@ -156,6 +167,21 @@ describe('v4 codec', () => {
     const err = protocolErrorOf(() => decodeAllRequests(patched));
     expect(err.code).toBe(ProtocolErrorCode.BAD_FILE_NAME);
   });
+
+  it.each(['a/b', 'photos/2024/a.jpg', `${'d/'.repeat(32)}f`])(
+    'carries the file name %j: a relative path of plain names (§3.2)',
+    (fileName) => {
+      const frame = encodeRequest({
+        code: RequestCode.UPLOAD_BEGIN,
+        fileName,
+        size: 1,
+        check: Buffer.alloc(32),
+      });
+      expect(decodeAllRequests(frame)).toEqual([
+        { code: RequestCode.UPLOAD_BEGIN, fileName, size: 1, check: Buffer.alloc(32) },
+      ]);
+    },
+  );
 
   it('refuses a size over 2^53 - 1', () => {
     const begin = encodeRequest({

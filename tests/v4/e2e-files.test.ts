@@ -6,11 +6,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SERVER_MAIN, type ServerProcess } from '../helpers/server-process';
 import { DownloadCutProxy } from './download-proxy';
-import { patternBytes, runClient, sha256File, e2eFixture } from './helpers';
+import { CLIENT_MAIN, patternBytes, runClient, sha256File, e2eFixture } from './helpers';
 
 const MIB = 1024 * 1024;
 
@@ -81,6 +81,45 @@ describe('v4 end to end: list, get, delete', () => {
     expect(missing.code).toBe(4);
     expect(doc(missing).error?.code).toBe('NOT_FOUND');
     expect(existsSync(join(conf, 'n'))).toBe(false);
+  });
+
+  it('a name with folders: listed as sent, got into its base name here, deleted apart from its base name', async () => {
+    const data = await dir('srv');
+    const conf = await dir('cli');
+    await mkdir(join(conf, 'photos', '2024'), { recursive: true });
+    await writeFile(join(conf, 'photos', '2024', 'a.jpg'), patternBytes(70_000, 5));
+    await writeFile(join(conf, 'a.jpg'), 'top');
+    const s = await server(data);
+    const addr = ['--server', `127.0.0.1:${s.port}`];
+    const sent = await runClient(conf, [...addr, '--name', 'eve', '-r', join(conf, 'photos')]);
+    expect(sent.code).toBe(0);
+    expect((await runClient(conf, [...addr, join(conf, 'a.jpg')])).code).toBe(0);
+    const listed = (doc(await runClient(conf, [...addr, 'list'])).files ?? []).map((f) => f.name);
+    expect(listed.sort()).toEqual(['a.jpg', 'photos/2024/a.jpg']);
+
+    // Without -o the download lands in the working directory under its base name.
+    const here = await dir('here');
+    const got = spawnSync(
+      process.execPath,
+      [CLIENT_MAIN, '--config-dir', conf, ...addr, 'get', 'photos/2024/a.jpg'],
+      { cwd: here, encoding: 'utf8' },
+    );
+    expect(got.status).toBe(0);
+    expect(await readdir(here)).toEqual(['a.jpg']);
+    expect((await readFile(join(here, 'a.jpg'))).equals(patternBytes(70_000, 5))).toBe(true);
+
+    expect((await runClient(conf, [...addr, 'delete', 'photos/2024/a.jpg'])).code).toBe(0);
+    const after = (doc(await runClient(conf, [...addr, 'list'])).files ?? []).map((f) => f.name);
+    expect(after).toEqual(['a.jpg']);
+    const refused = await runClient(conf, [
+      ...addr,
+      'get',
+      'photos/../a.jpg',
+      '-o',
+      join(here, 'x'),
+    ]);
+    expect(refused.code).toBe(2);
+    expect(doc(refused).error?.code).toBe('BAD_FILE_NAME');
   });
 
   it('resumes a download cut mid-way from its temp file; the target never holds half a file', async () => {

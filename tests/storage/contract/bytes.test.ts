@@ -50,7 +50,12 @@ const HOSTILE_KEYS = [
   `${HEX}/..`,
   `${HEX}/.`,
   `${HEX}/a/b`,
-  `${HEX}/a\\b`,
+  // A name's folders are written \ in a key: one empty, dot or dot-dot part is refused.
+  `${HEX}/\\a`,
+  `${HEX}/a\\`,
+  `${HEX}/a\\\\b`,
+  `${HEX}/a\\..\\b`,
+  `${HEX}/..\\a`,
   `${HEX}/nul\u0000byte`,
   `${HEX}/esc\u001b[31m`,
   `${HEX}/${'x'.repeat(256)}`,
@@ -137,6 +142,22 @@ describe.each(BACKENDS)('byte store contract: $name', (factory) => {
     // A copy over an existing object replaces it.
     expect(await bytes.copy(kept, live)).toBe(true);
     expect((await readAll(await bytes.read(live)))?.toString()).toBe('first');
+  });
+
+  it('keeps a name with folders (v4) under one key, apart from its base name and its versions', async () => {
+    const { bytes } = backend();
+    const nested = liveKey(HEX, 'a/b/c.txt');
+    expect(nested).toBe(`${HEX}/a\\b\\c.txt`);
+    await put(bytes, nested, Buffer.from('nested'));
+    await put(bytes, liveKey(HEX, 'c.txt'), Buffer.from('plain'));
+    expect(await bytes.copy(nested, versionKey(HEX, 'a/b/c.txt', 1))).toBe(true);
+    expect((await readAll(await bytes.read(nested)))?.toString()).toBe('nested');
+    expect((await readAll(await bytes.read(liveKey(HEX, 'c.txt'))))?.toString()).toBe('plain');
+    await bytes.remove(nested);
+    expect(await bytes.read(nested)).toBeUndefined();
+    expect((await readAll(await bytes.read(versionKey(HEX, 'a/b/c.txt', 1))))?.toString()).toBe(
+      'nested',
+    );
   });
 
   it('removes one object, or everything under a client prefix, and tolerates missing ones', async () => {
