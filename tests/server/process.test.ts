@@ -59,6 +59,27 @@ async function newDir(): Promise<string> {
   return d;
 }
 
+interface FatalLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly err?: { readonly code?: string };
+}
+
+/** Starts a server on `dataDir` that must refuse to start (exit 1); its fatal log line. */
+function failedStart(dataDir: string): FatalLine | undefined {
+  const r = spawnSync(
+    process.execPath,
+    [SERVER_MAIN, '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir],
+    { encoding: 'utf8', timeout: 30000 },
+  );
+  expect(r.status).toBe(1);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as FatalLine)
+    .find((l) => l.level === 60);
+}
+
 afterEach(async () => {
   for (const c of clients.splice(0)) c.destroy();
   for (const p of running.splice(0)) await p.stop('SIGKILL');
@@ -119,17 +140,7 @@ describe('sft-server CLI', () => {
     await mkdir(join(dir, '.incoming'), { recursive: true, mode: 0o700 });
     const inFlight = join(dir, '.incoming', 'in-flight.part');
     await writeFile(inFlight, 'half');
-    const second = spawnSync(
-      process.execPath,
-      [SERVER_MAIN, '--port', '0', '--host', '127.0.0.1', '--data-dir', dir],
-      { encoding: 'utf8', timeout: 30000 },
-    );
-    expect(second.status).toBe(1);
-    const fatal = second.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { level: number; err?: { code?: string }; msg: string })
-      .find((l) => l.level === 60);
+    const fatal = failedStart(dir);
     expect(fatal?.err?.code).toBe('IN_USE');
     expect(fatal?.msg).toContain(`pid ${first.child.pid}`);
     expect(existsSync(inFlight)).toBe(true);
@@ -148,18 +159,7 @@ describe('sft-server CLI', () => {
     const file = join(dir, 'data');
     await writeFile(file, 'not a folder');
     for (const dataDir of [file, join(file, 'below')]) {
-      const r = spawnSync(
-        process.execPath,
-        [SERVER_MAIN, '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir],
-        { encoding: 'utf8', timeout: 30000 },
-      );
-      expect(r.status).toBe(1);
-      const fatal = r.stdout
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .map((l) => JSON.parse(l) as { level: number; err?: { code?: string } })
-        .find((l) => l.level === 60);
-      expect(fatal?.err?.code).toBe('FILESYSTEM');
+      expect(failedStart(dataDir)?.err?.code).toBe('FILESYSTEM');
     }
     expect(await readdir(dir)).toEqual(['data']);
     expect(await readFile(file, 'utf8')).toBe('not a folder');
