@@ -268,7 +268,11 @@ export interface FileCatalog {
    * none; `audit` is written with the change, and only with it.
    */
   deleteFile(clientId: Buffer, fileName: string, audit?: AuditEntry): Promise<boolean>;
-  listFiles(): Promise<FileRecord[]>;
+  /**
+   * Live rows by client, then name; with `clientId`, that client's only (a v4 LIST), read
+   * through the (client, name) key rather than the whole table.
+   */
+  listFiles(clientId?: Buffer): Promise<FileRecord[]>;
   /**
    * Keeps the current row of (clientId, fileName) as version `as.version` if it is verified,
    * then drops the oldest versions beyond `keep`. One transaction.
@@ -312,7 +316,7 @@ export interface ClientSummary {
 /** The read-only listings of `sft-server admin`. */
 export interface AdminQueries {
   listClientSummaries(): Promise<ClientSummary[]>;
-  listFiles(): Promise<FileRecord[]>;
+  listFiles(clientId?: Buffer): Promise<FileRecord[]>;
   listVersions(filter?: VersionFilter): Promise<FileVersion[]>;
   /** Audit entries from `since` (inclusive), oldest first; with `limit`, the newest `limit`. */
   queryAudit(options: { since?: number; limit?: number }): Promise<StoredAuditEntry[]>;

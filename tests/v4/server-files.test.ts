@@ -143,6 +143,46 @@ describe('v4 server: files and key set', () => {
     expect(errorOf(await peer.next())).toBe(WireErrorCode.UNEXPECTED);
   });
 
+  it("pages one listing from one snapshot of the client's own rows, read once per listing", async () => {
+    const { peer: other } = await client('other');
+    for (let i = 0; i < 3; i++) {
+      expect((await upload(other, `theirs-${i}`, Buffer.from('x'), false)).code).toBe(
+        ResponseCode.STORED,
+      );
+    }
+    const { peer, id } = await client('lister');
+    const names = Array.from({ length: 70 }, (_, i) => `f${String(i).padStart(2, '0')}`);
+    for (const name of names) {
+      expect((await upload(peer, name, Buffer.from(name), false)).code).toBe(ResponseCode.STORED);
+    }
+    const reads = jest.spyOn(backends.catalog, 'listFiles');
+    const page = async (start: number) => {
+      peer.send({ code: RequestCode.LIST, start });
+      const answer = await peer.next();
+      if (answer.code !== ResponseCode.FILE_LIST) throw new Error(`answer ${answer.code}`);
+      return answer;
+    };
+    const first = await page(0);
+    expect(first.total).toBe(70);
+    // Deleted after the listing began: the later pages are still those of its snapshot.
+    peer.send({ code: RequestCode.DELETE, fileName: first.files[0]?.fileName ?? '' });
+    expect((await peer.next()).code).toBe(ResponseCode.DELETED);
+    const second = await page(32);
+    const third = await page(64);
+    const listed = [first, second, third].flatMap((p) => p.files.map((f) => f.fileName));
+    expect([second.total, third.total]).toEqual([70, 70]);
+    expect([...listed].sort()).toEqual(names);
+    expect(listed).toHaveLength(70);
+    expect(reads).toHaveBeenCalledTimes(1);
+    expect(reads).toHaveBeenCalledWith(id);
+
+    // A new listing sees the deletion; the other client's files are never read for it.
+    expect((await page(0)).total).toBe(69);
+    expect(reads).toHaveBeenCalledTimes(2);
+    expect(reads.mock.calls.every(([who]) => who?.equals(id as Buffer))).toBe(true);
+    reads.mockRestore();
+  });
+
   it('ends an upload whose deflated chunk does not inflate, or inflates past the chunk size', async () => {
     const { peer } = await client('bomber');
     for (const bad of [Buffer.from([1, 2, 3, 4]), deflateRawSync(Buffer.alloc(CHUNK * 4))]) {

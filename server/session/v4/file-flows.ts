@@ -57,6 +57,12 @@ export function inflateChunk(data: Buffer, chunkSize: number): Buffer {
 
 export class V4Files {
   private download: Download | undefined;
+  /**
+   * The listing this connection pages through, taken at its first page (start 0): the pages
+   * after it neither repeat nor skip files stored or deleted meanwhile, and the client's rows
+   * are read once per listing, not once per page (docs/protocol-v4.md §4.8).
+   */
+  private listing: FileRecord[] | undefined;
 
   constructor(
     private readonly ctx: V4Context,
@@ -71,8 +77,8 @@ export class V4Files {
 
   /** The live files of a client (a failed upload's row has no bytes), newest first. */
   private async filesOf(client: BoundClient): Promise<FileRecord[]> {
-    const all = await this.ctx.base.store.listFiles();
-    return all
+    const own = await this.ctx.base.store.listFiles(client.clientId);
+    return own
       .filter((f) => f.clientId.equals(client.clientId) && f.status !== 'failed')
       .sort((a, b) => b.updatedAt - a.updatedAt || (a.fileName < b.fileName ? -1 : 1));
   }
@@ -91,7 +97,8 @@ export class V4Files {
 
   async list(client: BoundClient, req: List): Promise<FileList> {
     this.access();
-    const files = await this.filesOf(client);
+    if (req.start === 0 || this.listing === undefined) this.listing = await this.filesOf(client);
+    const files = this.listing;
     const page: FileEntry[] = [];
     for (const file of files.slice(req.start, req.start + LIST_PAGE_SIZE)) {
       const meta = await this.metaOf(file);

@@ -204,13 +204,15 @@ export class MemoryCatalog implements Catalog {
     return total;
   }
 
-  async listFiles(): Promise<FileRecord[]> {
+  async listFiles(clientId?: Buffer): Promise<FileRecord[]> {
     this.guard('listFiles');
-    return [...this.files.values()].sort(
-      (a, b) =>
-        Buffer.compare(a.clientId, b.clientId) ||
-        (a.fileName < b.fileName ? -1 : a.fileName > b.fileName ? 1 : 0),
-    );
+    return [...this.files.values()]
+      .filter((f) => clientId === undefined || f.clientId.equals(clientId))
+      .sort(
+        (a, b) =>
+          Buffer.compare(a.clientId, b.clientId) ||
+          (a.fileName < b.fileName ? -1 : a.fileName > b.fileName ? 1 : 0),
+      );
   }
 
   /** The version `current` would become, if `accept` takes it; nothing is changed. */

@@ -139,8 +139,11 @@ export class PostgresCatalog extends PostgresClients implements PostgresStore {
     return rows[0]?.total ?? 0;
   }
 
-  async listFiles(): Promise<FileRecord[]> {
-    const rows = await this.read<FileRow>('cannot list files', SQL.listFiles, []);
+  async listFiles(clientId?: Buffer): Promise<FileRecord[]> {
+    const rows =
+      clientId === undefined
+        ? await this.read<FileRow>('cannot list files', SQL.listFiles, [])
+        : await this.read<FileRow>('cannot list files', SQL.listFilesOf, [clientId]);
     return rows.map(toFileRecord);
   }
 

@@ -109,6 +109,7 @@ export const SQL = {
     'DELETE FROM file_versions WHERE client_id = $1 AND file_name = $2 AND version = $3',
   listClients: `SELECT ${CLIENT_COLUMNS} FROM clients ORDER BY name`,
   listFiles: `SELECT ${FILE_COLUMNS} FROM files ORDER BY client_id, file_name`,
+  listFilesOf: `SELECT ${FILE_COLUMNS} FROM files WHERE client_id = $1 ORDER BY file_name`,
   auditSince: `SELECT ${AUDIT_COLUMNS} FROM auth_log WHERE time >= $1 ORDER BY time, log_id`,
   auditNewest:
     `SELECT * FROM (SELECT ${AUDIT_COLUMNS} FROM auth_log WHERE time >= $1 ` +

@@ -40,8 +40,13 @@ export async function listClientSummaries(
   }));
 }
 
-export async function listFiles(db: AsyncDatabase): Promise<FileRecord[]> {
-  const rows = await db.all<FileRow>(`SELECT ${FILE_COLUMNS} FROM files ORDER BY ID, FileName`);
+export async function listFiles(db: AsyncDatabase, clientId?: Buffer): Promise<FileRecord[]> {
+  const rows =
+    clientId === undefined
+      ? await db.all<FileRow>(`SELECT ${FILE_COLUMNS} FROM files ORDER BY ID, FileName`)
+      : await db.all<FileRow>(`SELECT ${FILE_COLUMNS} FROM files WHERE ID = ? ORDER BY FileName`, [
+          clientId,
+        ]);
   return rows.map(toFileRecord);
 }
 

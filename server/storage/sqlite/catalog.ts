@@ -142,8 +142,9 @@ export class SqliteCatalog extends SqliteClients implements SqliteStore {
     });
   }
 
-  listFiles(): Promise<FileRecord[]> {
-    return this.job(() => admin.listFiles(this.db));
+  listFiles(clientId?: Buffer): Promise<FileRecord[]> {
+    const owner = clientId === undefined ? undefined : copy(clientId);
+    return this.job(() => admin.listFiles(this.db, owner));
   }
 
   archiveFile(

@@ -328,6 +328,10 @@ describe.each(BACKENDS)('catalog contract: $name', (factory) => {
     expect(await catalog.storedBytes(idOf(2))).toBe(3);
     expect(await catalog.storedBytes(idOf(9))).toBe(0);
     expect((await catalog.listFiles()).map((row) => row.fileName)).toEqual(['a', 'b', 'c']);
+    // One client's rows (a v4 LIST), failed ones included: the session leaves those out.
+    expect((await catalog.listFiles(idOf(1))).map((row) => row.fileName)).toEqual(['a', 'b']);
+    expect((await catalog.listFiles(idOf(2))).map((row) => row.fileName)).toEqual(['c']);
+    expect(await catalog.listFiles(idOf(9))).toEqual([]);
   });
 
   it('lists the audit trail oldest first, from a time, or its newest entries', async () => {
