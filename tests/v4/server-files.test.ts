@@ -176,9 +176,12 @@ describe('v4 server: files and key set', () => {
     expect(reads).toHaveBeenCalledTimes(1);
     expect(reads).toHaveBeenCalledWith(id);
 
-    // A new listing sees the deletion; the other client's files are never read for it.
-    expect((await page(0)).total).toBe(69);
+    // The last page let the snapshot go: any page now reads afresh and sees the deletion;
+    // the other client's rows are never read for this one.
+    expect((await page(32)).total).toBe(69);
     expect(reads).toHaveBeenCalledTimes(2);
+    expect((await page(0)).total).toBe(69);
+    expect(reads).toHaveBeenCalledTimes(3);
     expect(reads.mock.calls.every(([who]) => who?.equals(id as Buffer))).toBe(true);
     reads.mockRestore();
   });

@@ -60,7 +60,8 @@ export class V4Files {
   /**
    * The listing this connection pages through, taken at its first page (start 0): the pages
    * after it neither repeat nor skip files stored or deleted meanwhile, and the client's rows
-   * are read once per listing, not once per page (docs/protocol-v4.md §4.8).
+   * are read once per listing, not once per page (docs/protocol-v4.md §4.8). Dropped at the
+   * listing's last page.
    */
   private listing: FileRecord[] | undefined;
 
@@ -110,6 +111,8 @@ export class V4Files {
         flags: (meta?.flags ?? 0) | (file.verified ? FileFlag.VERIFIED : 0),
       });
     }
+    // Held only while the listing is paged through: its last page lets it go.
+    if (req.start + LIST_PAGE_SIZE >= files.length) this.listing = undefined;
     return { code: ResponseCode.FILE_LIST, total: files.length, files: page };
   }
 
