@@ -7,7 +7,7 @@
  * Two output buffers alternate, so at most about four blocks are in memory whatever the size
  * of the file.
  */
-import { closeSync, constants as fsConstants, openSync, readSync } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Size, string255Bytes } from '../../protocol';
 import { Cksum } from '../../shared/cksum';
@@ -16,6 +16,7 @@ import { createFileCipher } from '../../shared/crypto';
 import { errnoText } from '../../shared/errno';
 import { ClientErrorCode, clientError } from '../errors';
 import { Packetizer } from './packetizer';
+import { readAtOnce, type ReadAtOnce } from './read-at-once';
 import type { UploadPlan } from './upload-plan';
 
 /** Plaintext bytes read, checksummed and encrypted per step; a multiple of the chunk size. */
@@ -78,35 +79,17 @@ function becameShorter(plan: UploadPlan): Error {
   );
 }
 
-/**
- * The whole of a file that fits in one block, read synchronously: open, read and close of a
- * small local file take microseconds, less than the three thread-pool round trips they cost
- * asynchronously, and a folder of small files is hundreds of them. Larger files keep the
- * asynchronous double-buffered reads, so the event loop never waits on a long read.
- */
+/** The whole of a file that fits in one block, read at once (read-at-once.ts). */
 function readSmallFile(plan: UploadPlan, into: Buffer): Buffer {
-  let fd: number;
+  const whole = into.subarray(0, plan.size);
+  let read: ReadAtOnce;
   try {
-    fd = openSync(plan.path, fsConstants.O_RDONLY);
+    read = readAtOnce(plan.path, whole);
   } catch (err) {
     throw cannotRead(plan, err);
   }
-  try {
-    let got = 0;
-    while (got < plan.size) {
-      let n: number;
-      try {
-        n = readSync(fd, into, got, plan.size - got, got);
-      } catch (err) {
-        throw cannotRead(plan, err);
-      }
-      if (n === 0) throw becameShorter(plan);
-      got += n;
-    }
-    return into.subarray(0, plan.size);
-  } finally {
-    closeSync(fd);
-  }
+  if (read.bytesRead < plan.size) throw becameShorter(plan);
+  return whole;
 }
 
 /**
