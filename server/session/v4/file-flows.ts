@@ -80,7 +80,7 @@ export class V4Files {
   private async filesOf(client: BoundClient): Promise<FileRecord[]> {
     const own = await this.ctx.base.store.listFiles(client.clientId);
     return own
-      .filter((f) => f.clientId.equals(client.clientId) && f.status !== 'failed')
+      .filter((f) => f.status !== 'failed')
       .sort((a, b) => b.updatedAt - a.updatedAt || (a.fileName < b.fileName ? -1 : 1));
   }
 
